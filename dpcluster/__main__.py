@@ -1,0 +1,5 @@
+import sys
+
+from dpcluster.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``dpcluster`` command line."""

@@ -1,0 +1,42 @@
+"""``dpcluster``: entry point. User mistakes end as one line on stderr and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dpcluster import __version__
+from dpcluster.errors import UserError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own mistakes: one line, exit 2
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from dpcluster.cli import run
+
+    parser = _Parser(prog="dpcluster", description="Distilled pruning and IMP, from a laptop to a cluster.")
+    parser.add_argument("--version", action="version", version=f"dpcluster {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    run.add_parser(commands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except UserError as error:
+        print(f"dpcluster: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dpcluster: interrupted; run the same command again to resume from the last finished round",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

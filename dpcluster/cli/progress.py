@@ -1,0 +1,59 @@
+"""Rich progress for runs: one bar for the rounds of all experiments, one for the current training."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from dpcluster.methods.reporter import Reporter
+from dpcluster.results.records import RoundRecord
+
+
+class RichReporter(Reporter):
+    def __init__(self, console: Console, total_rounds: int):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self.rounds = self.progress.add_task("rounds", total=total_rounds)
+        self.training = self.progress.add_task("training", total=1, visible=False)
+        self.experiment = ""
+
+    def __enter__(self) -> RichReporter:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.progress.stop()
+
+    def start_experiment(self, name: str, rounds: int, done: int) -> None:
+        self.experiment = name
+        self.progress.update(self.rounds, description=f"[bold]{name}[/bold]")
+        self.progress.advance(self.rounds, done)
+        if done:
+            self.console.print(f"{name}: resuming after round {done}")
+
+    def start_training(self, label: str, epochs: int) -> Callable[[int, int], None]:
+        self.progress.reset(self.training, total=epochs, description=f"  {label} (epochs)", visible=True)
+
+        def on_epoch(epoch: int, total: int) -> None:
+            self.progress.update(self.training, completed=epoch)
+
+        return on_epoch
+
+    def end_round(self, record: RoundRecord) -> None:
+        self.progress.advance(self.rounds)
+        accuracy = "—" if record.test_accuracy is None else f"{100 * record.test_accuracy:5.1f}%"
+        self.console.print(
+            f"{self.experiment}  round {record.round:>2}  sparsity {100 * record.sparsity:5.1f}%  "
+            f"test accuracy {accuracy}  inner loop {record.inner_seconds:6.1f}s ({record.inner_data})"
+        )
+
+    def end_experiment(self, name: str) -> None:
+        self.progress.update(self.training, visible=False)
+
+    def message(self, text: str) -> None:
+        self.console.print(text)

@@ -1,0 +1,112 @@
+"""``dpcluster run``: compare pruning methods across seeds on one data set and model, on this machine."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from dpcluster.errors import SpecError, UserError
+from dpcluster.specs import ExperimentSpec
+from dpcluster.specs.experiment import DATASETS, METHODS, MODELS
+
+DEFAULT_METHODS = ("dense", "imp", "distilled", "random")
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("run", help="run pruning experiments here and print accuracy by sparsity",
+                            description="Run dense, IMP, distilled, hybrid and random pruning across seeds and "
+                                        "compare them. With no options: all four default methods on digits.")
+    p.add_argument("--config", type=Path, help="experiment spec (TOML); options below override it")
+    p.add_argument("--methods", help=f"comma-separated, from {', '.join(METHODS)} "
+                                     f"(default {','.join(DEFAULT_METHODS)})")
+    p.add_argument("--seeds", help="comma-separated seeds (default: the spec's seed, 0)")
+    p.add_argument("--data", help=f"data set: {', '.join(DATASETS)}")
+    p.add_argument("--data-root", help="folder holding the data set in torchvision's on-disk format")
+    p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
+    p.add_argument("--rounds", type=int, help="pruning rounds (20%% of the remaining weights each)")
+    p.add_argument("--target-sparsity", type=float, help="prune until at least this fraction is removed")
+    p.add_argument("--epochs", type=int, help="real-data training epochs")
+    p.add_argument("--distilled-epochs", type=int, help="epochs of training on the distilled set")
+    p.add_argument("--distilled", help="use this distilled set instead of distilling one here")
+    p.add_argument("--distilled-format", choices=("dpcluster", "mtt", "png"), default="dpcluster",
+                   help="format of --distilled (default: dpcluster)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default ./runs)")
+    p.set_defaults(handler=handle)
+
+
+def _ints(text: str, option: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UserError(f"{option}: expected comma-separated integers, got {text!r}") from None
+    if not values:
+        raise UserError(f"{option}: no values given")
+    return values
+
+
+def _override(spec: ExperimentSpec, section: str, option: str, **changes) -> ExperimentSpec:
+    try:
+        return spec.replace(**{section: getattr(spec, section).replace(**changes)})
+    except SpecError as error:
+        raise UserError(f"{option}: {error.message}") from None
+
+
+def base_spec(args: argparse.Namespace) -> ExperimentSpec:
+    """The spec from --config (or the defaults) with the command-line options applied."""
+    spec = ExperimentSpec.load(args.config) if args.config else ExperimentSpec()
+    if args.data is not None or args.data_root is not None:
+        changes = {"name": args.data} if args.data is not None else {}
+        if args.data_root is not None:
+            changes["root"] = args.data_root
+        spec = _override(spec, "data", "--data", **changes)
+    if args.model is not None:
+        spec = _override(spec, "model", "--model", name=args.model)
+    if args.rounds is not None and args.target_sparsity is not None:
+        raise UserError("give --rounds or --target-sparsity, not both")
+    if args.rounds is not None:
+        spec = _override(spec, "pruning", "--rounds", rounds=args.rounds, target_sparsity=None)
+    if args.target_sparsity is not None:
+        spec = _override(spec, "pruning", "--target-sparsity", target_sparsity=args.target_sparsity, rounds=None)
+    if args.epochs is not None:
+        spec = _override(spec, "training", "--epochs", epochs=args.epochs)
+    if args.distilled_epochs is not None:
+        spec = _override(spec, "distilled_training", "--distilled-epochs", epochs=args.distilled_epochs)
+    if args.distilled is not None:
+        spec = _override(spec, "distilled", "--distilled", source=args.distilled_format, path=args.distilled)
+    return spec
+
+
+def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpec]:
+    methods = [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        raise UserError(f"--methods: unknown method {', '.join(unknown) or '(none given)'}; "
+                        f"choose from {', '.join(METHODS)}")
+    seeds = _ints(args.seeds, "--seeds") if args.seeds else [spec.seed]
+    out = []
+    for method in dict.fromkeys(methods):
+        for seed in dict.fromkeys(seeds):
+            try:
+                out.append(spec.replace(method=method, seed=seed))
+            except SpecError as error:
+                raise UserError(f"{error} (method {method}, seed {seed})") from None
+    return out
+
+
+def handle(args: argparse.Namespace) -> int:
+    from dpcluster.cli.progress import RichReporter
+    from dpcluster.cli.tables import accuracy_table, cost_table
+    from dpcluster.runs import plan_run, run_planned
+
+    console = Console()
+    specs = expand(base_spec(args), args)
+    plan = plan_run(specs, args.out, args.device, console.print)
+    with RichReporter(console, plan.total_rounds) as reporter:
+        records = run_planned(plan, reporter)
+    console.print(accuracy_table(records))
+    console.print(cost_table(records))
+    console.print(f"Results: {args.out}/<experiment>/rounds.parquet ({len(plan.experiments)} experiments)")
+    return 0

@@ -1,0 +1,99 @@
+"""The containers every data set is returned in: tensors in memory (TensorSet) or a torch Dataset, in a DataBundle."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch.utils.data import Dataset
+
+from dpcluster.errors import UserError
+
+
+@dataclass
+class TensorSet:
+    """A whole split as two tensors: normalized images ``x`` (N, C, H, W) float32 and labels ``y`` (N,) int64."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+
+    def __post_init__(self):
+        if self.x.shape[0] != self.y.shape[0]:
+            raise ValueError(f"x has {self.x.shape[0]} images but y has {self.y.shape[0]} labels")
+
+    def __len__(self) -> int:
+        return int(self.y.shape[0])
+
+    def to(self, device) -> "TensorSet":
+        return TensorSet(self.x.to(device), self.y.to(device))
+
+    def nbytes(self) -> int:
+        return self.x.element_size() * self.x.nelement() + self.y.element_size() * self.y.nelement()
+
+
+class TensorSetDataset(Dataset):
+    """A TensorSet seen as a Dataset (for a DataLoader): yields (image tensor, int label); ``targets`` lists labels."""
+
+    def __init__(self, tensors: TensorSet):
+        self.tensors = tensors
+        self.targets = tensors.y.tolist()
+
+    def __len__(self) -> int:
+        return len(self.tensors)
+
+    def __getitem__(self, index: int):
+        return self.tensors.x[index], self.targets[index]
+
+
+def as_split(tensors: TensorSet, placement: str) -> TensorSet | Dataset:
+    """An in-memory split as the placement asks: a Dataset for "loader", else the TensorSet itself."""
+    return TensorSetDataset(tensors) if placement == "loader" else tensors
+
+
+Split = TensorSet | Dataset
+
+
+def labels_of(split: Split) -> torch.Tensor:
+    """The (N,) int64 labels of a split, without decoding images where the Dataset lists its ``targets``."""
+    if isinstance(split, TensorSet):
+        return split.y.detach().cpu().long()
+    targets = getattr(split, "targets", None)
+    if targets is None:  # Some other Dataset: the labels cost a pass over it.
+        targets = [int(split[i][1]) for i in range(len(split))]
+    return torch.as_tensor(targets, dtype=torch.int64)
+
+
+@dataclass
+class DataBundle:
+    """One data set: both splits and what a model and the distillation code need to know about it."""
+
+    name: str
+    num_classes: int
+    input_shape: tuple[int, int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    class_names: tuple[str, ...]
+    train: Split
+    test: Split
+
+    def train_labels(self) -> torch.Tensor:
+        return labels_of(self.train)
+
+    def train_images_of_class(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
+        """``count`` random training images of class ``label`` as a (count, C, H, W) CPU tensor.
+
+        Drawn without replacement when the class has at least ``count`` images; otherwise every image is used
+        as evenly as possible (whole random permutations, then part of one more).
+        """
+        indices = torch.nonzero(self.train_labels() == label).flatten()
+        if len(indices) == 0:
+            raise UserError(f"{self.name}: class {label} has no training images")
+        repeats = -(-count // len(indices))  # ceil
+        order = torch.cat([torch.randperm(len(indices), generator=generator) for _ in range(max(repeats, 1))])
+        chosen = indices[order[:count]]
+        if isinstance(self.train, TensorSet):
+            x = self.train.x
+            return x[chosen.to(x.device)].cpu()
+        if count == 0:
+            return torch.empty((0, *self.input_shape))
+        return torch.stack([self.train[int(i)][0] for i in chosen]).cpu()

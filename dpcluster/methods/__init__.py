@@ -1,0 +1,1 @@
+"""The pruning methods (dense, imp, distilled, hybrid, random) as one round engine."""

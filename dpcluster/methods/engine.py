@@ -1,0 +1,213 @@
+"""The round engine shared by every method.
+
+Round r holds mask m_r (m_0 keeps everything). Each round:
+
+1. the *inner loop* trains the subnetwork m_r to get weights to prune: on real data from the rewind point
+   (``imp``, and ``hybrid`` past its switch sparsity), on the distilled set from initialisation
+   (``distilled``, and ``hybrid`` before the switch; Algorithm 1 of the papers), or not at all (``random``);
+2. pruning gives m_{r+1} (global or layerwise magnitude, or random);
+3. *validation* trains m_{r+1} on real data and tests it. When m_{r+1} will itself be pruned by a real-data
+   inner loop, validation is exactly that training (same start, same data order), so it is kept and reused
+   rather than run twice, as open_lth does for IMP.
+
+``dense`` trains the unpruned network once. A checkpoint after every round lets a stopped run resume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from dpcluster.data.base import DataBundle, TensorSet
+from dpcluster.errors import UserError
+from dpcluster.methods.checkpoint import Carry, Checkpoint, State
+from dpcluster.methods.reporter import Reporter
+from dpcluster.models import build_model
+from dpcluster.pruning.masks import Mask, count_kept, count_total, full_mask, mask_hash, next_mask, sparsity
+from dpcluster.pruning.model_masks import capture_state, masked_state, prunable_weights, restore_state
+from dpcluster.results.records import RoundRecord, read_records, write_records
+from dpcluster.specs import ExperimentSpec
+from dpcluster.training import evaluate, train
+from dpcluster.training.batches import steps_per_epoch
+
+RESULTS_FILE = "rounds.parquet"
+SPEC_FILE = "spec.toml"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass
+class Inputs:
+    """What an experiment trains on, loaded once and shared by the experiments of a run."""
+
+    data: DataBundle
+    distilled: TensorSet | None = None
+    distilled_lr: float | None = None
+
+
+def inner_data(spec: ExperimentSpec, mask: Mask) -> str:
+    """Which data prunes ``mask`` further: "real", "distilled" or "none"."""
+    if spec.method == "imp":
+        return "real"
+    if spec.method == "distilled":
+        return "distilled"
+    if spec.method == "hybrid":
+        return "distilled" if sparsity(mask) < spec.pruning.hybrid_switch else "real"
+    return "none"
+
+
+def rewind_step(spec: ExperimentSpec, train_set: TensorSet | Dataset) -> int:
+    """The rewind point in iterations, checked against the length of real-data training."""
+    per_epoch = steps_per_epoch(train_set, spec.training.batch_size)
+    step = spec.pruning.rewind_point.steps(per_epoch)
+    if step >= spec.training.epochs * per_epoch:
+        raise UserError(f"pruning.rewind: {spec.pruning.rewind} is not before the end of real-data training "
+                        f"({spec.training.epochs} epochs of {per_epoch} iterations)")
+    return step
+
+
+def check_experiment(spec: ExperimentSpec, inputs: Inputs) -> None:
+    """Everything about ``spec`` that can only be checked against its data and model; raises UserError."""
+    model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
+    prunable_weights(model, spec.pruning.ignore)
+    rewind_step(spec, inputs.data.train)
+    if spec.uses_distilled_set and inputs.distilled is None:
+        raise ValueError("a distilled-data method needs inputs.distilled")
+
+
+class Experiment:
+    """One experiment's run: the model, its initial state, and the trainings the rounds are made of."""
+
+    def __init__(self, spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: torch.device,
+                 reporter: Reporter):
+        self.spec, self.inputs, self.run_dir, self.device, self.reporter = spec, inputs, run_dir, device, reporter
+        torch.manual_seed(spec.seed)
+        self.model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
+        self.init_state = capture_state(self.model)
+        self.weights = prunable_weights(self.model, spec.pruning.ignore)
+        self.rewind_at = rewind_step(spec, inputs.data.train)
+        self.workers = spec.data.workers
+
+    # --- trainings ------------------------------------------------------------------------------
+    def _start(self, state: State, mask: Mask) -> None:
+        restore_state(self.model, masked_state(state, mask))
+
+    def train_real(self, mask: Mask, checkpoint: Checkpoint, from_rewind: bool, label: str) -> Carry:
+        """Train ``mask`` on real data, from the rewind point or from initialisation."""
+        spec = self.spec
+        start_step, snapshot_step = 0, None
+        if from_rewind and checkpoint.rewind_state is not None:
+            self._start(checkpoint.rewind_state, mask)
+            start_step = self.rewind_at
+        else:
+            self._start(self.init_state, mask)
+            if from_rewind:
+                # The first real-data training of the run sets the rewind point as it passes it.
+                snapshot_step = self.rewind_at
+        result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=spec.seed,
+                       mask=mask, start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
+                       on_epoch=self.reporter.start_training(label, spec.training.epochs))
+        if snapshot_step is not None:
+            checkpoint.rewind_state = result.snapshot
+        return Carry(capture_state(self.model), result.seconds, result.examples_seen)
+
+    def train_distilled(self, mask: Mask, label: str) -> Carry:
+        spec = self.spec
+        self._start(self.init_state, mask)
+        lr = self.inputs.distilled_lr if spec.distilled.use_learned_lr else None
+        result = train(self.model, self.inputs.distilled, spec.distilled_training, device=self.device,
+                       seed=spec.seed, mask=mask, lr=lr,
+                       on_epoch=self.reporter.start_training(label, spec.distilled_training.epochs))
+        return Carry(capture_state(self.model), result.seconds, result.examples_seen)
+
+    def test(self, state: State) -> tuple[float, float]:
+        restore_state(self.model, state)
+        return evaluate(self.model, self.inputs.data.test, device=self.device, workers=self.workers)
+
+    # --- rounds ---------------------------------------------------------------------------------
+    def record(self, round_index: int, mask: Mask, inner: str, inner_run: Carry | None,
+               validation: Carry | None) -> RoundRecord:
+        spec = self.spec
+        accuracy = loss = None
+        if validation is not None:
+            accuracy, loss = self.test(validation.state)
+        return RoundRecord(
+            experiment_id=spec.experiment_id, method=spec.method, seed=spec.seed, dataset=spec.data.name,
+            model=spec.model.name, round=round_index, sparsity=sparsity(mask), weights_kept=count_kept(mask),
+            weights_total=count_total(mask), test_accuracy=accuracy, test_loss=loss, inner_data=inner,
+            inner_seconds=inner_run.seconds if inner_run else 0.0,
+            inner_examples=inner_run.examples if inner_run else 0,
+            validation_seconds=validation.seconds if validation else 0.0,
+            validation_examples=validation.examples if validation else 0,
+            mask_hash=mask_hash(mask),
+        )
+
+    def run_dense(self, checkpoint: Checkpoint) -> None:
+        validation = self.train_real(checkpoint.mask, checkpoint, from_rewind=False, label="dense")
+        checkpoint.records.append(self.record(0, checkpoint.mask, "none", None, validation))
+
+    def run_round(self, checkpoint: Checkpoint) -> None:
+        spec, mask, r = self.spec, checkpoint.mask, checkpoint.round
+        inner = inner_data(spec, mask)
+        label = f"round {r + 1}"
+        if inner == "real":
+            inner_run = checkpoint.carry or self.train_real(mask, checkpoint, True, f"{label}: real inner loop")
+        elif inner == "distilled":
+            inner_run = self.train_distilled(mask, f"{label}: distilled inner loop")
+        else:
+            inner_run = None
+        if inner_run is not None:
+            restore_state(self.model, inner_run.state)
+        generator = torch.Generator().manual_seed(spec.seed * 7919 + r)
+        new_mask = next_mask(spec.pruning.strategy, self.weights, mask, spec.pruning.rate, r + 1, generator)
+
+        validation = carry = None
+        next_inner = inner_data(spec, new_mask)
+        if spec.pruning.validate or (next_inner == "real" and r + 1 < spec.pruning.num_rounds):
+            validation = self.train_real(new_mask, checkpoint, from_rewind=next_inner == "real",
+                                         label=f"{label}: validation")
+            carry = validation if next_inner == "real" else None
+        record = self.record(r + 1, new_mask, inner, inner_run,
+                             validation if spec.pruning.validate else None)
+        checkpoint.records.append(record)
+        checkpoint.round, checkpoint.mask, checkpoint.carry = r + 1, new_mask, carry
+        self.reporter.end_round(record)
+
+
+def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: torch.device,
+                   reporter: Reporter | None = None) -> list[RoundRecord]:
+    """Run (or resume, or skip if finished) one experiment; its results land in ``run_dir``."""
+    reporter = reporter or Reporter()
+    results = run_dir / RESULTS_FILE
+    if results.exists():
+        return read_records(results)
+    check_experiment(spec, inputs)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    spec.save(run_dir / SPEC_FILE)
+
+    experiment = Experiment(spec, inputs, run_dir, device, reporter)
+    checkpoint_path = run_dir / CHECKPOINT_FILE
+    if checkpoint_path.exists():
+        checkpoint = Checkpoint.load(checkpoint_path)
+        if checkpoint.experiment_id != spec.experiment_id:
+            raise UserError(f"{checkpoint_path} belongs to experiment {checkpoint.experiment_id}, "
+                            f"not {spec.experiment_id}")
+    else:
+        checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
+
+    rounds = 0 if spec.method == "dense" else spec.pruning.num_rounds
+    reporter.start_experiment(spec.name, max(rounds, 1), len(checkpoint.records))
+    if spec.method == "dense":
+        if not checkpoint.records:
+            experiment.run_dense(checkpoint)
+            reporter.end_round(checkpoint.records[-1])
+    while checkpoint.round < rounds:
+        experiment.run_round(checkpoint)
+        checkpoint.save(checkpoint_path)
+    write_records(checkpoint.records, results)
+    checkpoint_path.unlink(missing_ok=True)
+    reporter.end_experiment(spec.name)
+    return checkpoint.records
+

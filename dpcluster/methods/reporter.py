@@ -1,0 +1,26 @@
+"""What the engine tells the outside world while it works; the CLI shows it with rich, tests ignore it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from dpcluster.results.records import RoundRecord
+
+
+class Reporter:
+    """Does nothing; subclasses show progress."""
+
+    def start_experiment(self, name: str, rounds: int, done: int) -> None:
+        pass
+
+    def start_training(self, label: str, epochs: int) -> Callable[[int, int], None] | None:
+        return None
+
+    def end_round(self, record: RoundRecord) -> None:
+        pass
+
+    def end_experiment(self, name: str) -> None:
+        pass
+
+    def message(self, text: str) -> None:
+        pass

@@ -1,0 +1,186 @@
+"""The machinery every spec shares: strict loading from dicts and TOML, saving, printing and hashing.
+
+Specs are frozen dataclasses. A spec is checked when it is made (``__post_init__``), so a spec that exists
+is a valid one. Loading rejects unknown keys and values of the wrong type with a :class:`SpecError` that
+names the dotted key, e.g. ``training.lr: must be > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Mapping, Self
+
+import tomli_w
+
+from dpcluster.errors import SpecError, UserError
+
+
+def check(condition: bool, key: str, message: str) -> None:
+    """Raise a SpecError for ``key`` unless ``condition`` holds."""
+    if not condition:
+        raise SpecError(key, message)
+
+
+def check_choice(value: str, choices: typing.Iterable[str], key: str) -> None:
+    choices = tuple(choices)
+    check(value in choices, key, f"must be one of {', '.join(choices)}; got {value!r}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Convert a loaded (TOML/JSON) value to the field type ``tp``, or raise naming ``key``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except SpecError as error:
+                errors.append(error.message)
+        raise SpecError(key, " or ".join(errors))
+    if origin is tuple:
+        (item_type, _ellipsis) = typing.get_args(tp)
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise SpecError(key, f"must be a list, got {value!r}")
+        return tuple(_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value))
+    if isinstance(tp, type) and issubclass(tp, Spec):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            raise SpecError(key, f"must be a table, got {value!r}")
+        try:
+            return tp.from_dict(value)
+        except SpecError as error:
+            raise error.under(key) from None
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SpecError(key, f"must be a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SpecError(key, f"must be an integer, got {value!r}")
+        return value
+    if tp in (str, bool):
+        if not isinstance(value, tp):
+            raise SpecError(key, f"must be a {_type_name(tp)}, got {value!r}")
+        return value
+    raise TypeError(f"unsupported spec field type {tp!r} for {key}")
+
+
+def _plain(value: Any) -> Any:
+    """A spec value as plain data (dicts, lists, scalars) for TOML and JSON."""
+    if isinstance(value, Spec):
+        return value.to_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class Spec:
+    """Mixin for frozen dataclass specs."""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Self:
+        hints = typing.get_type_hints(cls)
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
+        for key in data:
+            if key not in names:
+                raise SpecError(key, f"unknown key (known: {', '.join(sorted(names))})")
+        values = {key: _coerce(value, hints[key], key) for key, value in data.items()}
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every field, as plain data; ``None`` fields are left out (TOML has no null)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is not None:
+                out[f.name] = _plain(value)
+        return out
+
+    def non_default_dict(self) -> dict[str, Any]:
+        """Only the fields that differ from their defaults (nested specs likewise)."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Spec):
+                nested = value.non_default_dict()
+                if nested:
+                    out[f.name] = nested
+                continue
+            default = f.default if f.default is not dataclasses.MISSING else (
+                f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
+            if value != default:
+                out[f.name] = _plain(value)
+        return out
+
+    def content_hash(self) -> str:
+        """A stable id: fields left at their defaults do not count, so adding a new field with a
+        default does not change the id of existing experiments."""
+        text = json.dumps(self.non_default_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+    def replace(self, **changes: Any) -> Self:
+        return dataclasses.replace(self, **changes)
+
+    # --- TOML -------------------------------------------------------------------------------
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_toml(cls, text: str) -> Self:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as error:
+            raise UserError(f"not valid TOML: {error}") from None
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(self.to_toml())
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Self:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as error:
+            raise UserError(f"cannot read spec {path}: {error.strerror}") from None
+        try:
+            return cls.from_toml(text)
+        except SpecError as error:
+            raise SpecError(error.key, f"{error.message} (in {path})") from None
+        except UserError as error:
+            raise UserError(f"{path}: {error}") from None
+
+    # --- printing -----------------------------------------------------------------------------
+    def __str__(self) -> str:
+        return "\n".join(self._lines(0))
+
+    def _lines(self, indent: int) -> list[str]:
+        pad = "  " * indent
+        lines = [f"{pad}{type(self).__name__}"]
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Spec):
+                lines.append(f"{pad}  {f.name}:")
+                lines.extend(value._lines(indent + 2))
+            else:
+                lines.append(f"{pad}  {f.name} = {_plain(value)!r}")
+        return lines

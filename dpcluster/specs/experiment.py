@@ -1,0 +1,213 @@
+"""The specs of one experiment: data, model, training, pruning, distilled set, and the experiment itself."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+from dpcluster.specs.base import Spec, check, check_choice
+
+DATASETS = ("digits", "cifar10", "cifar100", "imagenet10", "imagenette", "imagenet")
+MODELS = ("convnet", "alexnet", "resnet18", "resnet10")
+METHODS = ("dense", "imp", "distilled", "hybrid", "random")
+OPTIMIZERS = ("sgd", "adam", "adamw")
+AUGMENTATIONS = ("none", "flip", "crop", "crop_flip")
+STRATEGIES = ("global", "layerwise", "random")
+DISTILLED_SOURCES = ("dm", "mtt", "png", "dpcluster")
+
+
+@dataclass(frozen=True)
+class DataSpec(Spec):
+    name: str = "digits"
+    # Folder holding the data set in torchvision's on-disk format (not used by digits).
+    root: str | None = None
+    # ImageNet subsets: the wnids to use with name = "imagenet" (imagenet10 and imagenette have built-in lists).
+    classes: tuple[str, ...] | None = None
+    # ImageNet subsets are resized (shorter side) and centre-cropped to this many pixels.
+    resolution: int = 128
+    # digits: the fixed, seeded, stratified train/test split.
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    # Where the training set lives: "auto" keeps it on the training device as tensors when it fits.
+    placement: str = "auto"
+    workers: int = 4
+
+    def __post_init__(self):
+        check_choice(self.name, DATASETS, "name")
+        check(self.name == "digits" or self.root is not None, "root",
+              f"data set {self.name!r} needs a root folder (it is never downloaded)")
+        check(self.name != "imagenet" or bool(self.classes), "classes",
+              "name = 'imagenet' needs a list of class wnids (or use imagenet10 / imagenette)")
+        check(self.resolution >= 8, "resolution", f"must be >= 8, got {self.resolution}")
+        check(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
+        check_choice(self.placement, ("auto", "device", "loader"), "placement")
+        check(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+
+
+@dataclass(frozen=True)
+class ModelSpec(Spec):
+    name: str = "convnet"
+    # ConvNet only (the papers' ConvNet: depth 3, width 128, instance norm, average pooling).
+    depth: int = 3
+    width: int = 128
+    norm: str = "instancenorm"
+    pooling: str = "avgpooling"
+
+    def __post_init__(self):
+        check_choice(self.name, MODELS, "name")
+        check(1 <= self.depth <= 8, "depth", f"must be in 1..8, got {self.depth}")
+        check(self.width >= 1, "width", f"must be >= 1, got {self.width}")
+        check_choice(self.norm, ("instancenorm", "batchnorm", "layernorm", "none"), "norm")
+        check_choice(self.pooling, ("avgpooling", "maxpooling", "none"), "pooling")
+
+
+@dataclass(frozen=True)
+class TrainingSpec(Spec):
+    optimizer: str = "sgd"
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    epochs: int = 30
+    batch_size: int = 128
+    # Multiply the learning rate by gamma at each of these epochs.
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    augmentation: str = "none"
+
+    def __post_init__(self):
+        check_choice(self.optimizer, OPTIMIZERS, "optimizer")
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        check(0 <= self.momentum < 1, "momentum", f"must be in [0, 1), got {self.momentum}")
+        check(self.weight_decay >= 0, "weight_decay", f"must be >= 0, got {self.weight_decay}")
+        check(self.epochs >= 1, "epochs", f"must be >= 1, got {self.epochs}")
+        check(self.batch_size >= 1, "batch_size", f"must be >= 1, got {self.batch_size}")
+        check(all(m >= 1 for m in self.milestones) and list(self.milestones) == sorted(self.milestones),
+              "milestones", f"must be increasing epochs >= 1, got {list(self.milestones)}")
+        check(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        check_choice(self.augmentation, AUGMENTATIONS, "augmentation")
+
+
+_REWIND = re.compile(r"^(\d+)(ep|it)$")
+
+
+@dataclass(frozen=True)
+class RewindPoint:
+    """Where rewinding returns to: ``amount`` epochs (``unit == "ep"``) or iterations (``"it"``)."""
+
+    amount: int
+    unit: str
+
+    def steps(self, steps_per_epoch: int) -> int:
+        return self.amount * steps_per_epoch if self.unit == "ep" else self.amount
+
+
+@dataclass(frozen=True)
+class PruningSpec(Spec):
+    # Fraction of the remaining weights removed each round.
+    rate: float = 0.2
+    strategy: str = "global"
+    # Module names (e.g. "classifier") whose weights are never pruned.
+    ignore: tuple[str, ...] = ()
+    # Give one of these; with neither, 5 rounds are run.
+    target_sparsity: float | None = None
+    rounds: int | None = None
+    # IMP rewinds to this point of real-data training: "0ep" (initialisation), "1ep", "500it", ...
+    rewind: str = "0ep"
+    # Train every round's subnetwork on real data and record its test accuracy.
+    validate: bool = True
+    # hybrid: distilled rounds until this sparsity, real-data IMP beyond it.
+    hybrid_switch: float = 0.5
+
+    DEFAULT_ROUNDS = 5
+
+    def __post_init__(self):
+        check(0 < self.rate < 1, "rate", f"must be in (0, 1), got {self.rate}")
+        check_choice(self.strategy, STRATEGIES, "strategy")
+        check(self.target_sparsity is None or self.rounds is None, "rounds",
+              "give either rounds or target_sparsity, not both")
+        if self.target_sparsity is not None:
+            check(0 <= self.target_sparsity < 1, "target_sparsity",
+                  f"must be in [0, 1), got {self.target_sparsity}")
+        if self.rounds is not None:
+            check(0 <= self.rounds <= 200, "rounds", f"must be in 0..200, got {self.rounds}")
+        check(_REWIND.match(self.rewind) is not None, "rewind",
+              f"must look like 0ep, 1ep or 500it; got {self.rewind!r}")
+        check(0 <= self.hybrid_switch < 1, "hybrid_switch", f"must be in [0, 1), got {self.hybrid_switch}")
+
+    @property
+    def num_rounds(self) -> int:
+        if self.rounds is not None:
+            return self.rounds
+        if self.target_sparsity is not None:
+            if self.target_sparsity == 0:
+                return 0
+            # Smallest r with 1 - (1 - rate)^r >= target.
+            return math.ceil(math.log(1 - self.target_sparsity) / math.log(1 - self.rate) - 1e-9)
+        return self.DEFAULT_ROUNDS
+
+    @property
+    def rewind_point(self) -> RewindPoint:
+        amount, unit = _REWIND.match(self.rewind).groups()
+        return RewindPoint(int(amount), unit)
+
+
+@dataclass(frozen=True)
+class DistilledSpec(Spec):
+    """Where the distilled set comes from: made here ("dm") or imported from ``path``."""
+
+    source: str = "dm"
+    path: str | None = None
+    images_per_class: int = 10
+    # Distribution matching (Zhao & Bilen): iterations, image learning rate, real images per class per step.
+    dm_iterations: int = 300
+    dm_lr: float = 1.0
+    dm_real_per_class: int = 64
+    # Train on the set with the learning rate it was distilled with, when it carries one.
+    use_learned_lr: bool = True
+
+    def __post_init__(self):
+        check_choice(self.source, DISTILLED_SOURCES, "source")
+        check(self.source == "dm" or self.path is not None, "path",
+              f"source {self.source!r} needs the path of the distilled set")
+        check(self.images_per_class >= 1, "images_per_class", f"must be >= 1, got {self.images_per_class}")
+        check(self.dm_iterations >= 0, "dm_iterations", f"must be >= 0, got {self.dm_iterations}")
+        check(self.dm_lr > 0, "dm_lr", f"must be > 0, got {self.dm_lr}")
+        check(self.dm_real_per_class >= 1, "dm_real_per_class", f"must be >= 1, got {self.dm_real_per_class}")
+
+
+def _default_distilled_training() -> TrainingSpec:
+    # A distilled set is tiny: many epochs of full-batch steps, as in the papers (~1000 epochs).
+    return TrainingSpec(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=300, batch_size=256)
+
+
+@dataclass(frozen=True)
+class ExperimentSpec(Spec):
+    method: str = "distilled"
+    seed: int = 0
+    data: DataSpec = field(default_factory=DataSpec)
+    model: ModelSpec = field(default_factory=ModelSpec)
+    pruning: PruningSpec = field(default_factory=PruningSpec)
+    distilled: DistilledSpec = field(default_factory=DistilledSpec)
+    # Training on the distilled set (the inner loop of distilled pruning).
+    distilled_training: TrainingSpec = field(default_factory=_default_distilled_training)
+    # Training on real data (IMP's inner loop, validation of every subnetwork, the dense baseline).
+    training: TrainingSpec = field(default_factory=TrainingSpec)
+
+    def __post_init__(self):
+        check_choice(self.method, METHODS, "method")
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        if self.pruning.strategy == "random" and self.method != "random":
+            check(False, "pruning.strategy", "strategy 'random' is the 'random' method; use method = 'random'")
+
+    @property
+    def experiment_id(self) -> str:
+        return self.content_hash()
+
+    @property
+    def uses_distilled_set(self) -> bool:
+        return self.method in ("distilled", "hybrid")
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}-s{self.seed}-{self.experiment_id}"
