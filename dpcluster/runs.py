@@ -35,7 +35,8 @@ class Plan:
 
 
 def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,
-             say: Callable[[str], None] = lambda text: None) -> Plan:
+             say: Callable[[str], None] = lambda text: None, distill_progress=None) -> Plan:
+    """Load and check everything the experiments need; ``distill_progress(i, n, loss)`` follows distillation."""
     device = resolve_device(device_name)
     loaded: dict = {}
     inputs: dict[str, Inputs] = {}
@@ -53,7 +54,7 @@ def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,
             continue
         key = (spec.distilled, spec.data, spec.model)
         if key not in distilled_sets:
-            distilled_sets[key] = _distilled_set(spec, loaded[spec.data], out, device, say)
+            distilled_sets[key] = _distilled_set(spec, loaded[spec.data], out, device, say, distill_progress)
         distilled = distilled_sets[key]
         inputs[spec.experiment_id] = Inputs(loaded[spec.data], distilled.as_tensor_set(), distilled.learned_lr)
 
@@ -65,7 +66,8 @@ def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,
     return Plan(specs, inputs, out, device)
 
 
-def _distilled_set(spec: ExperimentSpec, data, out: Path, device: torch.device, say: Callable[[str], None]):
+def _distilled_set(spec: ExperimentSpec, data, out: Path, device: torch.device, say: Callable[[str], None],
+                   progress):
     from dpcluster.distilled import obtain_distilled_set
 
     source = spec.distilled
@@ -75,7 +77,8 @@ def _distilled_set(spec: ExperimentSpec, data, out: Path, device: torch.device, 
     else:
         say(f"Distilled set: {source.source} from {source.path}")
     # One set per data set and model, shared by all seeds, as in the papers (seed 0 makes it).
-    return obtain_distilled_set(source, data, spec.model, seed=0, cache_dir=out / DISTILLED_CACHE, device=device)
+    return obtain_distilled_set(source, data, spec.model, seed=0, cache_dir=out / DISTILLED_CACHE, device=device,
+                                 progress=progress)
 
 
 def run_planned(plan: Plan, reporter: Reporter | None = None) -> list[RoundRecord]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -46,14 +47,33 @@ class RichReporter(Reporter):
 
     def end_round(self, record: RoundRecord) -> None:
         self.progress.advance(self.rounds)
-        accuracy = "—" if record.test_accuracy is None else f"{100 * record.test_accuracy:5.1f}%"
-        self.console.print(
-            f"{self.experiment}  round {record.round:>2}  sparsity {100 * record.sparsity:5.1f}%  "
-            f"test accuracy {accuracy}  inner loop {record.inner_seconds:6.1f}s ({record.inner_data})"
-        )
+        accuracy = "—" if record.test_accuracy is None else f"{100 * record.test_accuracy:.1f}%"
+        inner = "" if record.inner_data == "none" else f", inner loop {record.inner_seconds:.1f}s ({record.inner_data})"
+        self.console.print(f"{record.method} seed {record.seed} round {record.round}: "
+                           f"sparsity {100 * record.sparsity:.1f}%, accuracy {accuracy}{inner}")
 
     def end_experiment(self, name: str) -> None:
         self.progress.update(self.training, visible=False)
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+
+@contextmanager
+def distill_progress(console: Console) -> Iterator[Callable[[int, int, float], None]]:
+    """A bar for distillation; shown only once distillation actually starts (a cached set shows nothing)."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("loss {task.fields[loss]:.4g}"), TimeElapsedColumn(), console=console)
+    task = None
+
+    def on_iteration(iteration: int, iterations: int, loss: float) -> None:
+        nonlocal task
+        if task is None:
+            progress.start()
+            task = progress.add_task("distilling (distribution matching)", total=iterations, loss=loss)
+        progress.update(task, completed=iteration, loss=loss)
+
+    try:
+        yield on_iteration
+    finally:
+        progress.stop()

@@ -97,13 +97,14 @@ def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpe
 
 
 def handle(args: argparse.Namespace) -> int:
-    from dpcluster.cli.progress import RichReporter
+    from dpcluster.cli.progress import RichReporter, distill_progress
     from dpcluster.cli.tables import accuracy_table, cost_table
     from dpcluster.runs import plan_run, run_planned
 
     console = Console()
     specs = expand(base_spec(args), args)
-    plan = plan_run(specs, args.out, args.device, console.print)
+    with distill_progress(console) as on_iteration:
+        plan = plan_run(specs, args.out, args.device, console.print, on_iteration)
     with RichReporter(console, plan.total_rounds) as reporter:
         records = run_planned(plan, reporter)
     console.print(accuracy_table(records))

@@ -1,0 +1,126 @@
+"""Distribution matching (Zhao & Bilen, "Dataset Condensation with Distribution Matching", WACV 2023).
+
+Synthetic images start as random real images of their class. Each iteration draws a freshly initialised,
+untrained network and moves the synthetic images so that, class by class, the mean of their embeddings
+matches the mean embedding of a batch of real images; the images are the only parameters (SGD, momentum 0.5).
+
+Augmentation: the paper uses DSA (colour, crop, cutout, flip, scale, rotate); here a random shift ("crop"),
+plus a horizontal flip except on digits, whose meaning a mirror image changes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from dpcluster.data.augment import augment
+from dpcluster.distilled.format import DistilledSet
+from dpcluster.errors import UserError
+from dpcluster.models import build_model
+from dpcluster.specs import ModelSpec
+
+if TYPE_CHECKING:
+    from dpcluster.data.base import DataBundle
+
+Progress = Callable[[int, int, float], None]
+
+
+def augmentation_for(data: "DataBundle") -> str:
+    return "crop" if data.name == "digits" else "crop_flip"
+
+
+def _same_augmentation(real: torch.Tensor, syn: torch.Tensor, kind: str,
+                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Apply one random draw of ``kind`` to every image of both batches (DSA's siamese augmentation).
+
+    ``augment`` draws parameters per sample, so the whole class is folded into the channel axis of a single
+    sample: one draw, applied alike to all of its images. The ops are indexing, so gradients reach ``syn``.
+    """
+    n_real, (c, h, w) = real.shape[0], real.shape[1:]
+    both = torch.cat([real, syn]).reshape(1, -1, h, w)
+    both = augment(both, kind, generator).reshape(-1, c, h, w)
+    return both[:n_real], both[n_real:]
+
+
+class _ClassSampler:
+    """Random real images of one class, without replacement. Like ``DataBundle.train_images_of_class`` but with
+    the per-class indices computed once, and in-memory images gathered on their own device (no round trip)."""
+
+    def __init__(self, data: "DataBundle", labels: torch.Tensor, device: torch.device):
+        self.data, self.device = data, device
+        self.indices = [torch.nonzero(labels == c).flatten() for c in range(data.num_classes)]
+        self.x = getattr(data.train, "x", None)  # a TensorSet's image tensor, else None (a Dataset)
+
+    def __call__(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
+        indices = self.indices[label]
+        chosen = indices[torch.randperm(len(indices), generator=generator)[:count]]
+        if isinstance(self.x, torch.Tensor):
+            return self.x[chosen.to(self.x.device)].to(self.device, torch.float32)
+        return torch.stack([self.data.train[int(i)][0] for i in chosen]).to(self.device, torch.float32)
+
+
+def _fresh_network(model_spec: ModelSpec, data: "DataBundle", seed: int, device) -> torch.nn.Module:
+    # Initialised on the CPU under a private RNG state: reproducible on any device, global RNG untouched.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_model(model_spec, tuple(data.input_shape), data.num_classes)
+    net = net.to(device).train()  # train mode as in the paper (BatchNorm then uses the batch's statistics)
+    net.requires_grad_(False)
+    return net
+
+
+def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int, iterations: int, lr: float,
+               real_per_class: int, seed: int, device, progress: Progress | None = None) -> DistilledSet:
+    """Distil ``images_per_class`` images per class of ``data`` by distribution matching."""
+    device = torch.device(device)
+    classes = data.num_classes
+    train_labels = data.train_labels()
+    counts = torch.bincount(train_labels, minlength=classes).tolist()
+    too_small = [c for c in range(classes) if counts[c] < images_per_class]
+    if too_small:
+        raise UserError(f"distribution matching: classes {too_small} of {data.name} have fewer than "
+                        f"images_per_class = {images_per_class} training images")
+    data_rng = torch.Generator().manual_seed(seed)
+    augment_rng = torch.Generator().manual_seed(seed + 1)
+    kind = augmentation_for(data)
+    sample = _ClassSampler(data, train_labels, device)
+
+    initial = torch.cat([sample(c, images_per_class, data_rng) for c in range(classes)])
+    syn = initial.clone().requires_grad_(True)
+    labels = torch.arange(classes).repeat_interleave(images_per_class)
+    optimizer = torch.optim.SGD([syn], lr=lr, momentum=0.5)
+    losses: list[torch.Tensor] = []
+
+    for it in range(iterations):
+        net = _fresh_network(model_spec, data, seed * 1_000_003 + it, device)
+        reals, syns = [], []
+        for c in range(classes):
+            real = sample(c, min(real_per_class, counts[c]), data_rng)
+            real, syn_c = _same_augmentation(real, syn[c * images_per_class:(c + 1) * images_per_class], kind,
+                                             augment_rng)
+            reals.append(real)
+            syns.append(syn_c)
+        # One forward per side for all classes: identical to per-class forwards for per-sample norms
+        # (instance/group/layer norm), and the paper's variant for BatchNorm nets.
+        with torch.no_grad():
+            real_embed = net.embed(torch.cat(reals))
+        syn_embed = net.embed(torch.cat(syns))
+        real_sizes = [len(r) for r in reals]
+        real_means = torch.stack([e.mean(0) for e in real_embed.split(real_sizes)])
+        syn_means = syn_embed.reshape(classes, images_per_class, -1).mean(1)
+        loss = ((real_means - syn_means) ** 2).sum()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.detach())
+        if progress is not None:
+            progress(it + 1, iterations, float(loss.detach()))
+
+    history = torch.stack(losses).cpu().tolist() if losses else []
+    return DistilledSet(
+        images=syn.detach().cpu(), labels=labels, source_dataset=data.name, images_per_class=images_per_class,
+        method="dm", mean=tuple(data.mean), std=tuple(data.std), learned_lr=None, num_classes=classes,
+        extra={"model": model_spec.to_dict(), "iterations": iterations, "lr": lr, "real_per_class": real_per_class,
+               "seed": seed, "augmentation": kind, "loss_first": history[0] if history else None,
+               "loss_last": history[-1] if history else None})

@@ -1,0 +1,70 @@
+"""The command line: user mistakes are one line and exit code 2, with nothing written."""
+
+import pytest
+
+from dpcluster.cli.main import main
+from dpcluster.results import read_records
+from dpcluster.specs import ExperimentSpec, ModelSpec, TrainingSpec
+
+
+def _fails_cleanly(capsys, out, argv, *expected):
+    code = main(["run", "--out", str(out), "--device", "cpu", *argv])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("dpcluster: error:") and err.count("\n") == 1, err
+    for text in expected:
+        assert text in err
+    assert not out.exists(), "a failed run must leave nothing behind"
+
+
+def test_unknown_model(capsys, tmp_path):
+    _fails_cleanly(capsys, tmp_path / "out", ["--model", "vgg99"], "--model", "vgg99")
+
+
+def test_missing_data_root_names_the_expected_file(capsys, tmp_path):
+    _fails_cleanly(capsys, tmp_path / "out", ["--data", "cifar10", "--data-root", str(tmp_path / "nowhere")],
+                   str(tmp_path / "nowhere" / "cifar-10-batches-py"))
+
+
+def test_data_set_that_needs_a_root(capsys, tmp_path):
+    _fails_cleanly(capsys, tmp_path / "out", ["--data", "cifar100"], "root")
+
+
+@pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
+def test_sparsity_outside_zero_one(capsys, tmp_path, value):
+    _fails_cleanly(capsys, tmp_path / "out", ["--target-sparsity", value], "--target-sparsity", "[0, 1)")
+
+
+def test_unreadable_spec(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training]\nlr = 'fast'\n")
+    _fails_cleanly(capsys, tmp_path / "out", ["--config", str(bad)], "training.lr", str(bad))
+    _fails_cleanly(capsys, tmp_path / "out", ["--config", str(tmp_path / "missing.toml")], "cannot read spec")
+
+
+def test_bad_method_seed_device_and_ignored_layer(capsys, tmp_path):
+    _fails_cleanly(capsys, tmp_path / "out", ["--methods", "imp,magic"], "magic")
+    _fails_cleanly(capsys, tmp_path / "out", ["--seeds", "one"], "--seeds")
+    _fails_cleanly(capsys, tmp_path / "out", ["--device", "tpu"], "--device")
+    spec = tmp_path / "spec.toml"
+    spec.write_text("[pruning]\nignore = ['features.99']\n")
+    _fails_cleanly(capsys, tmp_path / "out", ["--config", str(spec)], "features.99")
+
+
+def test_a_small_run_writes_results_and_prints_the_table(capsys, tmp_path):
+    spec = ExperimentSpec(model=ModelSpec(width=16), training=TrainingSpec(epochs=2))
+    config = tmp_path / "spec.toml"
+    spec.save(config)
+    out = tmp_path / "out"
+    code = main(["run", "--config", str(config), "--methods", "dense,imp,random", "--seeds", "0,1",
+                 "--rounds", "2", "--out", str(out), "--device", "cpu"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "Test accuracy (%) by sparsity" in printed and "36.0%" in printed
+    runs = sorted(p.name for p in out.iterdir())
+    assert len(runs) == 6 and all(p.startswith(("dense-s", "imp-s", "random-s")) for p in runs)
+    for run in out.iterdir():
+        records = read_records(run / "rounds.parquet")
+        saved = ExperimentSpec.load(run / "spec.toml")
+        assert all(r.experiment_id == saved.experiment_id for r in records)
+        assert run.name == saved.name

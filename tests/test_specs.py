@@ -1,0 +1,69 @@
+import pytest
+
+from dpcluster.errors import SpecError, UserError
+from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
+
+
+def test_toml_round_trip_keeps_every_value(tmp_path):
+    spec = ExperimentSpec(
+        method="hybrid", seed=3, model=ModelSpec(name="alexnet"),
+        pruning=PruningSpec(target_sparsity=0.9, rewind="500it", ignore=("classifier",)),
+        training=TrainingSpec(optimizer="adam", lr=8e-4, milestones=(50, 65, 80), gamma=0.15),
+    )
+    path = tmp_path / "spec.toml"
+    spec.save(path)
+    assert ExperimentSpec.load(path) == spec
+    assert ExperimentSpec.load(path).experiment_id == spec.experiment_id
+
+
+def test_hash_is_stable_and_content_based():
+    assert ExperimentSpec().experiment_id == ExperimentSpec().experiment_id
+    assert ExperimentSpec(seed=1).experiment_id != ExperimentSpec(seed=0).experiment_id
+    # Writing a default explicitly does not change the id.
+    assert ExperimentSpec.from_dict({"training": {"epochs": 30}}).experiment_id == ExperimentSpec().experiment_id
+    assert len(ExperimentSpec().experiment_id) == 12
+
+
+def test_unknown_key_is_named_with_its_path():
+    with pytest.raises(SpecError, match=r"^training\.learning_rate: unknown key"):
+        ExperimentSpec.from_dict({"training": {"learning_rate": 0.1}})
+
+
+@pytest.mark.parametrize("data, key", [
+    ({"training": {"lr": -1}}, "training.lr"),
+    ({"training": {"epochs": "ten"}}, "training.epochs"),
+    ({"pruning": {"target_sparsity": 1.0}}, "pruning.target_sparsity"),
+    ({"pruning": {"rewind": "1 epoch"}}, "pruning.rewind"),
+    ({"model": {"name": "vgg"}}, "model.name"),
+    ({"data": {"name": "cifar10"}}, "data.root"),
+    ({"method": "magic"}, "method"),
+    ({"pruning": {"rounds": 3, "target_sparsity": 0.5}}, "pruning.rounds"),
+    ({"training": {"milestones": [65, 50]}}, "training.milestones"),
+])
+def test_bad_values_name_the_key(data, key):
+    with pytest.raises(SpecError) as error:
+        ExperimentSpec.from_dict(data)
+    assert error.value.key == key
+
+
+def test_unreadable_spec_is_a_user_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("method = [unclosed")
+    with pytest.raises(UserError, match="not valid TOML"):
+        ExperimentSpec.load(bad)
+    with pytest.raises(UserError, match="cannot read spec"):
+        ExperimentSpec.load(tmp_path / "missing.toml")
+
+
+def test_rounds_from_target_sparsity():
+    assert PruningSpec().num_rounds == 5
+    assert PruningSpec(target_sparsity=0.5).num_rounds == 4  # 1 - 0.8**3 = 0.488 < 0.5
+    assert PruningSpec(target_sparsity=0.488).num_rounds == 3
+    assert PruningSpec(rounds=30).num_rounds == 30
+    assert PruningSpec(rewind="1ep").rewind_point.steps(12) == 12
+    assert PruningSpec(rewind="500it").rewind_point.steps(12) == 500
+
+
+def test_spec_prints_readably():
+    text = str(ExperimentSpec(data=DataSpec(name="cifar10", root="/data")))
+    assert "root = '/data'" in text and "training:" in text
