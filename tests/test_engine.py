@@ -131,3 +131,14 @@ def test_distilled_and_imp_tickets_at_half_sparsity_match_dense_on_digits(tmp_pa
         assert last.test_accuracy >= dense - 0.03, (method, last.test_accuracy, dense)
     distilled_inner = [r.inner_data for r in records if r.method == "distilled"]
     assert distilled_inner == ["distilled"] * 3
+
+
+def test_streamed_data_trains_like_on_device_tensors(tmp_path):
+    """placement = "loader" streams batches through a DataLoader; the same seed gives the same results."""
+    results = {}
+    for placement in ("device", "loader"):
+        spec = small("imp", rounds=1).replace(data=DataSpec(placement=placement, workers=0))
+        data = load_data(spec.data)
+        records = run_experiment(spec, Inputs(data), tmp_path / placement, CPU)
+        results[placement] = (records[0].mask_hash, records[0].test_accuracy)
+    assert results["device"] == results["loader"]

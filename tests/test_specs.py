@@ -20,7 +20,7 @@ def test_hash_is_stable_and_content_based():
     assert ExperimentSpec().experiment_id == ExperimentSpec().experiment_id
     assert ExperimentSpec(seed=1).experiment_id != ExperimentSpec(seed=0).experiment_id
     # Writing a default explicitly does not change the id.
-    assert ExperimentSpec.from_dict({"training": {"epochs": 30}}).experiment_id == ExperimentSpec().experiment_id
+    assert ExperimentSpec.from_dict({"training": {"epochs": 15}}).experiment_id == ExperimentSpec().experiment_id
     assert len(ExperimentSpec().experiment_id) == 12
 
 
@@ -56,7 +56,7 @@ def test_unreadable_spec_is_a_user_error(tmp_path):
 
 
 def test_rounds_from_target_sparsity():
-    assert PruningSpec().num_rounds == 5
+    assert PruningSpec().num_rounds == 20
     assert PruningSpec(target_sparsity=0.5).num_rounds == 4  # 1 - 0.8**3 = 0.488 < 0.5
     assert PruningSpec(target_sparsity=0.488).num_rounds == 3
     assert PruningSpec(rounds=30).num_rounds == 30
