@@ -45,8 +45,7 @@ def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,
             say(f"Loading {spec.data.name} ...")
             loaded[spec.data] = load_data(spec.data)
         inputs[spec.experiment_id] = Inputs(loaded[spec.data])
-        check_experiment(spec.replace(method="dense") if spec.uses_distilled_set else spec,
-                         inputs[spec.experiment_id])
+        check_experiment(spec, inputs[spec.experiment_id])
 
     distilled_sets: dict = {}
     for spec in specs:

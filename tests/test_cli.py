@@ -46,6 +46,8 @@ def test_bad_method_seed_device_and_ignored_layer(capsys, tmp_path):
     _fails_cleanly(capsys, tmp_path / "out", ["--methods", "imp,magic"], "magic")
     _fails_cleanly(capsys, tmp_path / "out", ["--seeds", "one"], "--seeds")
     _fails_cleanly(capsys, tmp_path / "out", ["--device", "tpu"], "--device")
+    _fails_cleanly(capsys, tmp_path / "out", ["--methods", "distilled", "--distilled", str(tmp_path / "nowhere"),
+                                              "--distilled-format", "mtt"], "does not exist")
     spec = tmp_path / "spec.toml"
     spec.write_text("[pruning]\nignore = ['features.99']\n")
     _fails_cleanly(capsys, tmp_path / "out", ["--config", str(spec)], "features.99")
@@ -68,3 +70,23 @@ def test_a_small_run_writes_results_and_prints_the_table(capsys, tmp_path):
         saved = ExperimentSpec.load(run / "spec.toml")
         assert all(r.experiment_id == saved.experiment_id for r in records)
         assert run.name == saved.name
+
+
+def test_accuracy_plot_from_a_run(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    spec = ExperimentSpec(model=ModelSpec(width=8), training=TrainingSpec(epochs=1))
+    config = tmp_path / "spec.toml"
+    spec.save(config)
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--methods", "dense,random", "--rounds", "2", "--out", str(out),
+                 "--device", "cpu"]) == 0
+    script = Path(__file__).resolve().parents[1] / "analysis" / "accuracy_vs_sparsity.py"
+    png = tmp_path / "plot.png"
+    done = subprocess.run([sys.executable, str(script), str(out), "--out", str(png)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    empty = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
+    assert empty.returncode == 2 and "no results" in empty.stderr

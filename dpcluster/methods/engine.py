@@ -73,8 +73,6 @@ def check_experiment(spec: ExperimentSpec, inputs: Inputs) -> None:
     model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
     prunable_weights(model, spec.pruning.ignore)
     rewind_step(spec, inputs.data.train)
-    if spec.uses_distilled_set and inputs.distilled is None:
-        raise ValueError("a distilled-data method needs inputs.distilled")
 
 
 class Experiment:
@@ -184,6 +182,8 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     if results.exists():
         return read_records(results)
     check_experiment(spec, inputs)
+    if spec.uses_distilled_set and inputs.distilled is None:
+        raise ValueError(f"method {spec.method} needs a distilled set in its inputs")
     run_dir.mkdir(parents=True, exist_ok=True)
     spec.save(run_dir / SPEC_FILE)
 

@@ -39,6 +39,8 @@ class DataSpec(Spec):
               f"data set {self.name!r} needs a root folder (it is never downloaded)")
         check(self.name != "imagenet" or bool(self.classes), "classes",
               "name = 'imagenet' needs a list of class wnids (or use imagenet10 / imagenette)")
+        check(self.name == "imagenet" or self.classes is None, "classes",
+              f"only name = 'imagenet' takes a class list ({self.name} has its own)")
         check(self.resolution >= 8, "resolution", f"must be >= 8, got {self.resolution}")
         check(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         check_choice(self.placement, ("auto", "device", "loader"), "placement")
