@@ -78,9 +78,8 @@ def check_experiment(spec: ExperimentSpec, inputs: Inputs) -> None:
 class Experiment:
     """One experiment's run: the model, its initial state, and the trainings the rounds are made of."""
 
-    def __init__(self, spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: torch.device,
-                 reporter: Reporter):
-        self.spec, self.inputs, self.run_dir, self.device, self.reporter = spec, inputs, run_dir, device, reporter
+    def __init__(self, spec: ExperimentSpec, inputs: Inputs, device: torch.device, reporter: Reporter):
+        self.spec, self.inputs, self.device, self.reporter = spec, inputs, device, reporter
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
         self.init_state = capture_state(self.model)
@@ -187,7 +186,7 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec.save(run_dir / SPEC_FILE)
 
-    experiment = Experiment(spec, inputs, run_dir, device, reporter)
+    experiment = Experiment(spec, inputs, device, reporter)
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists():
         checkpoint = Checkpoint.load(checkpoint_path)
