@@ -55,13 +55,15 @@ def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,
         if key not in distilled_sets:
             distilled_sets[key] = _distilled_set(spec, loaded[spec.data], out, device, say, distill_progress)
         distilled = distilled_sets[key]
-        inputs[spec.experiment_id] = Inputs(loaded[spec.data], distilled.as_tensor_set(), distilled.learned_lr)
+        inputs[spec.experiment_id] = Inputs(loaded[spec.data], distilled.as_tensor_set(), distilled.learned_lr,
+                                            set_augmentation(distilled, loaded[spec.data]))
 
     placed = {data_spec: place_data(bundle, device, data_spec.placement) for data_spec, bundle in loaded.items()}
     for spec in specs:
         item = inputs[spec.experiment_id]
         distilled = item.distilled.to(device) if item.distilled is not None else None
-        inputs[spec.experiment_id] = Inputs(placed[spec.data], distilled, item.distilled_lr)
+        inputs[spec.experiment_id] = Inputs(placed[spec.data], distilled, item.distilled_lr,
+                                            item.distilled_augmentation)
     return Plan(specs, inputs, out, device)
 
 
@@ -70,14 +72,22 @@ def _distilled_set(spec: ExperimentSpec, data, out: Path, device: torch.device, 
     from dpcluster.distilled import obtain_distilled_set
 
     source = spec.distilled
-    if source.source == "dm":
-        say(f"Distilled set: distribution matching, {source.images_per_class} images per class "
-            f"(cached under {out / DISTILLED_CACHE})")
+    if source.source == "file":
+        say(f"Distilled set: {source.path} ({source.format} format)")
     else:
-        say(f"Distilled set: {source.source} from {source.path}")
-    # One set per data set and model, shared by all seeds, as in the papers (seed 0 makes it).
-    return obtain_distilled_set(source, data, spec.model, seed=0, cache_dir=out / DISTILLED_CACHE, device=device,
-                                 progress=progress)
+        say(f"Distilled set: {source.source}, {source.images_per_class} images per class "
+            f"(cached under {out / DISTILLED_CACHE})")
+    # One set per data set and model, shared by every experiment seed, as in the papers.
+    return obtain_distilled_set(source, data, spec.model, out / DISTILLED_CACHE, device, progress=progress)
+
+
+def set_augmentation(distilled, data) -> str:
+    """The augmentation to train on a set with: the one it was distilled with; for a set that does not say
+    (an import), DSA as MTT uses, without flips where they change labels."""
+    recorded = distilled.extra.get("augmentation")
+    if recorded:
+        return recorded
+    return "dsa" if getattr(data, "mirror_safe", data.name != "digits") else "dsa_noflip"
 
 
 def run_planned(plan: Plan, reporter: Reporter | None = None) -> list[RoundRecord]:

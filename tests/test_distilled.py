@@ -12,12 +12,14 @@ from PIL import Image
 import dpcluster.distilled.dm as dm_module
 from dpcluster.data import load_data
 from dpcluster.data.base import DataBundle, TensorSet
-from dpcluster.distilled import DistilledSet, distill_dm, dm_cache_key, import_mtt, import_png, obtain_distilled_set
+from dpcluster.distilled import DistilledSet, distill_key, import_mtt, import_png, obtain_distilled_set
+from dpcluster.distilled.dm import distill_dm
 from dpcluster.distilled.dm import _fresh_network
 from dpcluster.distilled.importers import MTT_NORMALIZATION
 from dpcluster.errors import UserError
 from dpcluster.models import build_model
 from dpcluster.specs import DataSpec, DistilledSpec, ModelSpec
+from dpcluster.specs.experiment import DMSpec, MTTSpec
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -339,44 +341,69 @@ def test_dm_needs_enough_images():
 # --- obtaining the set for an experiment -------------------------------------------------------------------
 
 def test_obtain_dm_uses_cache(tmp_path, digits, monkeypatch):
-    spec = DistilledSpec(images_per_class=2, dm_iterations=3, dm_real_per_class=8)
+    spec = DistilledSpec(images_per_class=2, dm=DMSpec(iterations=3, real_per_class=8))
     model = ModelSpec(width=8, depth=2)
     calls = []
-    first = obtain_distilled_set(spec, digits, model, 0, tmp_path, "cpu", progress=lambda *a: calls.append(a))
+    first = obtain_distilled_set(spec, digits, model, tmp_path, "cpu", progress=lambda *a: calls.append(a))
     assert len(calls) == 3
-    key = dm_cache_key(spec, digits, model, 0)
-    assert [p.name for p in tmp_path.iterdir()] == [key]
+    key = distill_key(spec, digits, model)
+    assert [p.name for p in tmp_path.iterdir()] == [f"dm-digits-ipc2-{key}"]
 
     def refuse(*args, **kwargs):
         raise AssertionError("distilled again despite a cached set")
 
     monkeypatch.setattr(dm_module, "distill_dm", refuse)
-    second = obtain_distilled_set(spec, digits, model, 0, tmp_path, "cpu")
+    second = obtain_distilled_set(spec, digits, model, tmp_path, "cpu")
     assert torch.equal(first.images, second.images) and torch.equal(first.labels, second.labels)
     # Anything that changes the result changes the key.
-    assert dm_cache_key(spec, digits, model, 1) != key
-    assert dm_cache_key(spec.replace(dm_lr=2.0), digits, model, 0) != key
-    assert dm_cache_key(spec, digits, model.replace(width=16), 0) != key
-    assert dm_cache_key(spec, load_data(DataSpec(split_seed=1)), model, 0) != key
-    assert dm_cache_key(spec, load_data(DataSpec(placement="loader")), model, 0) == key
+    assert distill_key(spec.replace(seed=1), digits, model) != key
+    assert distill_key(spec.replace(dm=DMSpec(iterations=3, real_per_class=8, lr=2.0)), digits, model) != key
+    assert distill_key(spec.replace(augmentation="none"), digits, model) != key
+    assert distill_key(spec, digits, model.replace(width=16)) != key
+    assert distill_key(spec, load_data(DataSpec(split_seed=1)), model) != key
+    assert distill_key(spec, load_data(DataSpec(placement="loader")), model) == key
+    # ...and what does not, does not.
+    assert distill_key(spec.replace(use_learned_lr=False, mtt=MTTSpec(iterations=1)), digits, model) == key
+
+
+def test_a_stopped_distillation_resumes_from_its_checkpoint(tmp_path, digits):
+    model = ModelSpec(width=8, depth=2)
+    state = tmp_path / "state.pt"
+    whole = distill_dm(digits, model, 2, 6, 1.0, 8, 0, "cpu")
+
+    class Stop(Exception):
+        pass
+
+    def stop_in_fifth(iteration, iterations, loss):  # after the checkpoint at iteration 4
+        if iteration == 5:
+            raise Stop
+
+    with pytest.raises(Stop):
+        distill_dm(digits, model, 2, 6, 1.0, 8, 0, "cpu", stop_in_fifth, state_path=state, checkpoint_every=2)
+    assert state.exists()
+    seen = []
+    resumed = distill_dm(digits, model, 2, 6, 1.0, 8, 0, "cpu", lambda i, n, loss: seen.append(i),
+                         state_path=state, checkpoint_every=2)
+    assert seen == [5, 6]  # iterations 1-4 were not repeated
+    assert torch.allclose(resumed.images, whole.images, atol=1e-6)
 
 
 def test_obtain_imports(tmp_path, digits):
     images = torch.randn(20, 1, 8, 8)
     torch.save(images, tmp_path / "images_best.pt")
     torch.save(torch.arange(10).repeat_interleave(2), tmp_path / "labels_best.pt")
-    spec = DistilledSpec(source="mtt", path=str(tmp_path), images_per_class=2)
-    distilled = obtain_distilled_set(spec, digits, ModelSpec(), 0, tmp_path / "cache", "cpu")
+    spec = DistilledSpec(source="file", format="mtt", path=str(tmp_path), images_per_class=2)
+    distilled = obtain_distilled_set(spec, digits, ModelSpec(), tmp_path / "cache", "cpu")
     assert torch.equal(distilled.images, images)
     distilled.save(tmp_path / "own")
-    own = DistilledSpec(source="dpcluster", path=str(tmp_path / "own"), images_per_class=2)
-    assert torch.equal(obtain_distilled_set(own, digits, ModelSpec(), 0, tmp_path, "cpu").images, images)
+    own = DistilledSpec(source="file", path=str(tmp_path / "own"), images_per_class=2)
+    assert torch.equal(obtain_distilled_set(own, digits, ModelSpec(), tmp_path, "cpu").images, images)
     with pytest.raises(UserError, match="images_per_class = 10"):
-        obtain_distilled_set(spec.replace(images_per_class=10), digits, ModelSpec(), 0, tmp_path, "cpu")
+        obtain_distilled_set(spec.replace(images_per_class=10), digits, ModelSpec(), tmp_path, "cpu")
     with pytest.raises(UserError, match="does not exist") as error:
-        obtain_distilled_set(DistilledSpec(source="png", path=str(tmp_path / "none")), digits, ModelSpec(), 0,
-                             tmp_path, "cpu")
+        obtain_distilled_set(DistilledSpec(source="file", format="png", path=str(tmp_path / "none")), digits,
+                             ModelSpec(), tmp_path, "cpu")
     one_line(error)
     with pytest.raises(UserError, match="distilled from 'digits'"):
         obtain_distilled_set(own, bundle(name="cifar10", classes=tuple("abcdefghij"), shape=(1, 8, 8), mean=(0.0,),
-                                         std=(1.0,)), ModelSpec(), 0, tmp_path, "cpu")
+                                         std=(1.0,)), ModelSpec(), tmp_path, "cpu")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from rich.console import Console
 
+from dpcluster.cli.options import add_spec_options, override, spec_from_options
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
-from dpcluster.specs.experiment import DATASETS, METHODS, MODELS
+from dpcluster.specs.experiment import METHODS
 
 DEFAULT_METHODS = ("dense", "imp", "distilled", "random")
 
@@ -18,22 +18,19 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("run", help="run pruning experiments here and print accuracy by sparsity",
                             description="Run dense, IMP, distilled, hybrid and random pruning across seeds and "
                                         "compare them. With no options: all four default methods on digits.")
-    p.add_argument("--config", type=Path, help="experiment spec (TOML); options below override it")
+    add_spec_options(p)
     p.add_argument("--methods", help=f"comma-separated, from {', '.join(METHODS)} "
                                      f"(default {','.join(DEFAULT_METHODS)})")
     p.add_argument("--seeds", help="comma-separated seeds (default: the spec's seed, 0)")
-    p.add_argument("--data", help=f"data set: {', '.join(DATASETS)}")
-    p.add_argument("--data-root", help="folder holding the data set in torchvision's on-disk format")
-    p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
     p.add_argument("--rounds", type=int, help="pruning rounds (20%% of the remaining weights each)")
     p.add_argument("--target-sparsity", type=float, help="prune until at least this fraction is removed")
     p.add_argument("--epochs", type=int, help="real-data training epochs")
     p.add_argument("--distilled-epochs", type=int, help="epochs of training on the distilled set")
+    p.add_argument("--distill", choices=("dm", "mtt"),
+                   help="distil the set here by distribution matching (dm, the default) or trajectory matching (mtt)")
     p.add_argument("--distilled", help="use this distilled set instead of distilling one here")
     p.add_argument("--distilled-format", choices=("dpcluster", "mtt", "png"), default="dpcluster",
                    help="format of --distilled (default: dpcluster)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default ./runs)")
     p.set_defaults(handler=handle)
 
 
@@ -47,35 +44,26 @@ def _ints(text: str, option: str) -> list[int]:
     return values
 
 
-def _override(spec: ExperimentSpec, section: str, option: str, **changes) -> ExperimentSpec:
-    try:
-        return spec.replace(**{section: getattr(spec, section).replace(**changes)})
-    except SpecError as error:
-        raise UserError(f"{option}: {error.message}") from None
-
-
 def base_spec(args: argparse.Namespace) -> ExperimentSpec:
     """The spec from --config (or the defaults) with the command-line options applied."""
-    spec = ExperimentSpec.load(args.config) if args.config else ExperimentSpec()
-    if args.data is not None or args.data_root is not None:
-        changes = {"name": args.data} if args.data is not None else {}
-        if args.data_root is not None:
-            changes["root"] = args.data_root
-        spec = _override(spec, "data", "--data", **changes)
-    if args.model is not None:
-        spec = _override(spec, "model", "--model", name=args.model)
+    spec = spec_from_options(args)
     if args.rounds is not None and args.target_sparsity is not None:
         raise UserError("give --rounds or --target-sparsity, not both")
     if args.rounds is not None:
-        spec = _override(spec, "pruning", "--rounds", rounds=args.rounds, target_sparsity=None)
+        spec = override(spec, "pruning", "--rounds", rounds=args.rounds, target_sparsity=None)
     if args.target_sparsity is not None:
-        spec = _override(spec, "pruning", "--target-sparsity", target_sparsity=args.target_sparsity, rounds=None)
+        spec = override(spec, "pruning", "--target-sparsity", target_sparsity=args.target_sparsity, rounds=None)
     if args.epochs is not None:
-        spec = _override(spec, "training", "--epochs", epochs=args.epochs)
+        spec = override(spec, "training", "--epochs", epochs=args.epochs)
     if args.distilled_epochs is not None:
-        spec = _override(spec, "distilled_training", "--distilled-epochs", epochs=args.distilled_epochs)
+        spec = override(spec, "distilled_training", "--distilled-epochs", epochs=args.distilled_epochs)
     if args.distilled is not None:
-        spec = _override(spec, "distilled", "--distilled", source=args.distilled_format, path=args.distilled)
+        if args.distill is not None:
+            raise UserError("give --distill or --distilled, not both")
+        spec = override(spec, "distilled", "--distilled", source="file", format=args.distilled_format,
+                         path=args.distilled)
+    if args.distill is not None:
+        spec = override(spec, "distilled", "--distill", source=args.distill, path=None)
     return spec
 
 

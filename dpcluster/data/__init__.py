@@ -6,14 +6,49 @@ attribute named ``augment`` would shadow the submodule of the same name.
 
 from __future__ import annotations
 
-from dpcluster.data.base import DataBundle, TensorSet, TensorSetDataset
+from dpcluster.data.base import DataBundle, Split, TensorSet, TensorSetDataset
+from dpcluster.errors import UserError
 from dpcluster.specs.experiment import DataSpec
 
 __all__ = ["DataBundle", "TensorSet", "TensorSetDataset", "load_data"]
 
 
 def load_data(spec: DataSpec) -> DataBundle:
-    """Load the data set ``spec`` names. Nothing is ever downloaded; missing or bad files raise UserError."""
+    """Load the data set ``spec`` names. Nothing is ever downloaded; missing or bad files raise UserError.
+
+    With ``spec.zca`` both splits are ZCA-whitened with a transform fitted on the training split.
+    """
+    bundle = _load(spec)
+    if spec.zca:
+        _whiten(bundle)
+    return bundle
+
+
+def _in_memory(split: Split) -> TensorSet | None:
+    if isinstance(split, TensorSet):
+        return split
+    if isinstance(split, TensorSetDataset):
+        return split.tensors
+    return None
+
+
+def _whiten(bundle: DataBundle) -> None:
+    """ZCA-whiten both in-memory splits of ``bundle`` in place (MTT's regularization 0.1)."""
+    from dpcluster.data import zca
+
+    train, test = _in_memory(bundle.train), _in_memory(bundle.test)
+    if train is None or test is None:
+        raise zca.in_memory_error(bundle.name)
+    zca.check_size(bundle.input_shape, bundle.name)
+    if len(train) < 2:
+        raise UserError(f"{bundle.name}: ZCA whitening needs at least 2 training images, got {len(train)}")
+    whitening = zca.fit(train.x)
+    train.x = whitening.apply(train.x)
+    test.x = whitening.apply(test.x)
+    bundle.zca = True
+
+
+def _load(spec: DataSpec) -> DataBundle:
     # Imported here so that the digits path (and importing this package) does not pay for torchvision.
     if spec.name == "digits":
         from dpcluster.data import digits

@@ -6,10 +6,19 @@ augmentation on any device) and only the small parameter tensors are moved to ``
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 
-KINDS = ("none", "flip", "crop", "crop_flip")
+from dpcluster.data.dsa import DSA_STRATEGY, NOFLIP_STRATEGY, dsa
+
+if TYPE_CHECKING:
+    from dpcluster.data.base import DataBundle
+
+# "dsa": differentiable siamese augmentation (dpcluster.data.dsa), one random transform per call; "dsa_noflip" is
+# the same without the horizontal flip, for images whose label a mirror image changes (digits).
+KINDS = ("none", "flip", "crop", "crop_flip", "dsa", "dsa_noflip")
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
@@ -33,8 +42,18 @@ def random_crop(x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return padded[samples, channels, rows, cols]
 
 
+def resolve_augmentation(kind: str, data: "DataBundle") -> str:
+    """``kind`` with "auto" made concrete for ``data``: "dsa", or "dsa_noflip" where mirroring changes labels."""
+    if kind == "auto":
+        return "dsa" if data.mirror_safe else "dsa_noflip"
+    return kind
+
+
 def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Tensor:
-    """Augment a batch ``x`` (N, C, H, W); ``kind`` is one of none, flip, crop, crop_flip."""
+    """Augment a batch ``x`` (N, C, H, W); ``kind`` is one of :data:`KINDS`.
+
+    The DSA kinds are differentiable with respect to ``x``; so are the others (indexing and ``torch.where``).
+    """
     if kind == "none":
         return x
     if kind == "flip":
@@ -43,4 +62,8 @@ def augment(x: torch.Tensor, kind: str, generator: torch.Generator) -> torch.Ten
         return random_crop(x, generator)
     if kind == "crop_flip":
         return random_flip(random_crop(x, generator), generator)
+    if kind == "dsa":
+        return dsa(x, generator, DSA_STRATEGY)
+    if kind == "dsa_noflip":
+        return dsa(x, generator, NOFLIP_STRATEGY)
     raise ValueError(f"unknown augmentation {kind!r}; expected one of {', '.join(KINDS)}")

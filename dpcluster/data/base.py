@@ -75,6 +75,13 @@ class DataBundle:
     class_names: tuple[str, ...]
     train: Split
     test: Split
+    # Whether the images of both splits are ZCA-whitened (fitted on the training split).
+    zca: bool = False
+
+    @property
+    def mirror_safe(self) -> bool:
+        """Whether a horizontal mirror image keeps its label (not for digits), so flips may augment it."""
+        return self.name != "digits"
 
     def train_labels(self) -> torch.Tensor:
         return labels_of(self.train)

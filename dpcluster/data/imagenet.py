@@ -82,6 +82,11 @@ def materialize(dataset: SubsetImageFolder, resolution: int, workers: int) -> Te
 def load(spec: DataSpec) -> DataBundle:
     wnids = class_list(spec)
     root = Path(spec.root)
+    if spec.zca:  # refused before anything is read; whitening itself is load_data's
+        from dpcluster.data import zca
+        if spec.placement == "loader":
+            raise zca.in_memory_error(spec.name)
+        zca.check_size((3, spec.resolution, spec.resolution), spec.name)
     _check_folders(root, wnids)
     splits = {}
     for split in SPLITS:
@@ -89,7 +94,8 @@ def load(spec: DataSpec) -> DataBundle:
             splits[split] = SubsetImageFolder(root / split, wnids, transform=transform(spec.resolution))
         except FileNotFoundError as error:  # a class folder with no image file in it
             raise UserError(f"ImageNet subset under {root / split}: {(str(error).splitlines() or [''])[0]}") from error
-    if spec.placement == "device":
+    # ZCA needs the images in memory, so with it "auto" decodes them up front as "device" does.
+    if spec.placement == "device" or (spec.zca and spec.placement == "auto"):
         splits = {split: materialize(ds, spec.resolution, spec.workers) for split, ds in splits.items()}
     return DataBundle(
         name=spec.name,

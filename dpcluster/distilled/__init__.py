@@ -1,13 +1,12 @@
-"""Distilled sets: the project format, importers (MTT, PNG folders), distribution matching, and
-:func:`obtain_distilled_set`, which gives an experiment its set."""
+"""Distilled sets: the project format, importers (MTT, PNG folders), the distillers (distribution matching,
+trajectory matching) with their cache, and :func:`obtain_distilled_set`, which gives an experiment its set."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpcluster.distilled.cache import cached_dm, dm_cache_key
-from dpcluster.distilled.dm import distill_dm
+from dpcluster.distilled.cache import cached_distill, distill_key
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.distilled.importers import import_mtt, import_png
 from dpcluster.errors import UserError
@@ -16,30 +15,33 @@ from dpcluster.specs import DistilledSpec, ModelSpec
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
 
-__all__ = ["DistilledSet", "distill_dm", "dm_cache_key", "import_mtt", "import_png", "obtain_distilled_set"]
+__all__ = ["DistilledSet", "distill_key", "import_mtt", "import_png", "obtain_distilled_set", "read_distilled_set"]
 
 
-def obtain_distilled_set(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, seed: int,
-                         cache_dir: str | Path, device, progress=None) -> DistilledSet:
+def read_distilled_set(path: str | Path, format: str, data: "DataBundle") -> DistilledSet:
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"distilled.path: {path} does not exist")
+    if format == "mtt":
+        return import_mtt(path, data)
+    if format == "png":
+        return import_png(path, data)
+    return DistilledSet.load(path)
+
+
+def obtain_distilled_set(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, cache_dir: str | Path,
+                         device, progress=None, expert_progress=None) -> DistilledSet:
     """The distilled set ``spec`` describes, checked against ``data`` and in ``data``'s normalization.
 
-    ``source = "dm"`` distils (or reuses the cached set under ``cache_dir``); the others import ``spec.path``.
-    ``progress(iteration, iterations, loss)`` is called while distilling.
+    ``source = "dm"`` or ``"mtt"`` distils (or reuses the cached set under ``cache_dir``); ``"file"`` reads
+    ``spec.path``. ``progress(iteration, iterations, loss)`` is called while distilling.
     """
-    if spec.source == "dm":
-        distilled = cached_dm(spec, data, model_spec, seed, cache_dir, device, progress)
-        where = f"cache {Path(cache_dir) / distilled.extra.get('cache_key', '')}"
+    if spec.source == "file":
+        distilled, where = read_distilled_set(spec.path, spec.format, data), str(spec.path)
     else:
-        path = Path(spec.path).expanduser()
-        if not path.exists():
-            raise UserError(f"distilled.path: {path} does not exist")
-        where = str(path)
-        if spec.source == "mtt":
-            distilled = import_mtt(path, data)
-        elif spec.source == "png":
-            distilled = import_png(path, data)
-        else:
-            distilled = DistilledSet.load(path)
+        distilled, folder, _ = cached_distill(spec, data, model_spec, cache_dir, device, progress,
+                                              expert_progress=expert_progress)
+        where = f"cache {folder}"
     distilled = distilled.matched_to(data, where=where)
     if distilled.images_per_class != spec.images_per_class:
         # The experiment records images_per_class; a set of another size would be filed under the wrong one.

@@ -1,5 +1,5 @@
-"""The cache of distribution-matching sets: ``cache_dir/<key>/`` in the project format, keyed by everything that
-determines the result, so jobs that share a cache distil each set once."""
+"""The cache of distilled sets: ``cache_dir/<method>-<data set>-ipc<k>-<key>/`` in the project format, keyed by
+everything that determines the result, so runs and sweeps that share a cache distil each set once."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dpcluster.distilled import dm
+from dpcluster.distilled.distillers import DISTILLERS, DistillRequest, distill_augmentation
 from dpcluster.distilled.format import SIDECAR, DistilledSet
 from dpcluster.errors import UserError
 from dpcluster.specs import DistilledSpec, ModelSpec
@@ -19,8 +19,8 @@ from dpcluster.specs import DistilledSpec, ModelSpec
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
 
-# Bump when a change to distill_dm changes its output, so stale sets are not reused.
-ALGORITHM_VERSION = 1
+# Bump a method's number when a change to it changes its output, so stale sets are not reused.
+ALGORITHM_VERSIONS = {"dm": 2, "mtt": 1}
 _SAMPLED_IMAGES = 16
 
 
@@ -42,22 +42,31 @@ def data_fingerprint(data: "DataBundle") -> dict[str, Any]:
     return {
         "name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
         "mean": list(data.mean), "std": list(data.std), "class_names": list(data.class_names), "train_size": n,
+        "zca": bool(getattr(data, "zca", False)),
         "train_labels": _sha(labels.numpy().tobytes()),
         "train_images": _sha(images.to(torch.float32).contiguous().numpy().tobytes()),
     }
 
 
-def dm_cache_key(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, seed: int) -> str:
+def distill_key(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec) -> str:
+    """The hash of everything a distillation's result depends on (not where it runs or how it reports)."""
     payload = {
-        "algorithm": ALGORITHM_VERSION,
-        "dm": {"images_per_class": spec.images_per_class, "iterations": spec.dm_iterations, "lr": spec.dm_lr,
-               "real_per_class": spec.dm_real_per_class},
+        "method": spec.source,
+        "version": ALGORITHM_VERSIONS[spec.source],
+        "images_per_class": spec.images_per_class,
+        "augmentation": distill_augmentation(spec, data),
+        "seed": spec.seed,
+        "params": getattr(spec, spec.source).to_dict(),
         "data": data_fingerprint(data),
         "model": model_spec.to_dict(),
-        "seed": seed,
     }
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def cache_folder(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, cache_dir: str | Path) -> Path:
+    key = distill_key(spec, data, model_spec)
+    return Path(cache_dir) / f"{spec.source}-{data.name}-ipc{spec.images_per_class}-{key}"
 
 
 def _load_cached(folder: Path) -> DistilledSet:
@@ -67,20 +76,24 @@ def _load_cached(folder: Path) -> DistilledSet:
         raise UserError(f"{error} (a broken cache entry: delete {folder} to distil it again)") from None
 
 
-def cached_dm(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, seed: int, cache_dir: str | Path,
-              device, progress: dm.Progress | None = None) -> DistilledSet:
-    """The DM set for these inputs: from ``cache_dir`` when there, else distilled and stored there."""
-    key = dm_cache_key(spec, data, model_spec, seed)
-    folder = Path(cache_dir) / key
+def cached_distill(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, cache_dir: str | Path,
+                   device, progress=None, on_checkpoint=None, checkpoint_every: int = 100,
+                   expert_progress=None) -> tuple[DistilledSet, Path, bool]:
+    """The set for these inputs: from the cache when there, else distilled (resuming a stopped distillation)
+    and stored. Returns the set, its folder, and whether it came from the cache."""
+    folder = cache_folder(spec, data, model_spec, cache_dir)
     if (folder / SIDECAR).is_file():
-        return _load_cached(folder)
-    distilled = dm.distill_dm(data, model_spec, spec.images_per_class, spec.dm_iterations, spec.dm_lr,
-                              spec.dm_real_per_class, seed, device, progress)
-    distilled = replace(distilled, extra={**distilled.extra, "cache_key": key})
+        return _load_cached(folder), folder, True
+    state_path = folder.with_name(f".{folder.name}.state.pt")
+    request = DistillRequest(spec, data, model_spec, device, Path(cache_dir), state_path, progress, on_checkpoint,
+                             checkpoint_every, expert_progress)
+    distilled = DISTILLERS[spec.source](request)
+    distilled = replace(distilled, extra={**distilled.extra, "cache_key": folder.name})
     try:
         distilled.save(folder)
     except UserError:
         if not (folder / SIDECAR).is_file():
             raise
-        return _load_cached(folder)  # another job stored the same set first; use theirs
-    return distilled
+        return _load_cached(folder), folder, True  # another job stored the same set first; use theirs
+    state_path.unlink(missing_ok=True)
+    return distilled, folder, False

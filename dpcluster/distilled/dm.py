@@ -10,12 +10,14 @@ plus a horizontal flip except on digits, whose meaning a mirror image changes.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 import torch
 
 from dpcluster.data.augment import augment
 from dpcluster.distilled.format import DistilledSet
+from dpcluster.distilled.state import IterationState
 from dpcluster.errors import UserError
 from dpcluster.models import build_model
 from dpcluster.specs import ModelSpec
@@ -71,8 +73,13 @@ def _fresh_network(model_spec: ModelSpec, data: "DataBundle", seed: int, device)
 
 
 def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int, iterations: int, lr: float,
-               real_per_class: int, seed: int, device, progress: Progress | None = None) -> DistilledSet:
-    """Distil ``images_per_class`` images per class of ``data`` by distribution matching."""
+               real_per_class: int, seed: int, device, progress: Progress | None = None,
+               augmentation: str | None = None, state_path: Path | None = None,
+               checkpoint_every: int = 100, on_checkpoint=None) -> DistilledSet:
+    """Distil ``images_per_class`` images per class of ``data`` by distribution matching.
+
+    With ``state_path``, the images, optimizer and random states are saved every ``checkpoint_every``
+    iterations and a later call with the same arguments resumes from there."""
     device = torch.device(device)
     classes = data.num_classes
     train_labels = data.train_labels()
@@ -83,7 +90,7 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
                         f"images_per_class = {images_per_class} training images")
     data_rng = torch.Generator().manual_seed(seed)
     augment_rng = torch.Generator().manual_seed(seed + 1)
-    kind = augmentation_for(data)
+    kind = augmentation or augmentation_for(data)
     sample = _ClassSampler(data, train_labels, device)
 
     initial = torch.cat([sample(c, images_per_class, data_rng) for c in range(classes)])
@@ -91,8 +98,11 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     labels = torch.arange(classes).repeat_interleave(images_per_class)
     optimizer = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     losses: list[torch.Tensor] = []
+    state = IterationState(state_path, {"images": syn, "optimizer": optimizer, "data_rng": data_rng,
+                                        "augment_rng": augment_rng})
+    start = state.resume()
 
-    for it in range(iterations):
+    for it in range(start, iterations):
         net = _fresh_network(model_spec, data, seed * 1_000_003 + it, device)
         reals, syns = [], []
         for c in range(classes):
@@ -116,11 +126,21 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
         losses.append(loss.detach())
         if progress is not None:
             progress(it + 1, iterations, float(loss.detach()))
+        if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
+            state.save(it + 1)
+            if on_checkpoint is not None:
+                on_checkpoint(it + 1, _as_set(syn.detach(), labels, data, images_per_class, kind, model_spec))
 
     history = torch.stack(losses).cpu().tolist() if losses else []
+    return _as_set(syn.detach(), labels, data, images_per_class, kind, model_spec,
+                   iterations=iterations, lr=lr, real_per_class=real_per_class, seed=seed,
+                   loss_first=history[0] if history else None, loss_last=history[-1] if history else None)
+
+
+def _as_set(images: torch.Tensor, labels: torch.Tensor, data: "DataBundle", images_per_class: int,
+            augmentation: str, model_spec: ModelSpec, **extra) -> DistilledSet:
     return DistilledSet(
-        images=syn.detach().cpu(), labels=labels, source_dataset=data.name, images_per_class=images_per_class,
-        method="dm", mean=tuple(data.mean), std=tuple(data.std), learned_lr=None, num_classes=classes,
-        extra={"model": model_spec.to_dict(), "iterations": iterations, "lr": lr, "real_per_class": real_per_class,
-               "seed": seed, "augmentation": kind, "loss_first": history[0] if history else None,
-               "loss_last": history[-1] if history else None})
+        images=images.cpu(), labels=labels, source_dataset=data.name, images_per_class=images_per_class,
+        method="dm", mean=tuple(data.mean), std=tuple(data.std), learned_lr=None, num_classes=data.num_classes,
+        zca=bool(getattr(data, "zca", False)),
+        extra={"model": model_spec.to_dict(), "augmentation": augmentation, **extra})

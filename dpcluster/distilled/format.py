@@ -88,7 +88,7 @@ class DistilledSet:
     std: tuple[float, ...]
     learned_lr: float | None
     num_classes: int
-    # The images are ZCA-whitened (MTT's --zca); real data here is never whitened, so such sets are refused for use.
+    # The images are ZCA-whitened (MTT's --zca); such a set is used only with ZCA-whitened real data.
     zca: bool = False
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -134,8 +134,9 @@ class DistilledSet:
         if self.input_shape != tuple(data.input_shape):
             raise UserError(f"{where}: images are {list(self.input_shape)} (C, H, W), data set {data.name!r} "
                             f"needs {list(data.input_shape)}")
-        if self.zca:
-            raise UserError(f"{where}: ZCA-whitened images are not supported (real data here is not whitened)")
+        if self.zca != bool(getattr(data, "zca", False)):
+            raise UserError(f"{where}: the set is {'' if self.zca else 'not '}ZCA-whitened but the real data is "
+                            f"{'' if getattr(data, 'zca', False) else 'not '}(set data.zca = {str(self.zca).lower()})")
         same = len(self.mean) == len(data.mean) and all(
             math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
             for a, b in zip(self.mean + self.std, tuple(data.mean) + tuple(data.std)))

@@ -45,6 +45,8 @@ class Inputs:
     data: DataBundle
     distilled: TensorSet | None = None
     distilled_lr: float | None = None
+    # What distilled_training.augmentation = "auto" means: the augmentation the set was distilled with.
+    distilled_augmentation: str = "none"
 
 
 def inner_data(spec: ExperimentSpec, mask: Mask) -> str:
@@ -114,7 +116,10 @@ class Experiment:
         spec = self.spec
         self._start(self.init_state, mask)
         lr = self.inputs.distilled_lr if spec.distilled.use_learned_lr else None
-        result = train(self.model, self.inputs.distilled, spec.distilled_training, device=self.device,
+        training = spec.distilled_training
+        if training.augmentation == "auto":
+            training = training.replace(augmentation=self.inputs.distilled_augmentation)
+        result = train(self.model, self.inputs.distilled, training, device=self.device,
                        seed=spec.seed, mask=mask, lr=lr,
                        on_epoch=self.reporter.start_training(label, spec.distilled_training.epochs))
         return Carry(capture_state(self.model), result.seconds, result.examples_seen)

@@ -12,9 +12,14 @@ DATASETS = ("digits", "cifar10", "cifar100", "imagenet10", "imagenette", "imagen
 MODELS = ("convnet", "alexnet", "resnet18", "resnet10")
 METHODS = ("dense", "imp", "distilled", "hybrid", "random")
 OPTIMIZERS = ("sgd", "adam", "adamw")
-AUGMENTATIONS = ("none", "flip", "crop", "crop_flip")
+# "dsa": differentiable siamese augmentation (colour, crop, cutout, flip, scale, rotate); "dsa_noflip" leaves
+# out the flip (digits). "auto", for training on a distilled set, is the augmentation the set was made with.
+AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "dsa", "dsa_noflip")
+DISTILL_AUGMENTATIONS = ("auto", "none", "dsa", "dsa_noflip")
 STRATEGIES = ("global", "layerwise", "random")
-DISTILLED_SOURCES = ("dm", "mtt", "png", "dpcluster")
+DISTILL_METHODS = ("dm", "mtt")
+DISTILLED_SOURCES = (*DISTILL_METHODS, "file")
+IMPORT_FORMATS = ("dpcluster", "mtt", "png")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class DataSpec(Spec):
     # Where the training set lives: "auto" keeps it on the training device as tensors when it fits.
     placement: str = "auto"
     workers: int = 4
+    # ZCA-whiten the images (fitted on the training split), as MTT does for CIFAR.
+    zca: bool = False
 
     def __post_init__(self):
         check_choice(self.name, DATASETS, "name")
@@ -87,7 +94,7 @@ class TrainingSpec(Spec):
         check(all(m >= 1 for m in self.milestones) and list(self.milestones) == sorted(self.milestones),
               "milestones", f"must be increasing epochs >= 1, got {list(self.milestones)}")
         check(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
-        check_choice(self.augmentation, AUGMENTATIONS, "augmentation")
+        check_choice(self.augmentation, (*AUGMENTATIONS, "auto"), "augmentation")
 
 
 _REWIND = re.compile(r"^(\d+)(ep|it)$")
@@ -155,32 +162,89 @@ class PruningSpec(Spec):
 
 
 @dataclass(frozen=True)
+class DMSpec(Spec):
+    """Distribution matching (Zhao & Bilen)."""
+
+    iterations: int = 300
+    # Learning rate of the synthetic images (SGD, momentum 0.5).
+    lr: float = 1.0
+    real_per_class: int = 64
+
+    def __post_init__(self):
+        check(self.iterations >= 0, "iterations", f"must be >= 0, got {self.iterations}")
+        check(self.lr > 0, "lr", f"must be > 0, got {self.lr}")
+        check(self.real_per_class >= 1, "real_per_class", f"must be >= 1, got {self.real_per_class}")
+
+
+@dataclass(frozen=True)
+class MTTSpec(Spec):
+    """Trajectory matching (Cazenavette et al.): expert trajectories, then a student matched to them."""
+
+    # Expert trajectories: this many networks trained on real data, parameters saved after every epoch.
+    experts: int = 5
+    trajectory_epochs: int = 15
+    expert_lr: float = 0.01
+    expert_batch_size: int = 256
+    # Distillation: each iteration starts a student at a random expert epoch <= max_start_epoch, trains it
+    # syn_steps steps on the synthetic set, and matches where the expert was expert_epochs later.
+    iterations: int = 300
+    syn_steps: int = 20
+    expert_epochs: int = 2
+    max_start_epoch: int = 5
+    lr_images: float = 100.0
+    lr_lr: float = 1e-5
+    # The learnable student learning rate starts here; it is saved with the set.
+    lr_init: float = 0.01
+    # Synthetic images per student step (memory); None uses the whole set every step.
+    batch_syn: int | None = None
+
+    def __post_init__(self):
+        for key in ("experts", "trajectory_epochs", "expert_batch_size", "syn_steps", "expert_epochs"):
+            check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        check(self.iterations >= 0, "iterations", f"must be >= 0, got {self.iterations}")
+        check(self.max_start_epoch >= 0, "max_start_epoch", f"must be >= 0, got {self.max_start_epoch}")
+        check(self.max_start_epoch + self.expert_epochs <= self.trajectory_epochs, "max_start_epoch",
+              f"max_start_epoch + expert_epochs ({self.max_start_epoch} + {self.expert_epochs}) must not exceed "
+              f"trajectory_epochs ({self.trajectory_epochs})")
+        for key in ("expert_lr", "lr_images", "lr_lr", "lr_init"):
+            check(getattr(self, key) > 0, key, f"must be > 0, got {getattr(self, key)}")
+        check(self.batch_syn is None or self.batch_syn >= 1, "batch_syn", f"must be >= 1, got {self.batch_syn}")
+
+
+@dataclass(frozen=True)
 class DistilledSpec(Spec):
-    """Where the distilled set comes from: made here ("dm") or imported from ``path``."""
+    """Where the distilled set comes from: distilled here ("dm", "mtt") or read from ``path`` ("file")."""
 
     source: str = "dm"
     path: str | None = None
+    # source = "file": the project's format, MTT's images_best.pt/labels_best.pt, or a folder of PNGs per class.
+    format: str = "dpcluster"
     images_per_class: int = 10
-    # Distribution matching (Zhao & Bilen): iterations, image learning rate, real images per class per step.
-    dm_iterations: int = 300
-    dm_lr: float = 1.0
-    dm_real_per_class: int = 64
+    # Augmentation while distilling, kept with the set; "auto" is DSA, without flips on digits.
+    augmentation: str = "auto"
+    # The set is shared by every experiment seed; this seed makes it.
+    seed: int = 0
+    dm: DMSpec = field(default_factory=DMSpec)
+    mtt: MTTSpec = field(default_factory=MTTSpec)
     # Train on the set with the learning rate it was distilled with, when it carries one.
     use_learned_lr: bool = True
 
     def __post_init__(self):
         check_choice(self.source, DISTILLED_SOURCES, "source")
-        check(self.source == "dm" or self.path is not None, "path",
-              f"source {self.source!r} needs the path of the distilled set")
+        check(self.source != "file" or self.path is not None, "path", "source 'file' needs the path of the set")
+        check(self.source == "file" or self.path is None, "path",
+              f"a path is only read with source = 'file' (source is {self.source!r})")
+        check_choice(self.format, IMPORT_FORMATS, "format")
         check(self.images_per_class >= 1, "images_per_class", f"must be >= 1, got {self.images_per_class}")
-        check(self.dm_iterations >= 0, "dm_iterations", f"must be >= 0, got {self.dm_iterations}")
-        check(self.dm_lr > 0, "dm_lr", f"must be > 0, got {self.dm_lr}")
-        check(self.dm_real_per_class >= 1, "dm_real_per_class", f"must be >= 1, got {self.dm_real_per_class}")
+        check_choice(self.augmentation, DISTILL_AUGMENTATIONS, "augmentation")
+        check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
 
 def _default_distilled_training() -> TrainingSpec:
     # A distilled set is tiny: many epochs of full-batch steps (the papers use 1000-3000 on CIFAR).
-    return TrainingSpec(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=100, batch_size=256)
+    # "auto" trains with the augmentation the set was distilled with, as MTT's evaluation does.
+    return TrainingSpec(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=100, batch_size=256,
+                        augmentation="auto")
 
 
 @dataclass(frozen=True)
@@ -199,6 +263,8 @@ class ExperimentSpec(Spec):
     def __post_init__(self):
         check_choice(self.method, METHODS, "method")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(self.training.augmentation != "auto", "training.augmentation",
+              "'auto' is for distilled_training (the augmentation the set was distilled with)")
         if self.pruning.strategy == "random" and self.method != "random":
             check(False, "pruning.strategy", "strategy 'random' is the 'random' method; use method = 'random'")
 

@@ -1,0 +1,127 @@
+"""``dpcluster distill``: make a distilled set (distribution or trajectory matching), cache it, and evaluate it."""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from rich.console import Console
+
+from dpcluster.cli.options import add_spec_options, override, spec_from_options
+from dpcluster.errors import UserError
+from dpcluster.specs import ExperimentSpec
+
+CACHE = "distilled"
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("distill", help="make a distilled set here, cache it and evaluate it",
+                            description="Distil a data set into a few synthetic images per class. The set is "
+                                        "cached under OUT/distilled by the hash of everything that defines it; "
+                                        "running the same command again resumes a stopped distillation or "
+                                        "reuses the finished set.")
+    add_spec_options(p)
+    p.add_argument("--method", choices=("dm", "mtt"), help="distribution matching or trajectory matching "
+                                                         "(default: the spec's distilled.source, dm)")
+    p.add_argument("--ipc", type=int, help="images per class")
+    p.add_argument("--iterations", type=int, help="distillation iterations (the budget)")
+    p.add_argument("--seed", type=int, help="distillation seed")
+    p.add_argument("--checkpoint-every", type=int, default=50,
+                   help="save progress (and evaluate, with --eval-every) every N iterations (default 50)")
+    p.add_argument("--eval-every", type=int, default=0,
+                   help="evaluate the set every N iterations while distilling (0: only at the end)")
+    p.add_argument("--eval-seeds", type=int, default=1, help="networks trained per evaluation (default 1)")
+    p.set_defaults(handler=handle)
+
+
+def distill_spec(args: argparse.Namespace) -> ExperimentSpec:
+    spec = spec_from_options(args)
+    changes = {}
+    if args.method is not None:
+        changes.update(source=args.method, path=None)
+    elif spec.distilled.source == "file":
+        raise UserError("the spec's distilled.source is 'file'; give --method dm or --method mtt")
+    if args.ipc is not None:
+        changes["images_per_class"] = args.ipc
+    if args.seed is not None:
+        changes["seed"] = args.seed
+    if changes:
+        spec = override(spec, "distilled", "--method/--ipc/--seed", **changes)
+    if args.iterations is not None:
+        method = spec.distilled.source
+        budget = getattr(spec.distilled, method)
+        spec = override(spec, "distilled", "--iterations",
+                        **{method: _checked(lambda: budget.replace(iterations=args.iterations), "--iterations")})
+    if args.checkpoint_every < 1 or args.eval_every < 0 or args.eval_seeds < 1:
+        raise UserError("--checkpoint-every and --eval-seeds must be >= 1, --eval-every >= 0")
+    return spec
+
+
+def _checked(make, option):
+    from dpcluster.errors import SpecError
+
+    try:
+        return make()
+    except SpecError as error:
+        raise UserError(f"{option}: {error.message}") from None
+
+
+def handle(args: argparse.Namespace) -> int:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from dpcluster.data import load_data
+    from dpcluster.distilled.cache import cached_distill
+    from dpcluster.distilled.evaluate import random_real_subset, test_accuracy_after_training_on
+    from dpcluster.runs import set_augmentation
+    from dpcluster.runtime import place_data, resolve_device
+
+    console = Console()
+    spec = distill_spec(args)
+    device = resolve_device(args.device)
+    console.print(f"Loading {spec.data.name} ...")
+    data = place_data(load_data(spec.data), device, spec.data.placement)
+    source = spec.distilled
+
+    def accuracy(tensors, lr, augmentation) -> tuple[float, float]:
+        training = spec.distilled_training
+        if training.augmentation == "auto":
+            training = training.replace(augmentation=augmentation)
+        values = [test_accuracy_after_training_on(tensors, data, spec.model, training, seed, device, lr)
+                  for seed in range(args.eval_seeds)]
+        return statistics.fmean(values), statistics.pstdev(values)
+
+    def evaluate(distilled) -> str:
+        lr = distilled.learned_lr if source.use_learned_lr else None
+        mean, std = accuracy(distilled.as_tensor_set(), lr, set_augmentation(distilled, data))
+        return f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if args.eval_seeds > 1 else "")
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
+    tasks: dict[str, int] = {}
+
+    def bar(name: str, total: int, completed: int, status: str) -> None:
+        if name not in tasks:
+            tasks[name] = progress.add_task(name, total=total, status="")
+        progress.update(tasks[name], total=total, completed=completed, status=status)
+
+    def on_checkpoint(iteration, distilled) -> None:
+        if args.eval_every and iteration % args.eval_every == 0:
+            console.print(f"iteration {iteration}: test accuracy after training on the set {evaluate(distilled)}")
+
+    with progress:
+        distilled, folder, cached = cached_distill(
+            source, data, spec.model, args.out / CACHE, device,
+            progress=lambda i, n, loss: bar(f"distilling ({source.source})", n, i, f"loss {loss:.4g}"),
+            on_checkpoint=on_checkpoint, checkpoint_every=args.checkpoint_every,
+            expert_progress=lambda e, n, epoch, epochs: bar("expert trajectories", n * epochs,
+                                                            e * epochs + epoch, f"expert {e + 1}/{n}"))
+    console.print(f"{'Cached' if cached else 'Distilled'} set: {folder}")
+    if distilled.learned_lr is not None:
+        console.print(f"learned learning rate: {distilled.learned_lr:.4g}")
+    console.print(f"test accuracy after training on the set: {evaluate(distilled)}")
+    # The baseline trains exactly as the set does (same epochs, augmentation), with the spec's learning rate.
+    baseline, spread = accuracy(random_real_subset(data, source.images_per_class, source.seed), None,
+                                set_augmentation(distilled, data))
+    console.print(f"random real subset of the same size: {100 * baseline:.1f}%"
+                  + (f" ± {100 * spread:.1f}" if args.eval_seeds > 1 else ""))
+    return 0

@@ -1,0 +1,39 @@
+"""Options shared by the commands that start from an experiment spec (``run``, ``distill``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dpcluster.errors import SpecError, UserError
+from dpcluster.specs import ExperimentSpec
+from dpcluster.specs.experiment import DATASETS, MODELS
+
+
+def add_spec_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="experiment spec (TOML); options below override it")
+    p.add_argument("--data", help=f"data set: {', '.join(DATASETS)}")
+    p.add_argument("--data-root", help="folder holding the data set in torchvision's on-disk format")
+    p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default ./runs)")
+
+
+def override(spec: ExperimentSpec, section: str, option: str, **changes) -> ExperimentSpec:
+    """``spec`` with fields of one section changed; a bad value is reported against the option."""
+    try:
+        return spec.replace(**{section: getattr(spec, section).replace(**changes)})
+    except SpecError as error:
+        raise UserError(f"{option}: {error.message}") from None
+
+
+def spec_from_options(args: argparse.Namespace) -> ExperimentSpec:
+    spec = ExperimentSpec.load(args.config) if args.config else ExperimentSpec()
+    if args.data is not None or args.data_root is not None:
+        changes = {"name": args.data} if args.data is not None else {}
+        if args.data_root is not None:
+            changes["root"] = args.data_root
+        spec = override(spec, "data", "--data", **changes)
+    if args.model is not None:
+        spec = override(spec, "model", "--model", name=args.model)
+    return spec

@@ -1,0 +1,116 @@
+"""ZCA whitening of images, as MTT applies it to CIFAR (kornia's ``ZCAWhitening`` with regularization 0.1).
+
+With X the N x D matrix of flattened, centred training images, the covariance is C = X^T X / (N - 1) and, from
+its decomposition C = U diag(S) U^T, the whitening matrix is W = U diag(1 / sqrt(S + reg)) U^T (kornia's
+``zca_mean`` formula). An image x becomes (x - mean) W; W is symmetric, so this is also W (x - mean).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from dpcluster.errors import UserError
+
+# Values per image (64x64 RGB) above which the D x D covariance and its decomposition get impractical.
+MAX_FEATURES = 3 * 64 * 64
+# Rows per block when accumulating the covariance or applying the transform (bounds the temporary memory).
+_BLOCK_VALUES = 1 << 23
+
+
+def check_size(shape: tuple[int, ...], name: str) -> None:
+    """Raise a one-line UserError if images of ``shape`` (C, H, W) are too large to ZCA-whiten."""
+    features = 1
+    for side in shape:
+        features *= int(side)
+    if features > MAX_FEATURES:
+        raise UserError(f"{name}: ZCA whitening of {'x'.join(map(str, shape))} images needs a {features}x{features} "
+                        f"covariance matrix; at most {MAX_FEATURES} values per image are supported "
+                        f"(e.g. data.resolution = 64 for colour images)")
+
+
+def in_memory_error(name: str) -> UserError:
+    """The one-line error for ZCA on a split that is streamed from disk."""
+    return UserError(f"{name}: ZCA whitening needs the data in memory; set data.placement = \"device\" "
+                     f"(not \"loader\", which streams the images from disk)")
+
+
+def _block_rows(features: int) -> int:
+    return max(1, _BLOCK_VALUES // max(1, features))
+
+
+@dataclass(eq=False)
+class ZCA:
+    """A fitted ZCA whitening: ``mean`` (D,) and the symmetric ``transform`` (D, D); ``inverse`` undoes it."""
+
+    mean: torch.Tensor
+    transform: torch.Tensor
+    inverse: torch.Tensor | None = None
+
+    @classmethod
+    def fit(cls, x: torch.Tensor, regularization: float = 0.1) -> "ZCA":
+        """Fit on the images ``x`` (N, ...), N >= 2; computed in float64, stored in ``x``'s dtype and device."""
+        if x.shape[0] < 2:
+            raise ValueError(f"ZCA needs at least 2 images to fit, got {x.shape[0]}")
+        if not regularization > 0:
+            raise ValueError(f"regularization must be > 0, got {regularization}")
+        flat = x.detach().reshape(x.shape[0], -1)
+        n, d = flat.shape
+        mean = flat.mean(dim=0, dtype=torch.float64)
+        cov = torch.zeros(d, d, dtype=torch.float64, device=flat.device)
+        step = _block_rows(d)
+        for start in range(0, n, step):
+            block = flat[start:start + step].to(torch.float64) - mean
+            cov.addmm_(block.T, block)
+        cov /= n - 1
+        # C is symmetric positive semi-definite: its eigendecomposition is its SVD (kornia's route) and W does
+        # not depend on the sign or basis the solver picks; tiny negative eigenvalues are rounding.
+        eigenvalues, vectors = torch.linalg.eigh(cov)
+        eigenvalues = eigenvalues.clamp_min(0) + regularization
+        transform = (vectors * eigenvalues.rsqrt()) @ vectors.T
+        inverse = (vectors * eigenvalues.sqrt()) @ vectors.T
+        dtype = x.dtype if x.dtype.is_floating_point else torch.float32
+        return cls(mean.to(dtype), transform.to(dtype), inverse.to(dtype))
+
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        flat = x.reshape(x.shape[0], -1)
+        if flat.shape[1] != self.mean.numel():
+            raise ValueError(f"images of shape {tuple(x.shape[1:])} have {flat.shape[1]} values; "
+                             f"this ZCA was fitted on {self.mean.numel()}")
+        return flat
+
+    def _linear(self, x: torch.Tensor, matrix: torch.Tensor, before: torch.Tensor | None,
+                after: torch.Tensor | None) -> torch.Tensor:
+        flat = self._check(x)
+        matrix = matrix.to(device=x.device, dtype=x.dtype)
+        before = None if before is None else before.to(device=x.device, dtype=x.dtype)
+        after = None if after is None else after.to(device=x.device, dtype=x.dtype)
+
+        def one(block: torch.Tensor) -> torch.Tensor:
+            block = block - before if before is not None else block
+            block = block @ matrix
+            return block + after if after is not None else block
+
+        step = _block_rows(flat.shape[1])
+        if flat.shape[0] <= step:
+            return one(flat).view(x.shape)
+        out = torch.empty_like(flat)
+        for start in range(0, flat.shape[0], step):
+            out[start:start + step] = one(flat[start:start + step])
+        return out.view(x.shape)
+
+    def apply(self, x: torch.Tensor) -> torch.Tensor:
+        """Whiten the images ``x`` (N, C, H, W) (any N, same per-image size as fitted); the shape is kept."""
+        return self._linear(x, self.transform, self.mean, None)
+
+    def invert(self, x: torch.Tensor) -> torch.Tensor:
+        """Undo :meth:`apply` (e.g. to look at whitened images)."""
+        if self.inverse is None:
+            raise ValueError("this ZCA has no inverse")
+        return self._linear(x, self.inverse, None, self.mean)
+
+
+def fit(x: torch.Tensor, regularization: float = 0.1) -> ZCA:
+    """:meth:`ZCA.fit`."""
+    return ZCA.fit(x, regularization)

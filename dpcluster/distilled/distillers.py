@@ -1,0 +1,78 @@
+"""The distillers behind ``distilled.source``: one function per method, all with the same signature.
+
+A new method is one new module with a function taking a :class:`DistillRequest` and returning a
+:class:`DistilledSet`, plus its line in ``DISTILLERS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dpcluster.distilled.format import DistilledSet
+from dpcluster.specs import DistilledSpec, ModelSpec
+
+if TYPE_CHECKING:
+    from dpcluster.data.base import DataBundle
+
+Progress = Callable[[int, int, float], None]
+
+
+@dataclass
+class DistillRequest:
+    spec: DistilledSpec
+    data: "DataBundle"
+    model_spec: ModelSpec
+    device: object
+    # Where intermediate products live (expert trajectories) and the distillation's own checkpoint.
+    work_dir: Path
+    state_path: Path | None = None
+    progress: Progress | None = None
+    # Called with (iteration, set so far) at each checkpoint; `dpcluster distill` evaluates the set there.
+    on_checkpoint: Callable[[int, DistilledSet], None] | None = None
+    checkpoint_every: int = 100
+    # Called as (expert, experts, epoch, epochs) while expert trajectories are trained (MTT).
+    expert_progress: Callable[[int, int, int, int], None] | None = None
+
+
+def distill_augmentation(spec: DistilledSpec, data: "DataBundle") -> str:
+    """The augmentation a distillation uses; "auto" is DSA, without flips where they change labels."""
+    if spec.augmentation != "auto":
+        return spec.augmentation
+    if spec.source == "dm":
+        from dpcluster.distilled.dm import augmentation_for
+
+        # DM matches real and synthetic embeddings under one shared random shift (and flip).
+        return augmentation_for(data)
+    return "dsa" if getattr(data, "mirror_safe", data.name != "digits") else "dsa_noflip"
+
+
+def _dm(request: DistillRequest) -> DistilledSet:
+    from dpcluster.distilled.dm import distill_dm
+
+    spec = request.spec
+    distilled = distill_dm(request.data, request.model_spec, spec.images_per_class, spec.dm.iterations, spec.dm.lr,
+                           spec.dm.real_per_class, spec.seed, request.device, request.progress,
+                           augmentation=distill_augmentation(spec, request.data), state_path=request.state_path,
+                           checkpoint_every=request.checkpoint_every, on_checkpoint=request.on_checkpoint)
+    if request.on_checkpoint is not None:
+        request.on_checkpoint(spec.dm.iterations, distilled)
+    return distilled
+
+
+def _mtt(request: DistillRequest) -> DistilledSet:
+    from dpcluster.distilled.experts import expert_trajectories
+    from dpcluster.distilled.mtt import distill_mtt
+
+    spec = request.spec
+    augmentation = distill_augmentation(spec, request.data)
+    trajectories = expert_trajectories(request.data, request.model_spec, spec.mtt, augmentation, spec.seed,
+                                       request.device, request.work_dir, request.expert_progress)
+    return distill_mtt(request.data, request.model_spec, spec.images_per_class, spec.mtt, augmentation, spec.seed,
+                       request.device, trajectories, request.progress, state_path=request.state_path,
+                       checkpoint_every=request.checkpoint_every, on_checkpoint=request.on_checkpoint)
+
+
+DISTILLERS: dict[str, Callable[[DistillRequest], DistilledSet]] = {"dm": _dm, "mtt": _mtt}

@@ -1,0 +1,212 @@
+"""Trajectory matching (Cazenavette et al., "Dataset Distillation by Matching Training Trajectories", CVPR 2022).
+
+Synthetic images start as random real images of their class. Each iteration picks an expert trajectory (see
+:mod:`dpcluster.distilled.experts`) and a start epoch ``s``, puts a student at the expert's parameters of epoch
+``s``, trains it ``syn_steps`` SGD steps on (augmented minibatches of) the synthetic images with a learnable
+learning rate, and measures how far it ended from where the expert was at epoch ``s + expert_epochs``:
+
+    loss = ||student_final - target||^2 / ||start - target||^2
+
+The unrolled student steps are differentiated through, so the loss moves both the images and the learning
+rate (each with SGD, momentum 0.5). The learned rate is kept with the set: it is the rate to train on it with.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch.func import functional_call
+
+from dpcluster.data.augment import augment
+from dpcluster.distilled.dm import _ClassSampler
+from dpcluster.distilled.experts import check_no_batchnorm, expert_network
+from dpcluster.distilled.format import DistilledSet, load_tensor_file
+from dpcluster.errors import UserError
+from dpcluster.specs import ModelSpec
+from dpcluster.specs.experiment import MTTSpec
+
+if TYPE_CHECKING:
+    from dpcluster.data.base import DataBundle
+
+Progress = Callable[[int, int, float], None]
+OnCheckpoint = Callable[[int, DistilledSet], None]
+
+# The learned learning rate is kept at least this large (see the clamp in the loop).
+MIN_SYN_LR = 1e-6
+STATE_VERSION = 1
+
+
+def _save_atomic(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _unflatten(flat: torch.Tensor, names: list[str], shapes: list[torch.Size]) -> dict[str, torch.Tensor]:
+    """Views of the flat parameter vector, shaped and named like the model's parameters."""
+    pieces = flat.split([math.prod(shape) for shape in shapes])
+    return {name: piece.view(shape) for name, piece, shape in zip(names, pieces, shapes)}
+
+
+def _run_config(data: "DataBundle", model_spec: ModelSpec, images_per_class: int, mtt: MTTSpec, augmentation: str,
+                seed: int, trajectories: list[torch.Tensor]) -> dict[str, Any]:
+    """What a saved state must agree with to be resumed (everything but the number of iterations)."""
+    settings = {k: v for k, v in mtt.to_dict().items() if k != "iterations"}
+    return {"data": data.name, "model": repr(model_spec.to_dict()), "images_per_class": images_per_class,
+            "mtt": repr(sorted(settings.items())), "augmentation": augmentation, "seed": seed,
+            "trajectories": [len(trajectories), *trajectories[0].shape]}
+
+
+def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int, mtt: MTTSpec, augmentation: str,
+                seed: int, device, trajectories: list[torch.Tensor], progress: Progress | None = None,
+                state_path: Path | str | None = None, checkpoint_every: int = 25,
+                on_checkpoint: OnCheckpoint | None = None) -> DistilledSet:
+    """Distil ``images_per_class`` images per class of ``data`` by matching ``trajectories``.
+
+    ``augmentation`` (a kind of :func:`dpcluster.data.augment.augment`, e.g. "dsa") is applied to every student
+    minibatch. ``progress(iteration, iterations, loss)`` is called after each iteration. Every
+    ``checkpoint_every`` iterations and at the end, the state is saved to ``state_path`` (when given; an existing
+    one is resumed from) and ``on_checkpoint(iteration, set)`` is called with the set as it is then.
+    """
+    device = torch.device(device)
+    classes = data.num_classes
+    if checkpoint_every < 1:
+        raise ValueError(f"checkpoint_every must be >= 1, got {checkpoint_every}")
+    if not trajectories:
+        raise UserError("trajectory matching: no expert trajectories")
+
+    # One "meta" network: its parameters are never used, only its structure (functional_call supplies them).
+    meta = expert_network(model_spec, data, seed, 0, device)
+    check_no_batchnorm(meta, model_spec)
+    meta.requires_grad_(False)
+    names = [name for name, _ in meta.named_parameters()]
+    shapes = [p.shape for _, p in meta.named_parameters()]
+    num_params = sum(math.prod(shape) for shape in shapes)
+    needed = mtt.max_start_epoch + mtt.expert_epochs + 1
+    for trajectory in trajectories:
+        if trajectory.dim() != 2 or trajectory.shape[1] != num_params or trajectory.shape[0] < needed:
+            raise UserError(f"trajectory matching: an expert trajectory has shape {list(trajectory.shape)}, but "
+                            f"needs at least {needed} epochs (max_start_epoch + expert_epochs + 1) of "
+                            f"{num_params} parameters (the model's)")
+
+    train_labels = data.train_labels()
+    counts = torch.bincount(train_labels, minlength=classes).tolist()
+    too_small = [c for c in range(classes) if counts[c] < images_per_class]
+    if too_small:
+        raise UserError(f"trajectory matching: classes {too_small} of {data.name} have fewer than "
+                        f"images_per_class = {images_per_class} training images")
+
+    # Three streams: the real images the set starts from, the random choices (expert, start epoch, minibatch
+    # order), and the augmentation. Kept on the CPU, so a seed gives the same run on any device.
+    data_rng = torch.Generator().manual_seed(seed)
+    choice_rng = torch.Generator().manual_seed(seed + 1)
+    augment_rng = torch.Generator().manual_seed(seed + 2)
+
+    sample = _ClassSampler(data, train_labels, device)
+    initial = torch.cat([sample(c, images_per_class, data_rng) for c in range(classes)])
+    images = initial.clone().requires_grad_(True)
+    labels = torch.arange(classes).repeat_interleave(images_per_class)
+    labels_device = labels.to(device)
+    syn_lr = torch.tensor(mtt.lr_init, dtype=torch.float32, device=device).requires_grad_(True)
+    optimizer_images = torch.optim.SGD([images], lr=mtt.lr_images, momentum=0.5)
+    optimizer_lr = torch.optim.SGD([syn_lr], lr=mtt.lr_lr, momentum=0.5)
+    losses: list[float] = []
+    start = 0
+
+    config = _run_config(data, model_spec, images_per_class, mtt, augmentation, seed, trajectories)
+    state_path = Path(state_path) if state_path is not None else None
+    if state_path is not None and state_path.exists():
+        state = load_tensor_file(state_path)
+        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or state.get("config") != config:
+            raise UserError(f"{state_path}: a trajectory-matching state of another run (other data, model, "
+                            f"settings or seed) or of another version; delete it to start afresh")
+        if state["iteration"] > mtt.iterations:
+            raise UserError(f"{state_path}: already at iteration {state['iteration']}, past iterations = "
+                            f"{mtt.iterations}")
+        start = state["iteration"]
+        with torch.no_grad():
+            images.copy_(state["images"])
+            syn_lr.copy_(state["syn_lr"])
+        optimizer_images.load_state_dict(state["optimizer_images"])
+        optimizer_lr.load_state_dict(state["optimizer_lr"])
+        choice_rng.set_state(state["choice_rng"])
+        augment_rng.set_state(state["augment_rng"])
+        losses = list(state["losses"])
+
+    def current_set(iteration: int) -> DistilledSet:
+        return DistilledSet(
+            images=images.detach().cpu(), labels=labels, source_dataset=data.name,
+            images_per_class=images_per_class, method="mtt", mean=tuple(data.mean), std=tuple(data.std),
+            learned_lr=float(syn_lr.detach()), num_classes=classes, zca=getattr(data, "zca", False),
+            extra={"model": model_spec.to_dict(), "mtt": mtt.to_dict(), "augmentation": augmentation,
+                   "seed": seed, "experts": len(trajectories), "iterations_done": iteration,
+                   "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None})
+
+    def checkpoint(iteration: int) -> None:
+        if state_path is not None:
+            _save_atomic({
+                "version": STATE_VERSION, "config": config, "iteration": iteration,
+                "images": images.detach().cpu(), "labels": labels, "syn_lr": syn_lr.detach().cpu(),
+                "optimizer_images": optimizer_images.state_dict(), "optimizer_lr": optimizer_lr.state_dict(),
+                "choice_rng": choice_rng.get_state(), "augment_rng": augment_rng.get_state(), "losses": losses,
+            }, state_path)
+        if on_checkpoint is not None:
+            on_checkpoint(iteration, current_set(iteration))
+
+    n = len(labels)
+    batch_syn = n if mtt.batch_syn is None else min(mtt.batch_syn, n)
+    for it in range(start, mtt.iterations):
+        trajectory = trajectories[int(torch.randint(len(trajectories), (), generator=choice_rng))]
+        s = int(torch.randint(mtt.max_start_epoch + 1, (), generator=choice_rng))
+        starting = trajectory[s].to(device)
+        target = trajectory[s + mtt.expert_epochs].to(device)
+
+        # Memory: autograd keeps every unrolled step (syn_steps parameter vectors, and the activations and
+        # double-backward graph of a batch_syn-image forward per step) until the backward pass, so memory grows
+        # with syn_steps x batch_syn. batch_syn is the knob: fewer images per step, same number of steps.
+        student = starting.clone().requires_grad_(True)
+        chunks: list[torch.Tensor] = []
+        for _ in range(mtt.syn_steps):
+            if not chunks:  # a fresh random permutation, used up batch_syn images at a time (as MTT)
+                chunks = list(torch.randperm(n, generator=choice_rng).to(device).split(batch_syn))
+            index = chunks.pop()
+            x = augment(images[index], augmentation, augment_rng)
+            logits = functional_call(meta, _unflatten(student, names, shapes), (x,))
+            ce = F.cross_entropy(logits, labels_device[index])
+            (grad,) = torch.autograd.grad(ce, student, create_graph=True)
+            student = student - syn_lr * grad
+
+        loss = ((student - target) ** 2).sum() / ((starting - target) ** 2).sum()
+        optimizer_images.zero_grad(set_to_none=True)
+        optimizer_lr.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer_images.step()
+        optimizer_lr.step()
+        # MTT leaves the rate unconstrained; a step can push it to zero or below, where the student would stop
+        # moving (or walk uphill) and the set's learned rate would be unusable for training. Keep it positive.
+        with torch.no_grad():
+            syn_lr.clamp_(min=MIN_SYN_LR)
+
+        losses.append(float(loss.detach()))
+        done = it + 1
+        if progress is not None:
+            progress(done, mtt.iterations, losses[-1])
+        if done % checkpoint_every == 0 and done < mtt.iterations:
+            checkpoint(done)
+
+    if start < mtt.iterations or (start == 0 and mtt.iterations == 0):
+        checkpoint(mtt.iterations)
+    return current_set(mtt.iterations)
