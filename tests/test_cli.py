@@ -90,3 +90,36 @@ def test_accuracy_plot_from_a_run(tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     empty = subprocess.run([sys.executable, str(script), str(tmp_path / "none")], capture_output=True, text=True)
     assert empty.returncode == 2 and "no results" in empty.stderr
+
+
+def test_distill_makes_caches_and_evaluates_a_set(capsys, tmp_path):
+    from dpcluster.distilled import DistilledSet
+
+    spec = ExperimentSpec(model=ModelSpec(width=8), distilled_training=TrainingSpec(epochs=3, batch_size=256,
+                                                                                     augmentation="auto"))
+    config = tmp_path / "spec.toml"
+    spec.save(config)
+    out = tmp_path / "out"
+    argv = ["distill", "--config", str(config), "--method", "dm", "--ipc", "2", "--iterations", "4",
+            "--checkpoint-every", "2", "--eval-every", "2", "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "iteration 2: test accuracy" in printed and "Distilled set:" in printed
+    assert "random real subset of the same size" in printed
+    (folder,) = (out / "distilled").iterdir()
+    distilled = DistilledSet.load(folder)
+    assert distilled.method == "dm" and distilled.images_per_class == 2 and len(distilled) == 20
+    assert not list((out / "distilled").glob(".*state*")), "the checkpoint is removed once the set is stored"
+
+    assert main(argv) == 0
+    assert "Cached set:" in capsys.readouterr().out
+
+
+def test_distill_rejects_bad_budgets(capsys, tmp_path):
+    out = tmp_path / "out"
+    for argv, text in ((["--ipc", "0"], "--ipc"), (["--iterations", "-1"], "--iterations"),
+                       (["--eval-every", "-2"], "--eval-every")):
+        assert main(["distill", "--out", str(out), "--device", "cpu", *argv]) == 2
+        err = capsys.readouterr().err
+        assert text in err and err.count("\n") == 1
+    assert not out.exists()

@@ -36,17 +36,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 def distill_spec(args: argparse.Namespace) -> ExperimentSpec:
     spec = spec_from_options(args)
-    changes = {}
     if args.method is not None:
-        changes.update(source=args.method, path=None)
+        spec = override(spec, "distilled", "--method", source=args.method, path=None)
     elif spec.distilled.source == "file":
         raise UserError("the spec's distilled.source is 'file'; give --method dm or --method mtt")
     if args.ipc is not None:
-        changes["images_per_class"] = args.ipc
+        spec = override(spec, "distilled", "--ipc", images_per_class=args.ipc)
     if args.seed is not None:
-        changes["seed"] = args.seed
-    if changes:
-        spec = override(spec, "distilled", "--method/--ipc/--seed", **changes)
+        spec = override(spec, "distilled", "--seed", seed=args.seed)
     if args.iterations is not None:
         method = spec.distilled.source
         budget = getattr(spec.distilled, method)
