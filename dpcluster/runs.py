@@ -87,7 +87,9 @@ def set_augmentation(distilled, data) -> str:
     recorded = distilled.extra.get("augmentation")
     if recorded:
         return recorded
-    return "dsa" if getattr(data, "mirror_safe", data.name != "digits") else "dsa_noflip"
+    from dpcluster.data.augment import resolve_augmentation
+
+    return resolve_augmentation("auto", data)
 
 
 def run_planned(plan: Plan, reporter: Reporter | None = None) -> list[RoundRecord]:

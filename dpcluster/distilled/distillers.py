@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dpcluster.data.augment import resolve_augmentation
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.specs import DistilledSpec, ModelSpec
 
@@ -46,7 +47,7 @@ def distill_augmentation(spec: DistilledSpec, data: "DataBundle") -> str:
 
         # DM matches real and synthetic embeddings under one shared random shift (and flip).
         return augmentation_for(data)
-    return "dsa" if getattr(data, "mirror_safe", data.name != "digits") else "dsa_noflip"
+    return resolve_augmentation("auto", data)
 
 
 def _dm(request: DistillRequest) -> DistilledSet:

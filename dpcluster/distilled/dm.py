@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from dpcluster.data.augment import augment
+from dpcluster.data.dsa import DSA_STRATEGY, NOFLIP_STRATEGY, dsa
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.distilled.state import IterationState
 from dpcluster.errors import UserError
@@ -36,12 +37,16 @@ def _same_augmentation(real: torch.Tensor, syn: torch.Tensor, kind: str,
                        generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Apply one random draw of ``kind`` to every image of both batches (DSA's siamese augmentation).
 
-    ``augment`` draws parameters per sample, so the whole class is folded into the channel axis of a single
-    sample: one draw, applied alike to all of its images. The ops are indexing, so gradients reach ``syn``.
+    DSA kinds draw once for the whole batch (``shared=True``). The simple kinds draw per sample, so the class is
+    folded into the channel axis of a single sample: one draw, applied alike to all of its images. Both are
+    indexing or sampling ops, so gradients reach ``syn``.
     """
     n_real, (c, h, w) = real.shape[0], real.shape[1:]
-    both = torch.cat([real, syn]).reshape(1, -1, h, w)
-    both = augment(both, kind, generator).reshape(-1, c, h, w)
+    if kind in ("dsa", "dsa_noflip"):
+        strategy = DSA_STRATEGY if kind == "dsa" else NOFLIP_STRATEGY
+        both = dsa(torch.cat([real, syn]), generator, strategy, shared=True)
+    else:
+        both = augment(torch.cat([real, syn]).reshape(1, -1, h, w), kind, generator).reshape(-1, c, h, w)
     return both[:n_real], both[n_real:]
 
 

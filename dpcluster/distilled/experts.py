@@ -83,7 +83,8 @@ def experts_cache_key(data: "DataBundle", model_spec: ModelSpec, mtt: MTTSpec, a
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _save_atomic(obj: Any, path: Path) -> None:
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save(obj, path)`` through a temporary sibling file and a rename: readers see all of it or none."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     try:
@@ -143,9 +144,9 @@ def expert_trajectories(data: "DataBundle", model_spec: ModelSpec, mtt: MTTSpec,
         loop.train(net, data.train, spec, device=device, seed=expert_seed(seed, index), on_epoch=on_epoch)
         trajectories.append(torch.stack(snapshots))
         if partial is not None and index + 1 < mtt.experts:
-            _save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, partial)
+            save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, partial)
 
     if path is not None:
-        _save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, path)
+        save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, path)
         partial.unlink(missing_ok=True)
     return trajectories

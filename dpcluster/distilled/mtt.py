@@ -14,8 +14,6 @@ rate (each with SGD, momentum 0.5). The learned rate is kept with the set: it is
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,7 +24,7 @@ from torch.func import functional_call
 
 from dpcluster.data.augment import augment
 from dpcluster.distilled.dm import _ClassSampler
-from dpcluster.distilled.experts import check_no_batchnorm, expert_network
+from dpcluster.distilled.experts import save_atomic, check_no_batchnorm, expert_network
 from dpcluster.distilled.format import DistilledSet, load_tensor_file
 from dpcluster.errors import UserError
 from dpcluster.specs import ModelSpec
@@ -41,18 +39,6 @@ OnCheckpoint = Callable[[int, DistilledSet], None]
 # The learned learning rate is kept at least this large (see the clamp in the loop).
 MIN_SYN_LR = 1e-6
 STATE_VERSION = 1
-
-
-def _save_atomic(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _unflatten(flat: torch.Tensor, names: list[str], shapes: list[torch.Size]) -> dict[str, torch.Tensor]:
@@ -157,7 +143,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
 
     def checkpoint(iteration: int) -> None:
         if state_path is not None:
-            _save_atomic({
+            save_atomic({
                 "version": STATE_VERSION, "config": config, "iteration": iteration,
                 "images": images.detach().cpu(), "labels": labels, "syn_lr": syn_lr.detach().cpu(),
                 "optimizer_images": optimizer_images.state_dict(), "optimizer_lr": optimizer_lr.state_dict(),
@@ -207,6 +193,5 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
         if done % checkpoint_every == 0 and done < mtt.iterations:
             checkpoint(done)
 
-    if start < mtt.iterations or (start == 0 and mtt.iterations == 0):
-        checkpoint(mtt.iterations)
+    checkpoint(mtt.iterations)  # also when resumed at the end: the caller's callback still sees the final set
     return current_set(mtt.iterations)
