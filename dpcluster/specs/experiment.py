@@ -180,21 +180,22 @@ class DMSpec(Spec):
 class MTTSpec(Spec):
     """Trajectory matching (Cazenavette et al.): expert trajectories, then a student matched to them."""
 
-    # Expert trajectories: this many networks trained on real data, parameters saved after every epoch.
+    # Expert trajectories: this many networks trained on real data (plain SGD, as MTT's buffer.py), parameters
+    # saved after every epoch.
     experts: int = 5
-    trajectory_epochs: int = 15
-    expert_lr: float = 0.01
-    expert_batch_size: int = 256
+    trajectory_epochs: int = 10
+    expert_lr: float = 0.05
+    expert_batch_size: int = 64
     # Distillation: each iteration starts a student at a random expert epoch <= max_start_epoch, trains it
     # syn_steps steps on the synthetic set, and matches where the expert was expert_epochs later.
-    iterations: int = 300
+    iterations: int = 200
     syn_steps: int = 20
     expert_epochs: int = 2
-    max_start_epoch: int = 5
-    lr_images: float = 100.0
-    lr_lr: float = 1e-5
+    max_start_epoch: int = 4
+    lr_images: float = 300.0
+    lr_lr: float = 1e-3
     # The learnable student learning rate starts here; it is saved with the set.
-    lr_init: float = 0.01
+    lr_init: float = 0.05
     # Synthetic images per student step (memory); None uses the whole set every step.
     batch_syn: int | None = None
 
