@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dpcluster.distilled.distillers import DISTILLERS, DistillRequest, distill_augmentation
+from dpcluster.distilled.distillers import DISTILLERS, DistillRequest, distill_augmentation, distillation_model
 from dpcluster.distilled.format import SIDECAR, DistilledSet
 from dpcluster.errors import UserError
 from dpcluster.specs import DistilledSpec, ModelSpec
@@ -49,7 +49,8 @@ def data_fingerprint(data: "DataBundle") -> dict[str, Any]:
 
 
 def distill_key(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec) -> str:
-    """The hash of everything a distillation's result depends on (not where it runs or how it reports)."""
+    """The hash of everything a distillation's result depends on (not where it runs or how it reports);
+    ``model_spec`` is the network distilled with."""
     payload = {
         "method": spec.source,
         "version": ALGORITHM_VERSIONS[spec.source],
@@ -80,7 +81,9 @@ def cached_distill(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpe
                    device, progress=None, on_checkpoint=None, checkpoint_every: int = 100,
                    expert_progress=None) -> tuple[DistilledSet, Path, bool]:
     """The set for these inputs: from the cache when there, else distilled (resuming a stopped distillation)
-    and stored. Returns the set, its folder, and whether it came from the cache."""
+    and stored. ``model_spec`` is the experiment's; the network distilled with is :func:`distillation_model`.
+    Returns the set, its folder, and whether it came from the cache."""
+    model_spec = distillation_model(spec, model_spec, tuple(data.input_shape))
     folder = cache_folder(spec, data, model_spec, cache_dir)
     if (folder / SIDECAR).is_file():
         return _load_cached(folder), folder, True

@@ -50,6 +50,23 @@ def distill_augmentation(spec: DistilledSpec, data: "DataBundle") -> str:
     return resolve_augmentation("auto", data)
 
 
+def distillation_model(spec: DistilledSpec, model: ModelSpec, input_shape: tuple[int, int, int]) -> ModelSpec:
+    """The network a set is distilled with: ``spec.model`` when given, else the experiment's ``model``, except that
+    a ConvNet too deep for the image size is made shallower until its last block sees maps of at least 4x4.
+
+    Why: on 8x8 digits the default depth-3 ConvNet normalizes 2x2 maps in its last block, and trajectory
+    matching's unrolled second-order gradients through such a normalization spike by orders of magnitude and
+    wreck the images. A set distilled on the depth-2 net trains the depth-3 net well (architectures transfer)."""
+    if spec.model is not None:
+        return spec.model
+    if model.name != "convnet" or model.pooling == "none":
+        return model
+    depth, side = model.depth, min(input_shape[1:])
+    while depth > 1 and side >> (depth - 1) < 4:
+        depth -= 1
+    return model.replace(depth=depth)
+
+
 def _dm(request: DistillRequest) -> DistilledSet:
     from dpcluster.distilled.dm import distill_dm
 

@@ -119,7 +119,8 @@ class Spec:
             value = getattr(self, f.name)
             if isinstance(value, Spec):
                 nested = value.non_default_dict()
-                if nested:
+                # A spec where the default is None counts even when all its fields are defaults.
+                if nested or f.default is None:
                     out[f.name] = nested
                 continue
             default = f.default if f.default is not dataclasses.MISSING else (

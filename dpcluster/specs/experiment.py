@@ -188,16 +188,18 @@ class MTTSpec(Spec):
     expert_batch_size: int = 64
     # Distillation: each iteration starts a student at a random expert epoch <= max_start_epoch, trains it
     # syn_steps steps on the synthetic set, and matches where the expert was expert_epochs later.
-    iterations: int = 200
+    iterations: int = 100
     syn_steps: int = 20
     expert_epochs: int = 2
     max_start_epoch: int = 4
-    lr_images: float = 300.0
-    lr_lr: float = 1e-3
+    lr_images: float = 100.0
+    lr_lr: float = 1e-4
     # The learnable student learning rate starts here; it is saved with the set.
     lr_init: float = 0.05
     # Synthetic images per student step (memory); None uses the whole set every step.
     batch_syn: int | None = None
+    # Clip the norm of the images' and the learning rate's gradients (None: no clipping, as MTT).
+    grad_clip: float | None = 1.0
 
     def __post_init__(self):
         for key in ("experts", "trajectory_epochs", "expert_batch_size", "syn_steps", "expert_epochs"):
@@ -210,6 +212,7 @@ class MTTSpec(Spec):
         for key in ("expert_lr", "lr_images", "lr_lr", "lr_init"):
             check(getattr(self, key) > 0, key, f"must be > 0, got {getattr(self, key)}")
         check(self.batch_syn is None or self.batch_syn >= 1, "batch_syn", f"must be >= 1, got {self.batch_syn}")
+        check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", f"must be > 0, got {self.grad_clip}")
 
 
 @dataclass(frozen=True)
@@ -225,6 +228,8 @@ class DistilledSpec(Spec):
     augmentation: str = "auto"
     # The set is shared by every experiment seed; this seed makes it.
     seed: int = 0
+    # The network the set is distilled with; by default the experiment's (see distillation_model).
+    model: ModelSpec | None = None
     dm: DMSpec = field(default_factory=DMSpec)
     mtt: MTTSpec = field(default_factory=MTTSpec)
     # Train on the set with the learning rate it was distilled with, when it carries one.
