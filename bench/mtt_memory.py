@@ -41,7 +41,7 @@ def one(args: argparse.Namespace) -> dict:
     trajectory = params + 0.01 * torch.randn(4, params.numel(), generator=generator).cumsum(0)
     trajectory = torch.cat([params[None], trajectory])
     mtt = MTTSpec(iterations=args.iterations, syn_steps=args.syn_steps, expert_epochs=2, max_start_epoch=2,
-                  trajectory_epochs=4, batch_syn=args.batch_syn or None)
+                  trajectory_epochs=4, batch_syn=int(args.batch_syn) or None)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     distill_mtt(data, model_spec, args.ipc, mtt, "dsa", 0, device, [trajectory])
@@ -49,7 +49,7 @@ def one(args: argparse.Namespace) -> dict:
         peak = torch.cuda.max_memory_allocated(device)
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
-    return {"batch_syn": args.batch_syn or 10 * args.ipc, "peak_bytes": peak}
+    return {"batch_syn": int(args.batch_syn) or 10 * args.ipc, "peak_bytes": peak}
 
 
 def main() -> None:

@@ -123,3 +123,31 @@ def test_distill_rejects_bad_budgets(capsys, tmp_path):
         err = capsys.readouterr().err
         assert text in err and err.count("\n") == 1
     assert not out.exists()
+
+
+def test_run_with_distill_mtt_distils_once_and_prunes_with_the_set(capsys, tmp_path):
+    from dpcluster.distilled import DistilledSet
+    from dpcluster.specs.experiment import DistilledSpec, MTTSpec, PruningSpec
+
+    mtt = MTTSpec(experts=1, trajectory_epochs=2, expert_epochs=1, max_start_epoch=1, iterations=2, syn_steps=2)
+    spec = ExperimentSpec(model=ModelSpec(width=8), training=TrainingSpec(epochs=1), pruning=PruningSpec(rounds=1),
+                          distilled=DistilledSpec(images_per_class=2, mtt=mtt),
+                          distilled_training=TrainingSpec(epochs=2, augmentation="auto"))
+    config = tmp_path / "spec.toml"
+    spec.save(config)
+    out = tmp_path / "out"
+    argv = ["run", "--config", str(config), "--methods", "distilled", "--seeds", "0,1", "--distill", "mtt",
+            "--out", str(out), "--device", "cpu"]
+    assert main(argv) == 0
+    sets = [p for p in (out / "distilled").iterdir() if p.is_dir()]
+    assert len(sets) == 1 and sets[0].name.startswith("mtt-digits-ipc2-")
+    distilled = DistilledSet.load(sets[0])
+    assert distilled.method == "mtt" and distilled.learned_lr is not None
+    assert distilled.extra["augmentation"] == "dsa_noflip"  # no flips on digits
+    assert list((out / "distilled").glob("experts-*.pt")), "expert trajectories are cached beside the sets"
+    # Both seeds pruned with the one set, and a second run reuses everything.
+    runs = [p for p in out.iterdir() if p.name.startswith("distilled-")]
+    assert len(runs) == 2
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert len([p for p in (out / "distilled").iterdir() if p.is_dir()]) == 1

@@ -407,3 +407,14 @@ def test_obtain_imports(tmp_path, digits):
     with pytest.raises(UserError, match="distilled from 'digits'"):
         obtain_distilled_set(own, bundle(name="cifar10", classes=tuple("abcdefghij"), shape=(1, 8, 8), mean=(0.0,),
                                          std=(1.0,)), ModelSpec(), tmp_path, "cpu")
+
+
+def test_distillation_network_is_shallower_only_for_tiny_images():
+    from dpcluster.distilled.distillers import distillation_model
+
+    spec = DistilledSpec()
+    assert distillation_model(spec, ModelSpec(), (1, 8, 8)).depth == 2  # digits: last block would see 2x2
+    assert distillation_model(spec, ModelSpec(), (3, 32, 32)) == ModelSpec()
+    assert distillation_model(spec, ModelSpec(name="alexnet"), (1, 8, 8)) == ModelSpec(name="alexnet")
+    chosen = ModelSpec(depth=3, width=64)
+    assert distillation_model(spec.replace(model=chosen), ModelSpec(), (1, 8, 8)) == chosen
