@@ -13,6 +13,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 
@@ -127,3 +128,17 @@ def make_imagefolder(root, wnids, n_per_class: int = 2, size=(20, 12), splits=("
             for j in range(n_per_class):
                 image = Image.new("RGB", (width, height), class_color(i, j))
                 image.save(folder / f"img_{j}{suffix}", format="JPEG" if suffix.lower() in (".jpeg", ".jpg") else "PNG")
+
+
+def numbered(n: int, c: int, h: int, w: int) -> torch.Tensor:
+    """Every pixel of every image a different positive number, so a shifted copy can be recognised."""
+    return torch.arange(1, n * c * h * w + 1, dtype=torch.float32).view(n, c, h, w)
+
+
+def shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """``image`` (C, H, W) moved so that out[:, h, w] = image[:, h + dy, w + dx], zero where that falls outside."""
+    out = torch.zeros_like(image)
+    _, h, w = image.shape
+    out[:, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
+        image[:, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
+    return out

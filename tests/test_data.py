@@ -16,7 +16,7 @@ from dpcluster.data.augment import augment
 from dpcluster.data.imagenet import IMAGENET10, IMAGENETTE
 from dpcluster.errors import UserError
 from dpcluster.specs.experiment import DataSpec
-from fakedata import class_color, make_cifar10, make_cifar100, make_imagefolder, write_py2_pickle
+from fakedata import class_color, make_cifar10, make_cifar100, make_imagefolder, numbered, shift, write_py2_pickle
 
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)
 CIFAR100_MEAN, CIFAR100_STD = (0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)
@@ -264,18 +264,6 @@ def test_imagenet_missing_folders_name_the_expected_path(tmp_path):
 
 # --- augmentation ------------------------------------------------------------------------------------------------
 
-def numbered(n: int, c: int, h: int, w: int) -> torch.Tensor:
-    """Every pixel of every image a different positive number, so a shifted copy can be recognised."""
-    return torch.arange(1, n * c * h * w + 1, dtype=torch.float32).view(n, c, h, w)
-
-
-def shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``image`` moved so that out[h, w] = image[h + dy, w + dx], zero where that falls outside."""
-    out = torch.zeros_like(image)
-    _, h, w = image.shape
-    out[:, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
-        image[:, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
-    return out
 
 
 def shifts_of(out: torch.Tensor, image: torch.Tensor, pad: int) -> list[tuple[int, int]]:

@@ -22,18 +22,7 @@ from dpcluster.specs import DataSpec, DistilledSpec, ModelSpec
 from dpcluster.specs.experiment import DMSpec, MTTSpec
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tensors are tiny: threads only add synchronisation, which is very slow when the cores are busy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    return load_data(DataSpec())
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bundle(name="cifar10", classes=("cat", "dog"), shape=(3, 4, 4), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),

@@ -16,7 +16,7 @@ from dpcluster.data.dsa import (DSA_STRATEGY, NOFLIP_STRATEGY, TRANSFORMS, brigh
 from dpcluster.data.zca import ZCA
 from dpcluster.errors import UserError
 from dpcluster.specs.experiment import AUGMENTATIONS, DataSpec
-from fakedata import make_imagefolder
+from fakedata import make_imagefolder, numbered, shift
 
 PARTS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
@@ -29,18 +29,6 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def numbered(n: int, c: int, h: int, w: int) -> torch.Tensor:
-    """Every pixel of every image a different positive number, so a moved copy can be recognised."""
-    return torch.arange(1, n * c * h * w + 1, dtype=torch.float32).view(n, c, h, w)
-
-
-def shift(image: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
-    """``image`` (C, H, W) moved so that out[:, h, w] = image[:, h + dy, w + dx], zero where that falls outside."""
-    out = torch.zeros_like(image)
-    _, h, w = image.shape
-    out[:, max(0, -dy):h - max(0, dy), max(0, -dx):w - max(0, dx)] = \
-        image[:, max(0, dy):h - max(0, -dy), max(0, dx):w - max(0, -dx)]
-    return out
 
 
 def same_state(generator: torch.Generator) -> torch.Generator:

@@ -9,14 +9,13 @@ import pytest
 import torch
 
 import dpcluster.distilled.experts as experts_module
-from dpcluster.data import load_data
 from dpcluster.data.base import DataBundle
 from dpcluster.distilled.experts import expert_network, expert_trajectories, flat_parameters
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.distilled.mtt import distill_mtt
 from dpcluster.errors import UserError
 from dpcluster.models import build_model
-from dpcluster.specs import DataSpec, ModelSpec, TrainingSpec
+from dpcluster.specs import ModelSpec, TrainingSpec
 from dpcluster.specs.experiment import MTTSpec
 from dpcluster.training.loop import evaluate, train
 
@@ -30,18 +29,7 @@ MTT = MTTSpec(experts=2, trajectory_epochs=4, expert_lr=0.1, expert_batch_size=3
               expert_epochs=2, max_start_epoch=2, lr_images=1000.0, lr_lr=1e-3, lr_init=0.1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # These tensors are tiny: threads only add synchronisation, which is very slow when the cores are busy.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    return load_data(DataSpec())
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -50,6 +50,16 @@ def _same_augmentation(real: torch.Tensor, syn: torch.Tensor, kind: str,
     return both[:n_real], both[n_real:]
 
 
+def class_counts(data: "DataBundle", train_labels: torch.Tensor, images_per_class: int, method: str) -> list[int]:
+    """Training images per class, checked to be enough to start ``images_per_class`` synthetic images from."""
+    counts = torch.bincount(train_labels, minlength=data.num_classes).tolist()
+    too_small = [c for c in range(data.num_classes) if counts[c] < images_per_class]
+    if too_small:
+        raise UserError(f"{method}: classes {too_small} of {data.name} have fewer than "
+                        f"images_per_class = {images_per_class} training images")
+    return counts
+
+
 class _ClassSampler:
     """Random real images of one class, without replacement. Like ``DataBundle.train_images_of_class`` but with
     the per-class indices computed once, and in-memory images gathered on their own device (no round trip)."""
@@ -88,11 +98,7 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     device = torch.device(device)
     classes = data.num_classes
     train_labels = data.train_labels()
-    counts = torch.bincount(train_labels, minlength=classes).tolist()
-    too_small = [c for c in range(classes) if counts[c] < images_per_class]
-    if too_small:
-        raise UserError(f"distribution matching: classes {too_small} of {data.name} have fewer than "
-                        f"images_per_class = {images_per_class} training images")
+    counts = class_counts(data, train_labels, images_per_class, "distribution matching")
     data_rng = torch.Generator().manual_seed(seed)
     augment_rng = torch.Generator().manual_seed(seed + 1)
     kind = augmentation or augmentation_for(data)

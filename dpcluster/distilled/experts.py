@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from dpcluster.atomic import torch_save_atomic
 from dpcluster.distilled.cache import data_fingerprint
 from dpcluster.distilled.dm import _fresh_network
 from dpcluster.distilled.format import load_tensor_file
@@ -83,18 +82,6 @@ def experts_cache_key(data: "DataBundle", model_spec: ModelSpec, mtt: MTTSpec, a
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def save_atomic(obj: Any, path: Path) -> None:
-    """``torch.save(obj, path)`` through a temporary sibling file and a rename: readers see all of it or none."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
 
 def _load_trajectories(path: Path, shape: tuple[int, int], at_most: int) -> list[torch.Tensor]:
     """The trajectories stored at ``path``, each checked to be ``shape``; a UserError names a broken file."""
@@ -144,9 +131,9 @@ def expert_trajectories(data: "DataBundle", model_spec: ModelSpec, mtt: MTTSpec,
         loop.train(net, data.train, spec, device=device, seed=expert_seed(seed, index), on_epoch=on_epoch)
         trajectories.append(torch.stack(snapshots))
         if partial is not None and index + 1 < mtt.experts:
-            save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, partial)
+            torch_save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, partial)
 
     if path is not None:
-        save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, path)
+        torch_save_atomic({"version": ALGORITHM_VERSION, "trajectories": trajectories}, path)
         partial.unlink(missing_ok=True)
     return trajectories

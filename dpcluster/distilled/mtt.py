@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
+from dpcluster.atomic import torch_save_atomic
 from dpcluster.data.augment import augment
-from dpcluster.distilled.dm import _ClassSampler
-from dpcluster.distilled.experts import save_atomic, check_no_batchnorm, expert_network
+from dpcluster.distilled.dm import _ClassSampler, class_counts
+from dpcluster.distilled.experts import check_no_batchnorm, expert_network
 from dpcluster.distilled.format import DistilledSet, load_tensor_file
 from dpcluster.errors import UserError
 from dpcluster.specs import ModelSpec
@@ -89,11 +90,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
                             f"{num_params} parameters (the model's)")
 
     train_labels = data.train_labels()
-    counts = torch.bincount(train_labels, minlength=classes).tolist()
-    too_small = [c for c in range(classes) if counts[c] < images_per_class]
-    if too_small:
-        raise UserError(f"trajectory matching: classes {too_small} of {data.name} have fewer than "
-                        f"images_per_class = {images_per_class} training images")
+    class_counts(data, train_labels, images_per_class, "trajectory matching")
 
     # Three streams: the real images the set starts from, the random choices (expert, start epoch, minibatch
     # order), and the augmentation. Kept on the CPU, so a seed gives the same run on any device.
@@ -143,7 +140,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
 
     def checkpoint(iteration: int) -> None:
         if state_path is not None:
-            save_atomic({
+            torch_save_atomic({
                 "version": STATE_VERSION, "config": config, "iteration": iteration,
                 "images": images.detach().cpu(), "labels": labels, "syn_lr": syn_lr.detach().cpu(),
                 "optimizer_images": optimizer_images.state_dict(), "optimizer_lr": optimizer_lr.state_dict(),

@@ -3,12 +3,12 @@ and restored so a stopped distillation resumes where it was (``weights_only`` lo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from dpcluster.atomic import torch_save_atomic
 from dpcluster.errors import UserError
 
 
@@ -29,10 +29,7 @@ class IterationState:
                 payload[name] = obj.get_state()
             else:
                 payload[name] = obj.state_dict()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, self.path)
+        torch_save_atomic(payload, self.path)
 
     def resume(self) -> int:
         """The iteration to start at: 0, or the saved one after restoring every object."""

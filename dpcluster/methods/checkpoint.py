@@ -7,12 +7,12 @@ tensors, numbers, strings, lists and dicts).
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
+from dpcluster.atomic import torch_save_atomic
 from dpcluster.errors import UserError
 from dpcluster.pruning.masks import Mask
 from dpcluster.results.records import RoundRecord
@@ -48,9 +48,7 @@ class Checkpoint:
             "carry": dataclasses.asdict(self.carry) if self.carry else None,
             "records": [dataclasses.asdict(r) for r in self.records],
         }
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
+        torch_save_atomic(payload, path)
 
     @classmethod
     def load(cls, path: Path) -> Checkpoint:

@@ -6,13 +6,14 @@ Files are written to a temporary name and renamed, so a reader never sees half a
 from __future__ import annotations
 
 import dataclasses
-import os
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from dpcluster.atomic import write_atomic
 
 
 @dataclass(frozen=True)
@@ -49,9 +50,7 @@ SCHEMA = pa.schema([
 def write_records(records: list[RoundRecord], path: str | Path) -> None:
     path = Path(path)
     table = pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=SCHEMA)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
 def read_records(path: str | Path) -> list[RoundRecord]:
