@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from dpcluster.data import DataBundle, TensorSet, load_data
-from dpcluster.data import dsa as dsa_module
 from dpcluster.data import zca as zca_module
 from dpcluster.data.augment import KINDS, augment, resolve_augmentation
 from dpcluster.data.dsa import (DSA_STRATEGY, NOFLIP_STRATEGY, TRANSFORMS, brightness, color, contrast, crop_shift,
