@@ -109,9 +109,11 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     labels = torch.arange(classes).repeat_interleave(images_per_class)
     optimizer = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     losses: list[torch.Tensor] = []
+    fingerprint = {"data": data.name, "model": model_spec.to_dict(), "images_per_class": images_per_class,
+                   "lr": lr, "real_per_class": real_per_class, "seed": seed, "augmentation": kind}
     state = IterationState(state_path, {"images": syn, "optimizer": optimizer, "data_rng": data_rng,
-                                        "augment_rng": augment_rng})
-    start = state.resume()
+                                        "augment_rng": augment_rng}, fingerprint)
+    start, _ = state.resume()
 
     for it in range(start, iterations):
         net = _fresh_network(model_spec, data, seed * 1_000_003 + it, device)

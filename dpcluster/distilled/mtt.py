@@ -22,11 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from dpcluster.atomic import torch_save_atomic
 from dpcluster.data.augment import augment
 from dpcluster.distilled.dm import _ClassSampler, class_counts
 from dpcluster.distilled.experts import check_no_batchnorm, expert_network
-from dpcluster.distilled.format import DistilledSet, load_tensor_file
+from dpcluster.distilled.format import DistilledSet
+from dpcluster.distilled.state import IterationState
 from dpcluster.errors import UserError
 from dpcluster.specs import ModelSpec
 from dpcluster.specs.experiment import MTTSpec
@@ -39,7 +39,6 @@ OnCheckpoint = Callable[[int, DistilledSet], None]
 
 # The learned learning rate is kept at least this large (see the clamp in the loop).
 MIN_SYN_LR = 1e-6
-STATE_VERSION = 1
 
 
 def _unflatten(flat: torch.Tensor, names: list[str], shapes: list[torch.Size]) -> dict[str, torch.Tensor]:
@@ -106,28 +105,15 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
     syn_lr = torch.tensor(mtt.lr_init, dtype=torch.float32, device=device).requires_grad_(True)
     optimizer_images = torch.optim.SGD([images], lr=mtt.lr_images, momentum=0.5)
     optimizer_lr = torch.optim.SGD([syn_lr], lr=mtt.lr_lr, momentum=0.5)
-    losses: list[float] = []
-    start = 0
 
-    config = _run_config(data, model_spec, images_per_class, mtt, augmentation, seed, trajectories)
-    state_path = Path(state_path) if state_path is not None else None
-    if state_path is not None and state_path.exists():
-        state = load_tensor_file(state_path)
-        if not isinstance(state, dict) or state.get("version") != STATE_VERSION or state.get("config") != config:
-            raise UserError(f"{state_path}: a trajectory-matching state of another run (other data, model, "
-                            f"settings or seed) or of another version; delete it to start afresh")
-        if state["iteration"] > mtt.iterations:
-            raise UserError(f"{state_path}: already at iteration {state['iteration']}, past iterations = "
-                            f"{mtt.iterations}")
-        start = state["iteration"]
-        with torch.no_grad():
-            images.copy_(state["images"])
-            syn_lr.copy_(state["syn_lr"])
-        optimizer_images.load_state_dict(state["optimizer_images"])
-        optimizer_lr.load_state_dict(state["optimizer_lr"])
-        choice_rng.set_state(state["choice_rng"])
-        augment_rng.set_state(state["augment_rng"])
-        losses = list(state["losses"])
+    state = IterationState(state_path, {"images": images, "syn_lr": syn_lr, "optimizer_images": optimizer_images,
+                                        "optimizer_lr": optimizer_lr, "choice_rng": choice_rng,
+                                        "augment_rng": augment_rng},
+                           _run_config(data, model_spec, images_per_class, mtt, augmentation, seed, trajectories))
+    start, extra = state.resume()
+    losses = list(extra.get("losses", []))
+    if start > mtt.iterations:
+        raise UserError(f"{state_path}: already at iteration {start}, past iterations = {mtt.iterations}")
 
     def current_set(iteration: int) -> DistilledSet:
         return DistilledSet(
@@ -139,13 +125,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
                    "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None})
 
     def checkpoint(iteration: int) -> None:
-        if state_path is not None:
-            torch_save_atomic({
-                "version": STATE_VERSION, "config": config, "iteration": iteration,
-                "images": images.detach().cpu(), "labels": labels, "syn_lr": syn_lr.detach().cpu(),
-                "optimizer_images": optimizer_images.state_dict(), "optimizer_lr": optimizer_lr.state_dict(),
-                "choice_rng": choice_rng.get_state(), "augment_rng": augment_rng.get_state(), "losses": losses,
-            }, state_path)
+        state.save(iteration, losses=losses)
         if on_checkpoint is not None:
             on_checkpoint(iteration, current_set(iteration))
 
