@@ -15,13 +15,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dpcluster.cli import distill, run
+    from dpcluster.cli import distill, run, sweep
 
     parser = _Parser(prog="dpcluster", description="Distilled pruning and IMP, from a laptop to a cluster.")
     parser.add_argument("--version", action="version", version=f"dpcluster {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run.add_parser(commands)
     distill.add_parser(commands)
+    sweep.add_parsers(commands)
     return parser
 
 

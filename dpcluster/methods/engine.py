@@ -15,6 +15,8 @@ Round r holds mask m_r (m_0 keeps everything). Each round:
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +28,10 @@ from dpcluster.errors import UserError
 from dpcluster.methods.checkpoint import Carry, Checkpoint, State
 from dpcluster.methods.reporter import Reporter
 from dpcluster.models import build_model
-from dpcluster.pruning.masks import Mask, count_kept, count_total, full_mask, mask_hash, next_mask, sparsity
+from dpcluster.atomic import torch_save_atomic
+from dpcluster.pruning.masks import (
+    Mask, count_kept, count_total, full_mask, mask_hash, next_mask, pack_mask, sparsity, unpack_mask,
+)
 from dpcluster.pruning.model_masks import capture_state, masked_state, prunable_weights, restore_state
 from dpcluster.results.records import RoundRecord, read_records, write_records
 from dpcluster.specs import ExperimentSpec
@@ -34,6 +39,7 @@ from dpcluster.training import evaluate, train
 from dpcluster.training.batches import steps_per_epoch
 
 RESULTS_FILE = "rounds.parquet"
+REWIND_FILE = "rewind.pt"
 SPEC_FILE = "spec.toml"
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -179,8 +185,11 @@ class Experiment:
 
 
 def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: torch.device,
-                   reporter: Reporter | None = None) -> list[RoundRecord]:
-    """Run (or resume, or skip if finished) one experiment; its results land in ``run_dir``."""
+                   reporter: Reporter | None = None, keep_masks: bool = False) -> list[RoundRecord]:
+    """Run (or resume, or skip if finished) one experiment; its results land in ``run_dir``.
+
+    With ``keep_masks``, every round's mask is kept in ``run_dir/masks/`` and the rewind point's state in
+    ``run_dir/rewind.pt``, so each level can be validated later as a job of its own (sweeps)."""
     reporter = reporter or Reporter()
     results = run_dir / RESULTS_FILE
     if results.exists():
@@ -209,9 +218,41 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
             reporter.end_round(checkpoint.records[-1])
     while checkpoint.round < rounds:
         experiment.run_round(checkpoint)
+        if keep_masks:
+            torch_save_atomic(pack_mask(checkpoint.mask), mask_path(run_dir, checkpoint.round))
         checkpoint.save(checkpoint_path)
+    if keep_masks and checkpoint.rewind_state is not None:
+        torch_save_atomic(checkpoint.rewind_state, run_dir / REWIND_FILE)
     write_records(checkpoint.records, results)
     checkpoint_path.unlink(missing_ok=True)
     reporter.end_experiment(spec.name)
     return checkpoint.records
 
+
+
+def mask_path(run_dir: Path, round_index: int) -> Path:
+    return run_dir / "masks" / f"round-{round_index:03d}.pt"
+
+
+def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
+                   device: torch.device, reporter: Reporter | None = None) -> RoundRecord:
+    """Train round ``round_index``'s subnetwork (kept by a ``keep_masks`` run in ``mask_run_dir``) on real data
+    and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run."""
+    check_experiment(spec, inputs)
+    experiment = Experiment(spec, inputs, device, reporter or Reporter())
+    if round_index == 0:
+        mask, inner = full_mask(experiment.weights), None
+        checkpoint = Checkpoint(spec.experiment_id, 0, mask)
+        validation = experiment.train_real(mask, checkpoint, from_rewind=False, label="dense")
+        return experiment.record(0, mask, "none", inner, validation)
+    mask = unpack_mask(torch.load(mask_path(mask_run_dir, round_index), weights_only=True))
+    rewind = mask_run_dir / REWIND_FILE
+    rewind_state = torch.load(rewind, weights_only=True) if rewind.exists() else None
+    checkpoint = Checkpoint(spec.experiment_id, round_index, mask, rewind_state=rewind_state)
+    from_rewind = inner_data(spec, mask) == "real" and rewind_state is not None
+    validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
+                                       label=f"round {round_index}: validation")
+    searched = {r.round: r for r in read_records(mask_run_dir / RESULTS_FILE)}[round_index]
+    accuracy, loss = experiment.test(validation.state)
+    return dataclasses.replace(searched, test_accuracy=accuracy, test_loss=loss,
+                               validation_seconds=validation.seconds, validation_examples=validation.examples)

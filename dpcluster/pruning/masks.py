@@ -103,3 +103,19 @@ def mask_hash(mask: Mask) -> str:
         digest.update(f"{name}:{tuple(m.shape)};".encode())
         digest.update(np.packbits(m.flatten().numpy().astype(np.uint8)).tobytes())
     return digest.hexdigest()[:16]
+
+
+def pack_mask(mask: Mask) -> dict[str, dict]:
+    """A mask as bits (1/8 of a bool tensor's size), for keeping every round's mask on disk."""
+    return {name: {"shape": list(m.shape), "bits": torch.from_numpy(np.packbits(m.flatten().numpy()))}
+            for name, m in mask.items()}
+
+
+def unpack_mask(packed: dict[str, dict]) -> Mask:
+    out = {}
+    for name, item in packed.items():
+        shape = tuple(item["shape"])
+        count = int(np.prod(shape)) if shape else 1
+        bits = np.unpackbits(item["bits"].numpy())[:count]
+        out[name] = torch.from_numpy(bits.astype(bool)).view(shape)
+    return out

@@ -1,0 +1,38 @@
+"""Aggregation of a sweep's results: mean, std and count of test accuracy per (data set, model, method,
+images per class, sparsity), read from the hive-partitioned Parquet data set with pyarrow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from dpcluster.atomic import write_atomic
+from dpcluster.errors import UserError
+
+AGGREGATE_FILE = "aggregate.parquet"
+KEYS = ["dataset", "model", "method", "images_per_class", "sparsity"]
+
+
+def read_results(sweep_dir: Path) -> pa.Table:
+    results = sweep_dir / "results"
+    if not results.exists() or not any(results.rglob("*.parquet")):
+        raise UserError(f"{sweep_dir}: no results yet (expected Parquet files under {results})")
+    return ds.dataset(results, format="parquet", partitioning="hive").to_table()
+
+
+def aggregate(sweep_dir: Path) -> pa.Table:
+    table = read_results(sweep_dir)
+    # Sparsities are exact fractions of integer counts; rounding joins the same level across seeds.
+    table = table.set_column(table.schema.get_field_index("sparsity"), "sparsity",
+                             pc.round(table["sparsity"], 6))
+    summary = table.group_by(KEYS).aggregate([
+        ("test_accuracy", "mean"), ("test_accuracy", "stddev"), ("test_accuracy", "count"),
+        ("inner_seconds", "mean"), ("validation_seconds", "mean"),
+    ])
+    summary = summary.sort_by([(key, "ascending") for key in KEYS])
+    write_atomic(sweep_dir / AGGREGATE_FILE, lambda handle: pq.write_table(summary, handle))
+    return summary

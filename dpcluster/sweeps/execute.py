@@ -1,0 +1,94 @@
+"""Running one job of a sweep, wherever it runs (this process, a Slurm job, a Ray task): a plain function of
+picklable arguments that reads its inputs from and writes its outputs to the sweep folder."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from dpcluster.atomic import write_atomic
+from dpcluster.methods.engine import Inputs, run_experiment, validate_round
+from dpcluster.results.records import SCHEMA, RoundRecord
+from dpcluster.specs import ExperimentSpec
+from dpcluster.sweeps.graph import Job
+
+DISTILLED = "distilled"
+MASKS = "masks"
+RESULTS = "results"
+RESULT_SCHEMA = SCHEMA
+
+
+@dataclass(frozen=True)
+class JobCall:
+    job: Job
+    sweep_dir: Path
+    device: str = "auto"
+
+
+def mask_dir(sweep_dir: Path, spec: ExperimentSpec) -> Path:
+    return sweep_dir / MASKS / spec.name
+
+
+def result_path(sweep_dir: Path, job: Job) -> Path:
+    """One Parquet file per validation job, in a hive-partitioned data set."""
+    spec = job.experiment
+    return (sweep_dir / RESULTS / f"dataset={spec.data.name}" / f"model={spec.model.name}" / f"method={spec.method}"
+            / f"{job.id}.parquet")
+
+
+def _inputs(spec: ExperimentSpec, sweep_dir: Path, device: torch.device) -> Inputs:
+    from dpcluster.data import load_data
+    from dpcluster.distilled import obtain_distilled_set
+    from dpcluster.runs import set_augmentation
+    from dpcluster.runtime import place_data
+
+    data = load_data(spec.data)
+    if not spec.uses_distilled_set:
+        return Inputs(place_data(data, device, spec.data.placement))
+    distilled = obtain_distilled_set(spec.distilled, data, spec.model, sweep_dir / DISTILLED, device)
+    return Inputs(place_data(data, device, spec.data.placement), distilled.as_tensor_set().to(device),
+                  distilled.learned_lr, set_augmentation(distilled, data))
+
+
+def execute(call: JobCall) -> str:
+    """Run the job; returns its id. Idempotent: a finished job's outputs are reused, not recomputed."""
+    from dpcluster.runtime import resolve_device
+
+    job, sweep_dir = call.job, Path(call.sweep_dir)
+    if job.kind == "aggregate":
+        from dpcluster.sweeps.aggregate import aggregate
+
+        aggregate(sweep_dir)
+        return job.id
+    spec = job.experiment
+    device = resolve_device(call.device)
+    if job.kind == "distill":
+        _inputs(spec, sweep_dir, device)  # distils into the shared cache, or finds it there
+    elif job.kind == "mask":
+        # Masks need no validation here: every level is validated by a job of its own.
+        search = spec.replace(pruning=spec.pruning.replace(validate=False))
+        run_experiment(search, _inputs(spec, sweep_dir, device), mask_dir(sweep_dir, spec), device,
+                       keep_masks=True)
+    else:
+        path = result_path(sweep_dir, job)
+        if not path.exists():
+            runs = mask_dir(sweep_dir, spec) if job.round else None
+            record = validate_round(spec, _inputs(spec, sweep_dir, device), runs, job.round, device)
+            write_result(record, spec, path)
+    return job.id
+
+
+def write_result(record: RoundRecord, spec: ExperimentSpec, path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    row = dataclasses.asdict(record)
+    row["experiment_id"] = spec.experiment_id
+    row["images_per_class"] = spec.distilled.images_per_class if spec.uses_distilled_set else 0
+    schema = RESULT_SCHEMA.append(pa.field("images_per_class", pa.int64(), nullable=False))
+    # The partition columns live in the folder names; writing them into the file too would clash on reading.
+    table = pa.Table.from_pylist([row], schema=schema).drop_columns(["dataset", "model", "method"])
+    write_atomic(path, lambda handle: pq.write_table(table, handle))

@@ -1,0 +1,45 @@
+"""The sweep folder's record of its jobs and their states (JSON, rewritten atomically after every change)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from dpcluster.atomic import write_atomic
+
+STATES = ("pending", "running", "done", "failed")
+
+
+@dataclass
+class JobState:
+    name: str
+    kind: str
+    state: str = "pending"
+    attempts: int = 0
+    error: str | None = None
+
+
+class Manifest:
+    def __init__(self, path: Path, jobs: dict[str, JobState]):
+        self.path, self.jobs = path, jobs
+
+    @classmethod
+    def open(cls, path: Path) -> Manifest:
+        if not path.exists():
+            return cls(path, {})
+        return cls(path, {job_id: JobState(**state) for job_id, state in json.loads(path.read_text()).items()})
+
+    def add(self, job_id: str, name: str, kind: str) -> None:
+        self.jobs.setdefault(job_id, JobState(name, kind))
+
+    def set(self, job_id: str, state: str, error: str | None = None) -> None:
+        job = self.jobs[job_id]
+        job.state, job.error = state, error
+        if state == "running":
+            job.attempts += 1
+        self.save()
+
+    def save(self) -> None:
+        text = json.dumps({job_id: asdict(state) for job_id, state in self.jobs.items()}, indent=1)
+        write_atomic(self.path, lambda handle: handle.write(text.encode()))

@@ -1,0 +1,131 @@
+"""Sweeps on the local backend: every level validated once, resuming after a kill, retries, aggregation."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+import torch
+
+from dpcluster.cli.main import main
+from dpcluster.data import load_data
+from dpcluster.methods.engine import Inputs, run_experiment, validate_round
+from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
+from dpcluster.sweeps import execute as execute_module
+from dpcluster.sweeps.backends import LocalBackend
+from dpcluster.sweeps.coordinator import MANIFEST_FILE, run_sweep
+from dpcluster.sweeps.manifest import Manifest
+from dpcluster.sweeps.spec import SweepSpec
+
+REPO = Path(__file__).resolve().parents[1]
+CPU = torch.device("cpu")
+TINY = {
+    "name": "tiny", "methods": ["dense", "imp", "distilled", "random"], "seeds": [0, 1],
+    "sparsities": [0.2, 0.36], "images_per_class": [2],
+    "base": {"model": {"width": 8}, "pruning": {"rounds": 2}, "training": {"epochs": 2},
+             "distilled": {"dm": {"iterations": 3}},
+             "distilled_training": {"epochs": 3, "augmentation": "auto"}},
+}
+
+
+def rows(sweep_dir):
+    return ds.dataset(sweep_dir / "results", format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def test_a_level_validated_on_its_own_equals_the_engine_s_validation(tmp_path):
+    spec = ExperimentSpec(method="imp", model=ModelSpec(width=8), pruning=PruningSpec(rounds=2, rewind="1ep"),
+                          training=TrainingSpec(epochs=3))
+    inputs = Inputs(load_data(DataSpec()))
+    in_run = run_experiment(spec, inputs, tmp_path / "a", CPU)
+    run_experiment(spec.replace(pruning=spec.pruning.replace(validate=False)), inputs, tmp_path / "b", CPU,
+                   keep_masks=True)
+    for record in in_run:
+        alone = validate_round(spec, inputs, tmp_path / "b", record.round, CPU)
+        assert alone.mask_hash == record.mask_hash
+        assert alone.test_accuracy == record.test_accuracy and alone.test_loss == record.test_loss
+
+
+def test_local_sweep_validates_every_level_once_and_aggregates(tmp_path):
+    sweep = SweepSpec.from_dict(TINY)
+    manifest = run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
+    assert all(state.state == "done" for state in manifest.jobs.values())
+    results = rows(tmp_path)
+    keys = sorted((r["method"], r["seed"], r["round"]) for r in results)
+    expected = sorted([("dense", s, 0) for s in (0, 1)] +
+                      [(m, s, r) for m in ("imp", "distilled", "random") for s in (0, 1) for r in (1, 2)])
+    assert keys == expected
+    assert all(r["sparsity"] == pytest.approx(0.36, abs=1e-3) for r in results if r["round"] == 2)
+    assert all(r["images_per_class"] == (2 if r["method"] == "distilled" else 0) for r in results)
+    summary = ds.dataset(tmp_path / "aggregate.parquet").to_table().to_pylist()
+    assert len(summary) == 7 and all(row["test_accuracy_count"] == 2 for row in summary)
+    # Running again does nothing new.
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")}
+    run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")}
+
+
+def test_failed_jobs_are_retried_up_to_the_limit(tmp_path, monkeypatch):
+    sweep = SweepSpec.from_dict({**TINY, "methods": ["random"], "seeds": [0], "max_retries": 1})
+    real = execute_module.execute
+    failures = {"left": 5}
+
+    def flaky(call):
+        if call.job.kind == "validate" and call.job.round == 2 and failures["left"]:
+            failures["left"] -= 1
+            raise RuntimeError("node lost")
+        return real(call)
+
+    monkeypatch.setattr("dpcluster.sweeps.backends.execute", flaky)
+    manifest = run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
+    failed = [s for s in manifest.jobs.values() if s.state == "failed"]
+    assert len(failed) == 1 and failed[0].attempts == 2 and "node lost" in failed[0].error
+    assert manifest.jobs and any(s.kind == "aggregate" and s.state == "pending" for s in manifest.jobs.values())
+    # The limit holds across runs; lifting it lets the job finish.
+    run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
+    assert Manifest.open(tmp_path / MANIFEST_FILE).jobs[next(j for j, s in manifest.jobs.items()
+                                                            if s.state == "failed")].attempts == 2
+    failures["left"] = 0
+    manifest = run_sweep(sweep.replace(max_retries=3), tmp_path / "again", LocalBackend(), "cpu")
+    assert all(state.state == "done" for state in manifest.jobs.values())
+
+
+def test_a_killed_sweep_resumes_and_writes_every_row_exactly_once(tmp_path):
+    spec = dict(TINY, methods=["imp", "random"], base={**TINY["base"], "model": {"width": 32},
+                                                     "training": {"epochs": 8}, "pruning": {"rounds": 3}},
+                sparsities=[0.2, 0.36, 0.488])
+    sweep = SweepSpec.from_dict(spec)
+    path = tmp_path / "sweep.toml"
+    sweep.save(path)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dpcluster", "sweep", str(path), "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # Kill it in the middle of a mask search, after its first round's checkpoint.
+    while not list((out / "masks").glob("*/checkpoint.pt")) if (out / "masks").exists() else True:
+        assert process.poll() is None, "the sweep ended before the kill"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (out / "results").exists() or not list((out / "results").rglob("*.parquet"))
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    keys = [(r["method"], r["seed"], r["round"]) for r in rows(out)]
+    assert sorted(keys) == sorted((m, s, r) for m in ("imp", "random") for s in (0, 1) for r in (1, 2, 3))
+    assert len(keys) == len(set(keys))
+
+
+def test_sweep_mistakes_are_one_line(capsys, tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('name = "x"\nmethods = ["imp", "nope"]\n')
+    assert main(["sweep", str(bad), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "methods[1]" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    assert main(["status", str(tmp_path / "nowhere")]) == 2
+    assert main(["aggregate", str(tmp_path)]) == 2
