@@ -17,9 +17,23 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             description="Expand a sweep spec into jobs and run them. Running the same command "
                                         "again resumes: finished jobs are skipped, failed ones retried.")
     p.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. jobs/digits_small.toml")
-    p.add_argument("--backend", choices=("local",), default="local", help="where jobs run (default local)")
+    p.add_argument("--backend", choices=("local", "slurm", "ray"), default="local",
+                   help="where jobs run: this process, Slurm through submitit, or Ray (default local)")
     p.add_argument("--out", type=Path, help="sweep folder (default sweeps/<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    slurm = p.add_argument_group("slurm")
+    slurm.add_argument("--partition")
+    slurm.add_argument("--account")
+    slurm.add_argument("--qos")
+    slurm.add_argument("--constraint")
+    slurm.add_argument("--cpus-per-job", type=float, default=1, help="CPUs per job (Slurm, Ray; default 1)")
+    slurm.add_argument("--gpus-per-job", type=float, default=0,
+                       help="GPUs per job (Slurm: whole GPUs; Ray: fractions share a GPU; default 0)")
+    slurm.add_argument("--mem-gb", type=float, help="memory per job (Slurm)")
+    slurm.add_argument("--time-min", type=int, default=60, help="time limit per job in minutes (Slurm; default 60)")
+    slurm.add_argument("--array-parallelism", type=int, default=64, help="array tasks at once (Slurm; default 64)")
+    ray = p.add_argument_group("ray")
+    ray.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(handler=handle_sweep)
     s = commands.add_parser("status", help="show a sweep's jobs by stage and state")
     s.add_argument("dir", type=Path, help="sweep folder")
@@ -31,7 +45,6 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def handle_sweep(args: argparse.Namespace) -> int:
     from dpcluster.runtime import resolve_device
-    from dpcluster.sweeps.backends import LocalBackend
     from dpcluster.sweeps.coordinator import run_sweep
     from dpcluster.sweeps.graph import expand
     from dpcluster.sweeps.spec import SweepSpec
@@ -39,9 +52,10 @@ def handle_sweep(args: argparse.Namespace) -> int:
     console = Console()
     sweep = SweepSpec.load(args.spec)
     expand(sweep)  # every spec mistake surfaces here, before the folder is made
-    resolve_device(args.device)
+    if args.backend == "local":  # elsewhere the device is the job's machine's, resolved there
+        resolve_device(args.device)
     out = args.out or Path("sweeps") / sweep.name
-    backend = LocalBackend(on_start=lambda job: console.print(f"  {job.name}"))
+    backend = make_backend(args, out, console)
     manifest = run_sweep(sweep, out, backend, args.device, console.print)
     console.print(status_table(manifest))
     failed = [s for s in manifest.jobs.values() if s.state != "done"]
@@ -50,6 +64,24 @@ def handle_sweep(args: argparse.Namespace) -> int:
         return 1
     console.print(f"Results: {out}/results (hive-partitioned Parquet), summary: {out}/aggregate.parquet")
     return 0
+
+
+def make_backend(args: argparse.Namespace, out: Path, console: Console):
+    from dpcluster.sweeps.backends import LocalBackend
+
+    if args.backend == "local":
+        return LocalBackend(on_start=lambda job: console.print(f"  {job.name}"))
+    if args.backend == "slurm":
+        from dpcluster.sweeps.slurm_backend import SlurmBackend
+
+        if args.gpus_per_job != int(args.gpus_per_job) or args.cpus_per_job != int(args.cpus_per_job):
+            raise UserError("--gpus-per-job and --cpus-per-job must be whole numbers on Slurm")
+        return SlurmBackend(out / "logs", args.partition, args.account, args.qos, args.constraint,
+                            int(args.gpus_per_job), int(args.cpus_per_job), args.mem_gb, args.time_min,
+                            args.array_parallelism)
+    from dpcluster.sweeps.ray_backend import RayBackend
+
+    return RayBackend(args.address, args.gpus_per_job, args.cpus_per_job)
 
 
 def status_table(manifest) -> Table:
