@@ -1,0 +1,33 @@
+"""Sweeps submitted through submitit to the real single-node Slurm (slurm/cluster.sh)."""
+
+import pyarrow.dataset as ds
+import pytest
+
+from dpcluster.errors import UserError
+from dpcluster.sweeps.coordinator import run_sweep
+from dpcluster.sweeps.spec import SweepSpec
+
+pytest.importorskip("submitit")
+
+SWEEP = {"name": "slurm", "methods": ["dense", "random"], "seeds": [0, 1], "sparsities": [0.2],
+         "base": {"model": {"width": 8}, "pruning": {"rounds": 1}, "training": {"epochs": 1}}}
+
+
+def test_a_digits_sweep_runs_as_slurm_job_arrays(slurm_cluster, tmp_path):
+    from dpcluster.sweeps.slurm_backend import SlurmBackend
+
+    manifest = run_sweep(SweepSpec.from_dict(SWEEP), tmp_path,
+                         SlurmBackend(tmp_path / "logs", partition="debug", time_min=10), "cpu")
+    assert all(state.state == "done" for state in manifest.jobs.values()), manifest.jobs
+    rows = ds.dataset(tmp_path / "results", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
+        ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]
+    assert list((tmp_path / "logs").rglob("*_log.out")), "submitit keeps a log per job"
+
+
+def test_an_unknown_partition_surfaces_slurm_s_message(slurm_cluster, tmp_path):
+    from dpcluster.sweeps.slurm_backend import SlurmBackend
+
+    with pytest.raises(UserError, match="(?i)invalid partition") as error:
+        run_sweep(SweepSpec.from_dict(SWEEP), tmp_path, SlurmBackend(tmp_path / "logs", partition="nosuch"), "cpu")
+    assert "\n" not in str(error.value)
