@@ -31,3 +31,17 @@ def test_an_unknown_partition_surfaces_slurm_s_message(slurm_cluster, tmp_path):
     with pytest.raises(UserError, match="(?i)invalid partition") as error:
         run_sweep(SweepSpec.from_dict(SWEEP), tmp_path, SlurmBackend(tmp_path / "logs", partition="nosuch"), "cpu")
     assert "\n" not in str(error.value)
+
+
+def test_a_validation_job_on_two_slurm_tasks_trains_data_parallel(slurm_cluster, tmp_path):
+    from dpcluster.sweeps.slurm_backend import SlurmBackend
+
+    sweep = SweepSpec.from_dict({"name": "ddp", "methods": ["dense"], "seeds": [0],
+                                 "base": {"model": {"width": 8, "depth": 2},
+                                          "training": {"epochs": 1, "batch_size": 64}}})
+    manifest = run_sweep(sweep, tmp_path, SlurmBackend(tmp_path / "logs", partition="debug", time_min=10,
+                                                       tasks_per_job=2), "cpu")
+    assert all(state.state == "done" for state in manifest.jobs.values()), manifest.jobs
+    assert len(list((tmp_path / "results").rglob("*.parquet"))) == 1  # rank 0 alone wrote
+    logs = " ".join(p.read_text() for p in (tmp_path / "logs").rglob("*_1_log.out"))
+    assert "validate-dense-s0-digits-convnet-r0: process 1 of 2" in logs, "the second task joined the group"

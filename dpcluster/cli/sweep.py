@@ -32,6 +32,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     slurm.add_argument("--mem-gb", type=float, help="memory per job (Slurm)")
     slurm.add_argument("--time-min", type=int, default=60, help="time limit per job in minutes (Slurm; default 60)")
     slurm.add_argument("--array-parallelism", type=int, default=64, help="array tasks at once (Slurm; default 64)")
+    slurm.add_argument("--tasks-per-job", type=int,
+                       help="processes per job; validations train data-parallel across them (Slurm; default: "
+                            "one per GPU)")
     ray = p.add_argument_group("ray")
     ray.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(handler=handle_sweep)
@@ -78,7 +81,7 @@ def make_backend(args: argparse.Namespace, out: Path, console: Console):
             raise UserError("--gpus-per-job and --cpus-per-job must be whole numbers on Slurm")
         return SlurmBackend(out / "logs", args.partition, args.account, args.qos, args.constraint,
                             int(args.gpus_per_job), int(args.cpus_per_job), args.mem_gb, args.time_min,
-                            args.array_parallelism)
+                            args.array_parallelism, args.tasks_per_job)
     from dpcluster.sweeps.ray_backend import RayBackend
 
     return RayBackend(args.address, args.gpus_per_job, args.cpus_per_job)

@@ -37,6 +37,7 @@ from dpcluster.results.records import RoundRecord, read_records, write_records
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
 from dpcluster.training.batches import steps_per_epoch
+from dpcluster.training.distributed import Distributed
 
 RESULTS_FILE = "rounds.parquet"
 REWIND_FILE = "rewind.pt"
@@ -86,8 +87,10 @@ def check_experiment(spec: ExperimentSpec, inputs: Inputs) -> None:
 class Experiment:
     """One experiment's run: the model, its initial state, and the trainings the rounds are made of."""
 
-    def __init__(self, spec: ExperimentSpec, inputs: Inputs, device: torch.device, reporter: Reporter):
+    def __init__(self, spec: ExperimentSpec, inputs: Inputs, device: torch.device, reporter: Reporter,
+                 distributed: Distributed | None = None):
         self.spec, self.inputs, self.device, self.reporter = spec, inputs, device, reporter
+        self.distributed = distributed
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
         self.init_state = capture_state(self.model)
@@ -113,7 +116,8 @@ class Experiment:
                 snapshot_step = self.rewind_at
         result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=spec.seed,
                        mask=mask, start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
-                       on_epoch=self.reporter.start_training(label, spec.training.epochs))
+                       on_epoch=self.reporter.start_training(label, spec.training.epochs),
+                       distributed=self.distributed)
         if snapshot_step is not None:
             checkpoint.rewind_state = result.snapshot
         return Carry(capture_state(self.model), result.seconds, result.examples_seen)
@@ -235,11 +239,13 @@ def mask_path(run_dir: Path, round_index: int) -> Path:
 
 
 def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
-                   device: torch.device, reporter: Reporter | None = None) -> RoundRecord:
+                   device: torch.device, reporter: Reporter | None = None,
+                   distributed: Distributed | None = None) -> RoundRecord:
     """Train round ``round_index``'s subnetwork (kept by a ``keep_masks`` run in ``mask_run_dir``) on real data
-    and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run."""
+    and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run. With
+    ``distributed``, the training is data-parallel across the processes of the group."""
     check_experiment(spec, inputs)
-    experiment = Experiment(spec, inputs, device, reporter or Reporter())
+    experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed)
     if round_index == 0:
         mask, inner = full_mask(experiment.weights), None
         checkpoint = Checkpoint(spec.experiment_id, 0, mask)

@@ -14,6 +14,7 @@ from dpcluster.methods.engine import Inputs, run_experiment, validate_round
 from dpcluster.results.records import SCHEMA, RoundRecord
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.graph import Job
+from dpcluster.training.distributed import from_environment
 
 DISTILLED = "distilled"
 MASKS = "masks"
@@ -58,13 +59,21 @@ def execute(call: JobCall) -> str:
     from dpcluster.runtime import resolve_device
 
     job, sweep_dir = call.job, Path(call.sweep_dir)
+    device = resolve_device(call.device)
+    distributed = from_environment(device)
+    if distributed is not None:
+        print(f"{job.name}: process {distributed.rank} of {distributed.world_size}", flush=True)
+    if distributed is not None and job.kind != "validate":
+        # Only validations train data-parallel; of a job started on several processes, rank 0 does the work.
+        if not distributed.is_main:
+            return job.id
+        distributed = None
     if job.kind == "aggregate":
         from dpcluster.sweeps.aggregate import aggregate
 
         aggregate(sweep_dir)
         return job.id
     spec = job.experiment
-    device = resolve_device(call.device)
     if job.kind == "distill":
         _inputs(spec, sweep_dir, device)  # distils into the shared cache, or finds it there
     elif job.kind == "mask":
@@ -76,8 +85,10 @@ def execute(call: JobCall) -> str:
         path = result_path(sweep_dir, job)
         if not path.exists():
             runs = mask_dir(sweep_dir, spec) if job.round else None
-            record = validate_round(spec, _inputs(spec, sweep_dir, device), runs, job.round, device)
-            write_result(record, spec, path)
+            record = validate_round(spec, _inputs(spec, sweep_dir, device), runs, job.round, device,
+                                    distributed=distributed)
+            if distributed is None or distributed.is_main:  # every rank holds the same model; one writes
+                write_result(record, spec, path)
     return job.id
 
 

@@ -36,6 +36,8 @@ class SlurmBackend:
     mem_gb: float | None = None
     time_min: int = 60
     array_parallelism: int = 64
+    # Processes per job: validation jobs train data-parallel across them (one per GPU). Default: one per GPU.
+    tasks_per_job: int | None = None
     name: str = "slurm"
 
     def executor(self):
@@ -47,8 +49,12 @@ class SlurmBackend:
         for key in ("partition", "account", "qos", "constraint"):
             if getattr(self, key):
                 params[key] = getattr(self, key)
+        tasks = self.tasks_per_job or max(self.gpus_per_task, 1)
+        if tasks > 1:
+            params["ntasks_per_node"] = tasks
         if self.gpus_per_task:
-            params["gpus_per_task"] = self.gpus_per_task
+            # One GPU per process; a job asking for several GPUs gets as many processes (DDP).
+            params["gpus_per_task"] = 1 if tasks > 1 else self.gpus_per_task
         if self.mem_gb:
             params["mem"] = f"{int(self.mem_gb * 1024)}MB"
         executor.update_parameters(**params)
@@ -65,7 +71,7 @@ class SlurmBackend:
         outcomes = []
         for call, job in zip(calls, jobs):
             try:
-                job.result()
+                job.results()  # every task's (several for data-parallel jobs)
                 outcomes.append(Outcome(call.job.id, True))
             except UncompletedJobError as error:
                 lines = [line for line in str(error).strip().splitlines() if line.strip()]

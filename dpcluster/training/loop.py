@@ -23,6 +23,7 @@ from dpcluster.pruning.masks import Mask
 from dpcluster.pruning.model_masks import capture_state
 from dpcluster.specs import TrainingSpec
 from dpcluster.training.batches import epoch_batches, epoch_generator, eval_batches, steps_per_epoch
+from dpcluster.training.distributed import Distributed
 
 
 @dataclass
@@ -62,9 +63,16 @@ def _to_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, device: torch.device, seed: int,
           mask: Mask | None = None, lr: float | None = None, start_step: int = 0,
           snapshot_step: int | None = None, workers: int = 0,
-          on_epoch: Callable[[int, int], None] | None = None) -> TrainResult:
-    """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step``."""
+          on_epoch: Callable[[int, int], None] | None = None,
+          distributed: Distributed | None = None) -> TrainResult:
+    """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step``.
+
+    With ``distributed``, every process trains its share of each batch and DDP averages the gradients."""
     _prepare(model, device)
+    stepped = model
+    if distributed is not None:
+        stepped = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index or 0] if device.type == "cuda" else None)
     base_lr = spec.lr if lr is None else lr
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, spec, base_lr, device)
@@ -85,10 +93,15 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
             group["lr"] = lr_at(spec, base_lr, epoch)
         skip = start_step - epoch * per_epoch if epoch == start_step // per_epoch else 0
         augment_generator = epoch_generator(seed, epoch, stream=1)
-        for x, y in epoch_batches(data, spec.batch_size, seed, epoch, skip, device, workers):
+        shard = distributed.shard if distributed is not None else None
+        for x, y, batch_examples in epoch_batches(data, spec.batch_size, seed, epoch, skip, device, workers, shard):
             x = _to_input(augment(x, spec.augmentation, augment_generator), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = F.cross_entropy(model(x), y)
+                loss = F.cross_entropy(stepped(x), y)
+            if distributed is not None:
+                # DDP averages the ranks' gradients; weighting each rank's mean by its share of the batch makes
+                # that average the whole batch's mean even when the last batch splits unevenly.
+                loss = loss * (y.shape[0] * distributed.world_size / batch_examples)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if masked:
@@ -98,7 +111,7 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
                 with torch.no_grad():
                     torch._foreach_mul_(masked, mask_values)
             step += 1
-            examples += y.shape[0]
+            examples += batch_examples
             if step == snapshot_step:
                 snapshot = capture_state(model)
         if on_epoch is not None:

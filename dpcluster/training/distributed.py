@@ -1,0 +1,41 @@
+"""Data-parallel training across processes (DDP): one process per GPU (or CPU process with gloo), started by
+torchrun or by Slurm through submitit; only rank 0 writes results.
+
+Each global batch (the spec's batch size) is split across the ranks and DDP averages the gradients, so a
+distributed run takes the same steps as a single process would on the same data order.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Distributed:
+    rank: int
+    world_size: int
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def shard(self, index: torch.Tensor) -> torch.Tensor:
+        """This rank's part of a global batch."""
+        return index[self.rank::self.world_size]
+
+
+def from_environment(device: torch.device) -> Distributed | None:
+    """Join the process group described by the environment (torchrun's, or Slurm's via submitit), if any."""
+    if "WORLD_SIZE" not in os.environ and "SLURM_NTASKS" in os.environ and int(os.environ["SLURM_NTASKS"]) > 1:
+        import submitit
+
+        submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Distributed(dist.get_rank(), dist.get_world_size())
