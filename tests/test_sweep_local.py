@@ -79,10 +79,11 @@ def test_failed_jobs_are_retried_up_to_the_limit(tmp_path, monkeypatch):
             raise RuntimeError("node lost")
         return real(call)
 
-    monkeypatch.setattr("dpcluster.sweeps.backends.execute", flaky)
+    monkeypatch.setattr("dpcluster.sweeps.execute.execute", flaky)
     manifest = run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
     failed = [s for s in manifest.jobs.values() if s.state == "failed"]
     assert len(failed) == 1 and failed[0].attempts == 2 and "node lost" in failed[0].error
+    assert "RuntimeError: node lost" in (tmp_path / "logs" / f"{failed[0].name}.log").read_text()
     assert manifest.jobs and any(s.kind == "aggregate" and s.state == "pending" for s in manifest.jobs.values())
     # The limit holds across runs; lifting it lets the job finish.
     run_sweep(sweep, tmp_path, LocalBackend(), "cpu")

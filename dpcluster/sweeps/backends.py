@@ -8,7 +8,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Protocol
 
-from dpcluster.sweeps.execute import JobCall, execute
+from dpcluster.sweeps.execute import JobCall, execute_logged
 
 
 @dataclass
@@ -39,7 +39,7 @@ class LocalBackend:
             if self.on_start is not None:
                 self.on_start(call.job)
             try:
-                execute(call)
+                execute_logged(call)
                 outcomes.append(Outcome(call.job.id, True))
             except KeyboardInterrupt:
                 raise

@@ -103,3 +103,19 @@ def write_result(record: RoundRecord, spec: ExperimentSpec, path: Path) -> None:
     # The partition columns live in the folder names; writing them into the file too would clash on reading.
     table = pa.Table.from_pylist([row], schema=schema).drop_columns(["dataset", "model", "method"])
     write_atomic(path, lambda handle: pq.write_table(table, handle))
+
+
+def execute_logged(call: JobCall) -> str:
+    """``execute`` with the job's output and any traceback in ``SWEEP/logs/<job>.log`` (local and Ray jobs;
+    Slurm jobs get submitit's own log files)."""
+    import contextlib
+    import traceback
+
+    log = Path(call.sweep_dir) / "logs" / f"{call.job.name}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a") as handle, contextlib.redirect_stdout(handle), contextlib.redirect_stderr(handle):
+        try:
+            return execute(call)
+        except BaseException:
+            traceback.print_exc(file=handle)
+            raise

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dpcluster.sweeps.backends import Outcome
-from dpcluster.sweeps.execute import JobCall, execute
+from dpcluster.sweeps.execute import JobCall, execute_logged
 
 
 @dataclass
@@ -27,7 +27,7 @@ class RayBackend:
         import ray
 
         self._connect()
-        task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)(execute)
+        task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)(execute_logged)
         refs = [task.remote(call) for call in calls]
         outcomes = []
         for call, ref in zip(calls, refs):
