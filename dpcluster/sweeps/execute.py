@@ -19,7 +19,6 @@ from dpcluster.training.distributed import from_environment
 DISTILLED = "distilled"
 MASKS = "masks"
 RESULTS = "results"
-RESULT_SCHEMA = SCHEMA
 
 
 @dataclass(frozen=True)
@@ -99,7 +98,7 @@ def write_result(record: RoundRecord, spec: ExperimentSpec, path: Path) -> None:
     row = dataclasses.asdict(record)
     row["experiment_id"] = spec.experiment_id
     row["images_per_class"] = spec.distilled.images_per_class if spec.uses_distilled_set else 0
-    schema = RESULT_SCHEMA.append(pa.field("images_per_class", pa.int64(), nullable=False))
+    schema = SCHEMA.append(pa.field("images_per_class", pa.int64(), nullable=False))
     # The partition columns live in the folder names; writing them into the file too would clash on reading.
     table = pa.Table.from_pylist([row], schema=schema).drop_columns(["dataset", "model", "method"])
     write_atomic(path, lambda handle: pq.write_table(table, handle))
