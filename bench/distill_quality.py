@@ -22,7 +22,6 @@ import torch
 from dpcluster.data import load_data
 from dpcluster.distilled.cache import cached_distill
 from dpcluster.distilled.evaluate import random_real_subset, test_accuracy_after_training_on
-from dpcluster.runs import set_augmentation
 from dpcluster.runtime import place_data, resolve_device
 from dpcluster.specs import ExperimentSpec
 
@@ -50,7 +49,7 @@ def main() -> None:
             started = time.perf_counter()
             distilled, folder, cached = cached_distill(source, data, spec.model, args.cache, device)
             seconds = time.perf_counter() - started
-            augmentation = set_augmentation(distilled, data)
+            augmentation = distilled.training_augmentation(data)
             training = spec.distilled_training.replace(augmentation=augmentation)
             lr = distilled.learned_lr if source.use_learned_lr else None
             row[method] = test_accuracy_after_training_on(distilled.as_tensor_set(), data, spec.model, training,

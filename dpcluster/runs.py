@@ -6,6 +6,8 @@ happens in :func:`plan_run`, before anything is written, so a mistake leaves no 
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,15 +57,13 @@ def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,
         if key not in distilled_sets:
             distilled_sets[key] = _distilled_set(spec, loaded[spec.data], out, device, say, distill_progress)
         distilled = distilled_sets[key]
-        inputs[spec.experiment_id] = Inputs(loaded[spec.data], distilled.as_tensor_set(), distilled.learned_lr,
-                                            set_augmentation(distilled, loaded[spec.data]))
+        inputs[spec.experiment_id] = Inputs.with_set(loaded[spec.data], distilled)
 
     placed = {data_spec: place_data(bundle, device, data_spec.placement) for data_spec, bundle in loaded.items()}
     for spec in specs:
         item = inputs[spec.experiment_id]
         distilled = item.distilled.to(device) if item.distilled is not None else None
-        inputs[spec.experiment_id] = Inputs(placed[spec.data], distilled, item.distilled_lr,
-                                            item.distilled_augmentation)
+        inputs[spec.experiment_id] = dataclasses.replace(item, data=placed[spec.data], distilled=distilled)
     return Plan(specs, inputs, out, device)
 
 
@@ -79,17 +79,6 @@ def _distilled_set(spec: ExperimentSpec, data, out: Path, device: torch.device, 
             f"(cached under {out / DISTILLED_CACHE})")
     # One set per data set and model, shared by every experiment seed, as in the papers.
     return obtain_distilled_set(source, data, spec.model, out / DISTILLED_CACHE, device, progress=progress)
-
-
-def set_augmentation(distilled, data) -> str:
-    """The augmentation to train on a set with: the one it was distilled with; for a set that does not say
-    (an import), DSA as MTT uses, without flips where they change labels."""
-    recorded = distilled.extra.get("augmentation")
-    if recorded:
-        return recorded
-    from dpcluster.data.augment import resolve_augmentation
-
-    return resolve_augmentation("auto", data)
 
 
 def run_planned(plan: Plan, reporter: Reporter | None = None) -> list[RoundRecord]:

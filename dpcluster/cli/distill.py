@@ -69,7 +69,6 @@ def handle(args: argparse.Namespace) -> int:
     from dpcluster.data import load_data
     from dpcluster.distilled.cache import cached_distill
     from dpcluster.distilled.evaluate import random_real_subset, test_accuracy_after_training_on
-    from dpcluster.runs import set_augmentation
     from dpcluster.runtime import place_data, resolve_device
 
     console = Console()
@@ -80,16 +79,14 @@ def handle(args: argparse.Namespace) -> int:
     source = spec.distilled
 
     def accuracy(tensors, lr, augmentation) -> tuple[float, float]:
-        training = spec.distilled_training
-        if training.augmentation == "auto":
-            training = training.replace(augmentation=augmentation)
+        training = spec.distilled_training.with_auto_augmentation(augmentation)
         values = [test_accuracy_after_training_on(tensors, data, spec.model, training, seed, device, lr)
                   for seed in range(args.eval_seeds)]
         return statistics.fmean(values), statistics.pstdev(values)
 
     def evaluate(distilled) -> str:
         lr = distilled.learned_lr if source.use_learned_lr else None
-        mean, std = accuracy(distilled.as_tensor_set(), lr, set_augmentation(distilled, data))
+        mean, std = accuracy(distilled.as_tensor_set(), lr, distilled.training_augmentation(data))
         return f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if args.eval_seeds > 1 else "")
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -118,7 +115,7 @@ def handle(args: argparse.Namespace) -> int:
     console.print(f"test accuracy after training on the set: {evaluate(distilled)}")
     # The baseline trains exactly as the set does (same epochs, augmentation), with the spec's learning rate.
     baseline, spread = accuracy(random_real_subset(data, source.images_per_class, source.seed), None,
-                                set_augmentation(distilled, data))
+                                distilled.training_augmentation(data))
     console.print(f"random real subset of the same size: {100 * baseline:.1f}%"
                   + (f" ± {100 * spread:.1f}" if args.eval_seeds > 1 else ""))
     return 0

@@ -4,7 +4,6 @@ everything that determines the result, so runs and sweeps that share a cache dis
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +13,7 @@ import torch
 from dpcluster.distilled.distillers import DISTILLERS, DistillRequest, distill_augmentation, distillation_model
 from dpcluster.distilled.format import SIDECAR, DistilledSet
 from dpcluster.errors import UserError
+from dpcluster.hashing import stable_hash
 from dpcluster.specs import DistilledSpec, ModelSpec
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def data_fingerprint(data: "DataBundle") -> dict[str, Any]:
     return {
         "name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
         "mean": list(data.mean), "std": list(data.std), "class_names": list(data.class_names), "train_size": n,
-        "zca": bool(getattr(data, "zca", False)),
+        "zca": data.zca,
         "train_labels": _sha(labels.numpy().tobytes()),
         "train_images": _sha(images.to(torch.float32).contiguous().numpy().tobytes()),
     }
@@ -61,8 +61,7 @@ def distill_key(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec) 
         "data": data_fingerprint(data),
         "model": model_spec.to_dict(),
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return stable_hash(payload)
 
 
 def cache_folder(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, cache_dir: str | Path) -> Path:

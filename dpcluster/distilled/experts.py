@@ -12,8 +12,6 @@ already finished are kept in ``experts-<key>.partial.pt``, so an interrupted run
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +24,7 @@ from dpcluster.distilled.cache import data_fingerprint
 from dpcluster.distilled.dm import _fresh_network
 from dpcluster.distilled.format import load_tensor_file
 from dpcluster.errors import UserError
+from dpcluster.hashing import stable_hash
 from dpcluster.specs import ModelSpec, TrainingSpec
 from dpcluster.specs.experiment import MTTSpec
 from dpcluster.training import loop
@@ -78,8 +77,7 @@ def experts_cache_key(data: "DataBundle", model_spec: ModelSpec, mtt: MTTSpec, a
         "seed": seed,
         "data": data_fingerprint(data),
     }
-    text = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return stable_hash(payload)
 
 
 

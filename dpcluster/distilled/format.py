@@ -114,6 +114,13 @@ class DistilledSet:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.images.shape[1:])  # type: ignore[return-value]
 
+    def training_augmentation(self, data: "DataBundle") -> str:
+        """The augmentation to train on this set with: the one it was distilled with; for a set that does not
+        say (an import), DSA as MTT uses, without flips where they change labels."""
+        from dpcluster.data.augment import resolve_augmentation
+
+        return self.extra.get("augmentation") or resolve_augmentation("auto", data)
+
     def as_tensor_set(self) -> "TensorSet":
         from dpcluster.data.base import TensorSet
         return TensorSet(self.images, self.labels)
@@ -134,9 +141,9 @@ class DistilledSet:
         if self.input_shape != tuple(data.input_shape):
             raise UserError(f"{where}: images are {list(self.input_shape)} (C, H, W), data set {data.name!r} "
                             f"needs {list(data.input_shape)}")
-        if self.zca != bool(getattr(data, "zca", False)):
+        if self.zca != data.zca:
             raise UserError(f"{where}: the set is {'' if self.zca else 'not '}ZCA-whitened but the real data is "
-                            f"{'' if getattr(data, 'zca', False) else 'not '}(set data.zca = {str(self.zca).lower()})")
+                            f"{'' if data.zca else 'not '}(set data.zca = {str(self.zca).lower()})")
         same = len(self.mean) == len(data.mean) and all(
             math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
             for a, b in zip(self.mean + self.std, tuple(data.mean) + tuple(data.std)))

@@ -16,19 +16,18 @@ Round r holds mask m_r (m_0 keeps everything). Each round:
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
 
+from dpcluster.atomic import torch_save_atomic
 from dpcluster.data.base import DataBundle, TensorSet
 from dpcluster.errors import UserError
 from dpcluster.methods.checkpoint import Carry, Checkpoint, State
 from dpcluster.methods.reporter import Reporter
 from dpcluster.models import build_model
-from dpcluster.atomic import torch_save_atomic
 from dpcluster.pruning.masks import (
     Mask, count_kept, count_total, full_mask, mask_hash, next_mask, pack_mask, sparsity, unpack_mask,
 )
@@ -54,6 +53,11 @@ class Inputs:
     distilled_lr: float | None = None
     # What distilled_training.augmentation = "auto" means: the augmentation the set was distilled with.
     distilled_augmentation: str = "none"
+
+    @classmethod
+    def with_set(cls, data: DataBundle, distilled) -> Inputs:
+        """Inputs for a distilled-data method: ``data`` and the DistilledSet ``distilled``."""
+        return cls(data, distilled.as_tensor_set(), distilled.learned_lr, distilled.training_augmentation(data))
 
 
 def inner_data(spec: ExperimentSpec, mask: Mask) -> str:
@@ -126,9 +130,7 @@ class Experiment:
         spec = self.spec
         self._start(self.init_state, mask)
         lr = self.inputs.distilled_lr if spec.distilled.use_learned_lr else None
-        training = spec.distilled_training
-        if training.augmentation == "auto":
-            training = training.replace(augmentation=self.inputs.distilled_augmentation)
+        training = spec.distilled_training.with_auto_augmentation(self.inputs.distilled_augmentation)
         result = train(self.model, self.inputs.distilled, training, device=self.device,
                        seed=spec.seed, mask=mask, lr=lr,
                        on_epoch=self.reporter.start_training(label, spec.distilled_training.epochs))
@@ -233,7 +235,6 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     return checkpoint.records
 
 
-
 def mask_path(run_dir: Path, round_index: int) -> Path:
     return run_dir / "masks" / f"round-{round_index:03d}.pt"
 
@@ -247,10 +248,10 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
     check_experiment(spec, inputs)
     experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed)
     if round_index == 0:
-        mask, inner = full_mask(experiment.weights), None
-        checkpoint = Checkpoint(spec.experiment_id, 0, mask)
-        validation = experiment.train_real(mask, checkpoint, from_rewind=False, label="dense")
-        return experiment.record(0, mask, "none", inner, validation)
+        mask = full_mask(experiment.weights)
+        validation = experiment.train_real(mask, Checkpoint(spec.experiment_id, 0, mask), from_rewind=False,
+                                           label="dense")
+        return experiment.record(0, mask, "none", None, validation)
     mask = unpack_mask(torch.load(mask_path(mask_run_dir, round_index), weights_only=True))
     rewind = mask_run_dir / REWIND_FILE
     rewind_state = torch.load(rewind, weights_only=True) if rewind.exists() else None

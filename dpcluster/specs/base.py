@@ -8,8 +8,6 @@ names the dotted key, e.g. ``training.lr: must be > 0, got -1``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import tomllib
 import types
 import typing
@@ -19,6 +17,7 @@ from typing import Any, Mapping, Self
 import tomli_w
 
 from dpcluster.errors import SpecError, UserError
+from dpcluster.hashing import stable_hash
 
 
 def check(condition: bool, key: str, message: str) -> None:
@@ -132,8 +131,7 @@ class Spec:
     def content_hash(self) -> str:
         """A stable id: fields left at their defaults do not count, so adding a new field with a
         default does not change the id of existing experiments."""
-        text = json.dumps(self.non_default_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return stable_hash(self.non_default_dict(), 12)
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)

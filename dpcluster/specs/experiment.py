@@ -96,6 +96,10 @@ class TrainingSpec(Spec):
         check(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
         check_choice(self.augmentation, (*AUGMENTATIONS, "auto"), "augmentation")
 
+    def with_auto_augmentation(self, kind: str) -> TrainingSpec:
+        """This spec with augmentation "auto" replaced by ``kind`` (the augmentation a set was distilled with)."""
+        return self.replace(augmentation=kind) if self.augmentation == "auto" else self
+
 
 _REWIND = re.compile(r"^(\d+)(ep|it)$")
 

@@ -42,15 +42,15 @@ def result_path(sweep_dir: Path, job: Job) -> Path:
 def _inputs(spec: ExperimentSpec, sweep_dir: Path, device: torch.device) -> Inputs:
     from dpcluster.data import load_data
     from dpcluster.distilled import obtain_distilled_set
-    from dpcluster.runs import set_augmentation
     from dpcluster.runtime import place_data
 
     data = load_data(spec.data)
     if not spec.uses_distilled_set:
         return Inputs(place_data(data, device, spec.data.placement))
-    distilled = obtain_distilled_set(spec.distilled, data, spec.model, sweep_dir / DISTILLED, device)
-    return Inputs(place_data(data, device, spec.data.placement), distilled.as_tensor_set().to(device),
-                  distilled.learned_lr, set_augmentation(distilled, data))
+    inputs = Inputs.with_set(data, obtain_distilled_set(spec.distilled, data, spec.model, sweep_dir / DISTILLED,
+                                                        device))
+    return dataclasses.replace(inputs, data=place_data(data, device, spec.data.placement),
+                               distilled=inputs.distilled.to(device))
 
 
 def execute(call: JobCall) -> str:

@@ -11,10 +11,9 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 
+from dpcluster.hashing import stable_hash
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.spec import SweepSpec
 
@@ -42,8 +41,7 @@ class Job:
 
 
 def _job_id(kind: str, payload: dict) -> str:
-    text = json.dumps({"kind": kind, **payload}, sort_keys=True, separators=(",", ":"))
-    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+    return f"{kind}-{stable_hash({'kind': kind, **payload}, 12)}"
 
 
 def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
