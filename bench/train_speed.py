@@ -23,7 +23,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from dpcluster.data.base import TensorSet
 from dpcluster.models import build_model
-from dpcluster.pruning.masks import full_mask, next_mask
+from dpcluster.pruning.masks import full_mask, magnitude_scores, next_mask
 from dpcluster.pruning.model_masks import apply_mask, prunable_weights
 from dpcluster.runtime import resolve_device
 from dpcluster.specs import ModelSpec, TrainingSpec
@@ -66,7 +66,7 @@ def compare(name: str, x: torch.Tensor, y: torch.Tensor, spec: TrainingSpec, mod
         torch.manual_seed(0)
         model = build_model(model_spec, shape, num_classes)
         weights = prunable_weights(model)
-        mask = next_mask("global", weights, full_mask(weights), 0.2, 3)  # a 49%-sparse subnetwork
+        mask = next_mask(magnitude_scores(weights), full_mask(weights), 0.2, 3)  # a 49%-sparse subnetwork
         apply_mask(model, mask)
         return model, mask
 

@@ -10,7 +10,7 @@ import torch.multiprocessing as mp
 from dpcluster.data import load_data
 from dpcluster.methods.engine import Inputs, validate_round
 from dpcluster.models import build_model
-from dpcluster.pruning.masks import full_mask, next_mask
+from dpcluster.pruning.masks import full_mask, magnitude_scores, next_mask
 from dpcluster.pruning.model_masks import apply_mask, capture_state, prunable_weights
 from dpcluster.specs import DataSpec, ModelSpec, TrainingSpec
 from dpcluster.sweeps.execute import JobCall, execute
@@ -38,7 +38,7 @@ def _model_and_mask():
     # Depth 2: the depth-3 net normalizes 2x2 maps on digits, which magnifies float rounding between runs.
     model = build_model(ModelSpec(width=8, depth=2), (1, 8, 8), 10)
     weights = prunable_weights(model)
-    mask = next_mask("global", weights, full_mask(weights), 0.2, 2)
+    mask = next_mask(magnitude_scores(weights), full_mask(weights), 0.2, 2)
     apply_mask(model, mask)
     return model, mask
 

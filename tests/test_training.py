@@ -3,7 +3,7 @@ import torch
 
 from dpcluster.data.base import TensorSet
 from dpcluster.models import build_model
-from dpcluster.pruning.masks import full_mask, next_mask
+from dpcluster.pruning.masks import full_mask, magnitude_scores, next_mask
 from dpcluster.pruning.model_masks import apply_mask, capture_state, prunable_weights, restore_state
 from dpcluster.specs import ModelSpec, TrainingSpec
 from dpcluster.training import evaluate, train
@@ -26,7 +26,7 @@ def _model(norm="batchnorm", seed=0):
 
 def _pruned_mask(model):
     weights = prunable_weights(model)
-    return next_mask("global", weights, full_mask(weights), 0.5, 2)
+    return next_mask(magnitude_scores(weights), full_mask(weights), 0.5, 2)
 
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])

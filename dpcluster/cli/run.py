@@ -9,7 +9,7 @@ from rich.console import Console
 from dpcluster.cli.options import add_spec_options, override, spec_from_options
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
-from dpcluster.specs.experiment import METHODS
+from dpcluster.methods.registry import method_names
 
 DEFAULT_METHODS = ("dense", "imp", "distilled", "random")
 
@@ -19,7 +19,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                             description="Run dense, IMP, distilled, hybrid and random pruning across seeds and "
                                         "compare them. With no options: all four default methods on digits.")
     add_spec_options(p)
-    p.add_argument("--methods", help=f"comma-separated, from {', '.join(METHODS)} "
+    p.add_argument("--methods", help=f"comma-separated, from {', '.join(method_names())} "
                                      f"(default {','.join(DEFAULT_METHODS)})")
     p.add_argument("--seeds", help="comma-separated seeds (default: the spec's seed, 0)")
     p.add_argument("--rounds", type=int, help="pruning rounds (20%% of the remaining weights each)")
@@ -69,10 +69,10 @@ def base_spec(args: argparse.Namespace) -> ExperimentSpec:
 
 def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpec]:
     methods = [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
+    unknown = [m for m in methods if m not in method_names()]
     if unknown or not methods:
         raise UserError(f"--methods: unknown method {', '.join(unknown) or '(none given)'}; "
-                        f"choose from {', '.join(METHODS)}")
+                        f"choose from {', '.join(method_names())}")
     seeds = _ints(args.seeds, "--seeds") if args.seeds else [spec.seed]
     out = []
     for method in dict.fromkeys(methods):

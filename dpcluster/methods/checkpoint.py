@@ -46,7 +46,7 @@ class Checkpoint:
             "mask": self.mask,
             "rewind_state": self.rewind_state,
             "carry": dataclasses.asdict(self.carry) if self.carry else None,
-            "records": [dataclasses.asdict(r) for r in self.records],
+            "records": [r.as_row() for r in self.records],
         }
         torch_save_atomic(payload, path)
 
@@ -64,5 +64,5 @@ class Checkpoint:
             mask=payload["mask"],
             rewind_state=payload["rewind_state"],
             carry=Carry(**carry) if carry else None,
-            records=[RoundRecord(**r) for r in payload["records"]],
+            records=[RoundRecord.from_row(r) for r in payload["records"]],
         )

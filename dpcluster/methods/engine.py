@@ -1,12 +1,14 @@
-"""The round engine shared by every method.
+"""The round engine shared by every method; what each method does is data in ``dpcluster.methods.registry``.
 
 Round r holds mask m_r (m_0 keeps everything). Each round:
 
 1. the *inner loop* trains the subnetwork m_r to get weights to prune: on real data from the rewind point
    (``imp``, and ``hybrid`` past its switch sparsity), on the distilled set from initialisation
    (``distilled``, and ``hybrid`` before the switch; Algorithm 1 of the papers), or not at all (``random``);
-2. pruning gives m_{r+1} (global or layerwise magnitude, or random);
-3. *validation* trains m_{r+1} on real data and tests it. When m_{r+1} will itself be pruned by a real-data
+2. pruning gives m_{r+1}: the method's scores (magnitudes of the inner loop's weights, or a random draw that no
+   weight influences) keep the highest, across all layers or per layer (``pruning.strategy``);
+3. *validation* trains m_{r+1} on real data and tests it: from the rewind point when the method's next inner
+   loop is real-data training, else from initialisation. When m_{r+1} will itself be pruned by a real-data
    inner loop, validation is exactly that training (same start, same data order), so it is kept and reused
    rather than run twice, as open_lth does for IMP.
 
@@ -15,7 +17,6 @@ Round r holds mask m_r (m_0 keeps everything). Each round:
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,11 +29,13 @@ from dpcluster.errors import UserError
 from dpcluster.methods.checkpoint import Carry, Checkpoint, State
 from dpcluster.methods.reporter import Reporter
 from dpcluster.models import build_model
+from dpcluster.methods.registry import Method, get_method
 from dpcluster.pruning.masks import (
-    Mask, count_kept, count_total, full_mask, mask_hash, next_mask, pack_mask, sparsity, unpack_mask,
+    Mask, count_kept, count_total, full_mask, layer_counts, magnitude_scores, mask_hash, next_mask, pack_mask,
+    random_scores, sparsity, unpack_mask,
 )
 from dpcluster.pruning.model_masks import capture_state, masked_state, prunable_weights, restore_state
-from dpcluster.results.records import RoundRecord, read_records, write_records
+from dpcluster.results.records import LayerCount, RoundRecord, read_records, write_records
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
 from dpcluster.training.batches import steps_per_epoch
@@ -62,13 +65,19 @@ class Inputs:
 
 def inner_data(spec: ExperimentSpec, mask: Mask) -> str:
     """Which data prunes ``mask`` further: "real", "distilled" or "none"."""
-    if spec.method == "imp":
-        return "real"
-    if spec.method == "distilled":
-        return "distilled"
-    if spec.method == "hybrid":
-        return "distilled" if sparsity(mask) < spec.pruning.hybrid_switch else "real"
-    return "none"
+    return get_method(spec.method).inner_data(spec, sparsity(mask))
+
+
+def prune_round(method: Method, spec: ExperimentSpec, weights: dict[str, torch.Tensor], mask: Mask,
+                round_index: int) -> Mask:
+    """Round ``round_index``'s mask, pruned from ``mask`` by the method's criterion: the magnitudes of
+    ``weights`` (the inner loop's result), or a random draw seeded by the experiment's seed and the round alone."""
+    if method.criterion == "random":
+        generator = torch.Generator().manual_seed(spec.seed * 7919 + round_index)
+        scores = random_scores(mask, generator)
+    else:
+        scores = magnitude_scores(weights)
+    return next_mask(scores, mask, spec.pruning.rate, round_index, spec.pruning.strategy)
 
 
 def rewind_step(spec: ExperimentSpec, train_set: TensorSet | Dataset) -> int:
@@ -94,6 +103,7 @@ class Experiment:
     def __init__(self, spec: ExperimentSpec, inputs: Inputs, device: torch.device, reporter: Reporter,
                  distributed: Distributed | None = None):
         self.spec, self.inputs, self.device, self.reporter = spec, inputs, device, reporter
+        self.method = get_method(spec.method)
         self.distributed = distributed
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
@@ -142,25 +152,31 @@ class Experiment:
 
     # --- rounds ---------------------------------------------------------------------------------
     def record(self, round_index: int, mask: Mask, inner: str, inner_run: Carry | None,
-               validation: Carry | None) -> RoundRecord:
+               validation: Carry | None, earlier: list[RoundRecord]) -> RoundRecord:
+        """Round ``round_index``'s record; ``earlier`` are the rounds before it (their inner loops count towards
+        the cost of finding this mask)."""
         spec = self.spec
-        accuracy = loss = None
-        if validation is not None:
-            accuracy, loss = self.test(validation.state)
-        return RoundRecord(
+        inner_seconds = inner_run.seconds if inner_run else 0.0
+        inner_examples = inner_run.examples if inner_run else 0
+        record = RoundRecord(
             experiment_id=spec.experiment_id, method=spec.method, seed=spec.seed, dataset=spec.data.name,
             model=spec.model.name, round=round_index, sparsity=sparsity(mask), weights_kept=count_kept(mask),
-            weights_total=count_total(mask), test_accuracy=accuracy, test_loss=loss, inner_data=inner,
-            inner_seconds=inner_run.seconds if inner_run else 0.0,
-            inner_examples=inner_run.examples if inner_run else 0,
-            validation_seconds=validation.seconds if validation else 0.0,
-            validation_examples=validation.examples if validation else 0,
-            mask_hash=mask_hash(mask),
+            weights_total=count_total(mask), test_accuracy=None, test_loss=None, inner_data=inner,
+            inner_seconds=inner_seconds, inner_examples=inner_examples, validation_seconds=0.0,
+            validation_examples=0,
+            mask_search_seconds=sum(r.inner_seconds for r in earlier) + inner_seconds,
+            mask_search_examples=sum(r.inner_examples for r in earlier) + inner_examples,
+            time_to_mask_seconds=None, time_to_mask_examples=None, mask_hash=mask_hash(mask),
+            layers=tuple(LayerCount(*layer) for layer in layer_counts(mask)),
         )
+        if validation is None:
+            return record
+        accuracy, loss = self.test(validation.state)
+        return record.with_validation(accuracy, loss, validation.seconds, validation.examples)
 
     def run_dense(self, checkpoint: Checkpoint) -> None:
         validation = self.train_real(checkpoint.mask, checkpoint, from_rewind=False, label="dense")
-        checkpoint.records.append(self.record(0, checkpoint.mask, "none", None, validation))
+        checkpoint.records.append(self.record(0, checkpoint.mask, "none", None, validation, []))
 
     def run_round(self, checkpoint: Checkpoint) -> None:
         spec, mask, r = self.spec, checkpoint.mask, checkpoint.round
@@ -172,19 +188,21 @@ class Experiment:
             inner_run = self.train_distilled(mask, f"{label}: distilled inner loop")
         else:
             inner_run = None
+        weights = None
         if inner_run is not None:
             restore_state(self.model, inner_run.state)
-        generator = torch.Generator().manual_seed(spec.seed * 7919 + r)
-        new_mask = next_mask(spec.pruning.strategy, self.weights, mask, spec.pruning.rate, r + 1, generator)
+            weights = self.weights
+        new_mask = prune_round(self.method, spec, weights, mask, r + 1)
 
         validation = carry = None
         next_inner = inner_data(spec, new_mask)
         if spec.pruning.validate or (next_inner == "real" and r + 1 < spec.pruning.num_rounds):
-            validation = self.train_real(new_mask, checkpoint, from_rewind=next_inner == "real",
+            from_rewind = self.method.validates_from_rewind(spec, sparsity(new_mask))
+            validation = self.train_real(new_mask, checkpoint, from_rewind=from_rewind,
                                          label=f"{label}: validation")
             carry = validation if next_inner == "real" else None
         record = self.record(r + 1, new_mask, inner, inner_run,
-                             validation if spec.pruning.validate else None)
+                             validation if spec.pruning.validate else None, checkpoint.records)
         checkpoint.records.append(record)
         checkpoint.round, checkpoint.mask, checkpoint.carry = r + 1, new_mask, carry
         self.reporter.end_round(record)
@@ -216,9 +234,9 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     else:
         checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
 
-    rounds = 0 if spec.method == "dense" else spec.pruning.num_rounds
+    rounds = spec.pruning.num_rounds if experiment.method.prunes else 0
     reporter.start_experiment(spec.name, max(rounds, 1), len(checkpoint.records))
-    if spec.method == "dense":
+    if not experiment.method.prunes:
         if not checkpoint.records:
             experiment.run_dense(checkpoint)
             reporter.end_round(checkpoint.records[-1])
@@ -251,15 +269,14 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
         mask = full_mask(experiment.weights)
         validation = experiment.train_real(mask, Checkpoint(spec.experiment_id, 0, mask), from_rewind=False,
                                            label="dense")
-        return experiment.record(0, mask, "none", None, validation)
+        return experiment.record(0, mask, "none", None, validation, [])
     mask = unpack_mask(torch.load(mask_path(mask_run_dir, round_index), weights_only=True))
     rewind = mask_run_dir / REWIND_FILE
     rewind_state = torch.load(rewind, weights_only=True) if rewind.exists() else None
     checkpoint = Checkpoint(spec.experiment_id, round_index, mask, rewind_state=rewind_state)
-    from_rewind = inner_data(spec, mask) == "real" and rewind_state is not None
+    from_rewind = experiment.method.validates_from_rewind(spec, sparsity(mask)) and rewind_state is not None
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
                                        label=f"round {round_index}: validation")
     searched = {r.round: r for r in read_records(mask_run_dir / RESULTS_FILE)}[round_index]
     accuracy, loss = experiment.test(validation.state)
-    return dataclasses.replace(searched, test_accuracy=accuracy, test_loss=loss,
-                               validation_seconds=validation.seconds, validation_examples=validation.examples)
+    return searched.with_validation(accuracy, loss, validation.seconds, validation.examples)

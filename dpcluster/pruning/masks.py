@@ -1,7 +1,8 @@
 """Pure functions for pruning masks.
 
 A mask is a dict from parameter name (``"features.0.weight"``) to a boolean tensor of that parameter's
-shape: True = kept. Only conv and linear weights are prunable; biases and norm parameters are not.
+shape: True = kept. Pruning keeps the highest *scores* (a criterion: weight magnitude, or a random draw), across
+all layers or per layer (the scope). Only conv and linear weights are prunable; biases and norm parameters are not.
 Counts are exact integers: the target after round r keeps ``round(total * (1 - rate) ** r)`` weights,
 computed from the total rather than from the previous round, so rounding never accumulates.
 """
@@ -9,12 +10,15 @@ computed from the total rather than from the previous round, so rounding never a
 from __future__ import annotations
 
 import hashlib
+import math
 
 import numpy as np
 import torch
 
 Mask = dict[str, torch.Tensor]
 Weights = dict[str, torch.Tensor]
+# A score per weight (same names and shapes as the mask): pruning keeps the highest scores.
+Scores = dict[str, torch.Tensor]
 
 
 def full_mask(weights: Weights) -> Mask:
@@ -43,48 +47,50 @@ def _check_keep(mask: Mask, keep: int) -> None:
         raise ValueError(f"cannot keep {keep} weights: only {count_kept(mask)} remain")
 
 
-def prune_global(weights: Weights, mask: Mask, keep: int) -> Mask:
-    """Keep the ``keep`` largest-magnitude weights among those the mask still keeps, across all layers."""
+def magnitude_scores(weights: Weights) -> Scores:
+    """Each weight's magnitude: magnitude pruning keeps the largest."""
+    return {name: w.detach().abs().float().cpu() for name, w in weights.items()}
+
+
+def random_scores(mask: Mask, generator: torch.Generator) -> Scores:
+    """An independent uniform draw per weight. Keeping the top k of i.i.d. draws keeps a uniformly random k-subset,
+    so a mask chosen by these scores depends on the generator and the previous mask alone, never on a weight."""
+    return {name: torch.rand(m.shape, generator=generator) for name, m in mask.items()}
+
+
+def keep_top(scores: Scores, mask: Mask, keep: int) -> Mask:
+    """Keep the ``keep`` highest-scoring weights among those the mask still keeps, across all layers."""
     _check_keep(mask, keep)
     names = list(mask)
-    # Already-pruned weights score -1 so they are never chosen again (magnitudes are >= 0).
-    scores = torch.cat([
-        torch.where(mask[n], weights[n].detach().abs().float().cpu(), torch.tensor(-1.0)).flatten() for n in names
-    ])
-    chosen = torch.zeros_like(scores, dtype=torch.bool)
-    chosen[torch.topk(scores, keep, sorted=False).indices] = True
+    # Already-pruned weights score -inf so they are never chosen again.
+    flat = torch.cat([torch.where(mask[n], scores[n].float(), torch.tensor(-math.inf)).flatten() for n in names])
+    chosen = torch.zeros_like(flat, dtype=torch.bool)
+    chosen[torch.topk(flat, keep, sorted=False).indices] = True
     return _split(chosen, mask)
 
 
-def prune_layerwise(weights: Weights, mask: Mask, density: float) -> Mask:
-    """Keep ``round(layer_size * density)`` largest-magnitude weights in each layer."""
+def keep_top_per_layer(scores: Scores, mask: Mask, density: float) -> Mask:
+    """Keep the ``round(layer_size * density)`` highest-scoring weights of each layer."""
     out = {}
     for name, m in mask.items():
-        keep = int(round(m.numel() * density))
-        out[name] = prune_global({name: weights[name]}, {name: m}, min(keep, int(m.sum())))[name]
+        keep = min(int(round(m.numel() * density)), int(m.sum()))
+        out[name] = keep_top({name: scores[name]}, {name: m}, keep)[name]
     return out
 
 
-def prune_random(mask: Mask, keep: int, generator: torch.Generator) -> Mask:
-    """Keep ``keep`` weights chosen uniformly at random among those the mask still keeps."""
-    _check_keep(mask, keep)
-    flat = torch.cat([m.flatten() for m in mask.values()])
-    scores = torch.where(flat, torch.rand(flat.shape, generator=generator), torch.tensor(-1.0))
-    chosen = torch.zeros_like(flat)
-    chosen[torch.topk(scores, keep, sorted=False).indices] = True
-    return _split(chosen, mask)
+def next_mask(scores: Scores, mask: Mask, rate: float, round_index: int, scope: str = "global") -> Mask:
+    """The mask of round ``round_index`` (>= 1): ``mask`` pruned to the round's target by ``scores``, across all
+    layers (``scope = "global"``) or to the same density in each layer (``"layerwise"``)."""
+    if scope == "global":
+        return keep_top(scores, mask, target_kept(count_total(mask), rate, round_index))
+    if scope == "layerwise":
+        return keep_top_per_layer(scores, mask, (1.0 - rate) ** round_index)
+    raise ValueError(f"unknown pruning scope {scope!r}")
 
 
-def next_mask(strategy: str, weights: Weights | None, mask: Mask, rate: float, round_index: int,
-              generator: torch.Generator | None = None) -> Mask:
-    """The mask of round ``round_index`` (>= 1), pruned from ``mask`` with the given strategy."""
-    if strategy == "global":
-        return prune_global(weights, mask, target_kept(count_total(mask), rate, round_index))
-    if strategy == "layerwise":
-        return prune_layerwise(weights, mask, (1.0 - rate) ** round_index)
-    if strategy == "random":
-        return prune_random(mask, target_kept(count_total(mask), rate, round_index), generator)
-    raise ValueError(f"unknown pruning strategy {strategy!r}")
+def layer_counts(mask: Mask) -> list[tuple[str, int, int]]:
+    """(layer, kept, total) for every layer of the mask, in the mask's order."""
+    return [(name, int(m.sum()), m.numel()) for name, m in mask.items()]
 
 
 def _split(flat: torch.Tensor, like: Mask) -> Mask:

@@ -1,5 +1,5 @@
 """Round records and their Parquet files."""
 
-from dpcluster.results.records import RoundRecord, read_records, write_records
+from dpcluster.results.records import LayerCount, RoundRecord, read_records, write_records
 
-__all__ = ["RoundRecord", "read_records", "write_records"]
+__all__ = ["LayerCount", "RoundRecord", "read_records", "write_records"]

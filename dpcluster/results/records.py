@@ -6,14 +6,24 @@ Files are written to a temporary name and renamed, so a reader never sees half a
 from __future__ import annotations
 
 import dataclasses
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpcluster.atomic import write_atomic
+
+
+@dataclass(frozen=True)
+class LayerCount:
+    """One layer of a round's mask: its kept and total prunable weights."""
+
+    name: str
+    kept: int
+    total: int
 
 
 @dataclass(frozen=True)
@@ -37,22 +47,50 @@ class RoundRecord:
     inner_examples: int
     validation_seconds: float
     validation_examples: int
+    # What finding this round's mask cost: every inner loop up to and including this round's.
+    mask_search_seconds: float
+    mask_search_examples: int
+    # The papers' time-to-mask: the mask search plus the final real-data training of the subnetwork (None when
+    # the subnetwork was not trained).
+    time_to_mask_seconds: float | None
+    time_to_mask_examples: int | None
     mask_hash: str
+    # Per layer, in the model's order: kept and total weights, so a mask can be inspected without code.
+    layers: tuple[LayerCount, ...] = ()
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> RoundRecord:
+        """A record from plain data (a Parquet row, a checkpoint's dict)."""
+        row = dict(row)
+        row["layers"] = tuple(LayerCount(**layer) for layer in row.get("layers") or ())
+        return cls(**row)
+
+    def as_row(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def with_validation(self, accuracy: float, loss: float, seconds: float, examples: int) -> RoundRecord:
+        """This round's record with its subnetwork's real-data training and test result filled in."""
+        return dataclasses.replace(
+            self, test_accuracy=accuracy, test_loss=loss, validation_seconds=seconds, validation_examples=examples,
+            time_to_mask_seconds=self.mask_search_seconds + seconds,
+            time_to_mask_examples=self.mask_search_examples + examples)
 
 
-_ARROW_TYPES = {int: pa.int64(), float: pa.float64(), str: pa.string(), float | None: pa.float64()}
-SCHEMA = pa.schema([
-    pa.field(name, _ARROW_TYPES[tp], nullable=tp == float | None)
-    for name, tp in typing.get_type_hints(RoundRecord).items()
-])
+LAYER_TYPE = pa.list_(pa.struct([pa.field("name", pa.string(), nullable=False),
+                                 pa.field("kept", pa.int64(), nullable=False),
+                                 pa.field("total", pa.int64(), nullable=False)]))
+_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(),
+                "float | None": pa.float64(), "int | None": pa.int64(), "tuple[LayerCount, ...]": LAYER_TYPE}
+SCHEMA = pa.schema([pa.field(f.name, _ARROW_TYPES[f.type], nullable=f.type.endswith("None"))
+                    for f in dataclasses.fields(RoundRecord)])
 
 
 def write_records(records: list[RoundRecord], path: str | Path) -> None:
     path = Path(path)
-    table = pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=SCHEMA)
+    table = pa.Table.from_pylist([r.as_row() for r in records], schema=SCHEMA)
     write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
 def read_records(path: str | Path) -> list[RoundRecord]:
     table = pq.read_table(path, schema=SCHEMA)
-    return [RoundRecord(**row) for row in table.to_pylist()]
+    return [RoundRecord.from_row(row) for row in table.to_pylist()]

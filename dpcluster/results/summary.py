@@ -36,28 +36,35 @@ def accuracy_by_sparsity(records: list[RoundRecord]) -> tuple[list[float], list[
 
 @dataclass(frozen=True)
 class MaskCost:
-    """What finding the sparsest mask cost, per method: the papers' time-to-mask and data points used."""
+    """What the sparsest mask cost, per method: the mask search (every inner loop) and the papers' time-to-mask
+    (the mask search plus the final real-data training of the subnetwork), in seconds and training examples."""
 
     method: str
     sparsity: float
-    inner_seconds: Cell
-    inner_examples: Cell
+    search_seconds: Cell
+    search_examples: Cell
+    time_to_mask_seconds: Cell | None
+    time_to_mask_examples: Cell | None
 
 
 def mask_costs(records: list[RoundRecord]) -> list[MaskCost]:
-    by_run: dict[tuple[str, str], list[RoundRecord]] = defaultdict(list)
+    last: dict[tuple[str, str], RoundRecord] = {}
     for r in records:
-        by_run[(r.method, r.experiment_id)].append(r)
-    per_method: dict[str, list[list[RoundRecord]]] = defaultdict(list)
-    for (method, _), rows in by_run.items():
-        if method != "dense":
-            per_method[method].append(rows)
+        key = (r.method, r.experiment_id)
+        if r.method != "dense" and (key not in last or r.round > last[key].round):
+            last[key] = r
+    per_method: dict[str, list[RoundRecord]] = defaultdict(list)
+    for (method, _), r in last.items():
+        per_method[method].append(r)
     costs = []
-    for method, runs in per_method.items():
+    for method, rows in per_method.items():
+        validated = [r for r in rows if r.time_to_mask_seconds is not None]
         costs.append(MaskCost(
             method=method,
-            sparsity=statistics.fmean(max(rows, key=lambda r: r.round).sparsity for rows in runs),
-            inner_seconds=_cell([sum(r.inner_seconds for r in rows) for rows in runs]),
-            inner_examples=_cell([float(sum(r.inner_examples for r in rows)) for rows in runs]),
+            sparsity=statistics.fmean(r.sparsity for r in rows),
+            search_seconds=_cell([r.mask_search_seconds for r in rows]),
+            search_examples=_cell([float(r.mask_search_examples) for r in rows]),
+            time_to_mask_seconds=_cell([r.time_to_mask_seconds for r in validated]) if validated else None,
+            time_to_mask_examples=_cell([float(r.time_to_mask_examples) for r in validated]) if validated else None,
         ))
     return costs

@@ -89,6 +89,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Field metadata for settings that do not change a result (where the data lives, worker counts): they are left
+# out of content hashes, so moving a data set does not re-key finished work.
+NOT_IDENTITY = types.MappingProxyType({"identity": False})
+
+
+def _field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return dataclasses.MISSING
+
+
 class Spec:
     """Mixin for frozen dataclass specs."""
 
@@ -111,27 +124,31 @@ class Spec:
                 out[f.name] = _plain(value)
         return out
 
-    def non_default_dict(self) -> dict[str, Any]:
-        """Only the fields that differ from their defaults (nested specs likewise)."""
+    def identity_dict(self, default: "Spec | None" = None) -> dict[str, Any]:
+        """What identifies this spec's results: the fields that differ from ``default`` (the fields' own defaults
+        when None; nested specs against the parent default's, so a ``default_factory`` counts as the default),
+        leaving out fields marked ``metadata=NOT_IDENTITY`` (where the data lives, worker counts: they do not
+        change a result)."""
         out = {}
         for f in dataclasses.fields(self):
+            if not f.metadata.get("identity", True):
+                continue
             value = getattr(self, f.name)
+            base = getattr(default, f.name) if default is not None else _field_default(f)
             if isinstance(value, Spec):
-                nested = value.non_default_dict()
+                nested = value.identity_dict(base if isinstance(base, Spec) else None)
                 # A spec where the default is None counts even when all its fields are defaults.
-                if nested or f.default is None:
+                if nested or not isinstance(base, Spec):
                     out[f.name] = nested
                 continue
-            default = f.default if f.default is not dataclasses.MISSING else (
-                f.default_factory() if f.default_factory is not dataclasses.MISSING else dataclasses.MISSING)
-            if value != default:
+            if value != base:
                 out[f.name] = _plain(value)
         return out
 
     def content_hash(self) -> str:
-        """A stable id: fields left at their defaults do not count, so adding a new field with a
-        default does not change the id of existing experiments."""
-        return stable_hash(self.non_default_dict(), 12)
+        """A stable id: fields left at their defaults do not count, so adding a new field with a default does not
+        change the id of existing experiments; nor do fields that cannot change a result (``NOT_IDENTITY``)."""
+        return stable_hash(self.identity_dict(), 12)
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)

@@ -6,17 +6,20 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from dpcluster.specs.base import Spec, check, check_choice
+from dpcluster.methods.registry import get_method, method_names
+from dpcluster.specs.base import NOT_IDENTITY, Spec, check, check_choice
 
 DATASETS = ("digits", "cifar10", "cifar100", "imagenet10", "imagenette", "imagenet")
 MODELS = ("convnet", "alexnet", "resnet18", "resnet10")
-METHODS = ("dense", "imp", "distilled", "hybrid", "random")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # "dsa": differentiable siamese augmentation (colour, crop, cutout, flip, scale, rotate); "dsa_noflip" leaves
 # out the flip (digits). "auto", for training on a distilled set, is the augmentation the set was made with.
 AUGMENTATIONS = ("none", "flip", "crop", "crop_flip", "dsa", "dsa_noflip")
 DISTILL_AUGMENTATIONS = ("auto", "none", "dsa", "dsa_noflip")
-STRATEGIES = ("global", "layerwise", "random")
+# Where pruning compares weights: across all layers, or within each layer (every layer kept at the same density).
+STRATEGIES = ("global", "layerwise")
+# How the learning rate falls: by gamma at each of `milestones`, or once at half the epochs (MTT's evaluation).
+SCHEDULES = ("milestones", "half")
 DISTILL_METHODS = ("dm", "mtt")
 DISTILLED_SOURCES = (*DISTILL_METHODS, "file")
 IMPORT_FORMATS = ("dpcluster", "mtt", "png")
@@ -25,8 +28,9 @@ IMPORT_FORMATS = ("dpcluster", "mtt", "png")
 @dataclass(frozen=True)
 class DataSpec(Spec):
     name: str = "digits"
-    # Folder holding the data set in torchvision's on-disk format (not used by digits).
-    root: str | None = None
+    # Folder holding the data set in torchvision's on-disk format (not used by digits). Not part of the id:
+    # moving a data set does not re-key finished work.
+    root: str | None = field(default=None, metadata=NOT_IDENTITY)
     # ImageNet subsets: the wnids to use with name = "imagenet" (imagenet10 and imagenette have built-in lists).
     classes: tuple[str, ...] | None = None
     # ImageNet subsets are resized (shorter side) and centre-cropped to this many pixels.
@@ -34,9 +38,10 @@ class DataSpec(Spec):
     # digits: the fixed, seeded, stratified train/test split.
     test_fraction: float = 0.2
     split_seed: int = 0
-    # Where the training set lives: "auto" keeps it on the training device as tensors when it fits.
-    placement: str = "auto"
-    workers: int = 4
+    # Where the training set lives: "auto" keeps it on the training device as tensors when it fits. Neither this
+    # nor the worker count changes a result (the batches are the same), so neither is part of the id.
+    placement: str = field(default="auto", metadata=NOT_IDENTITY)
+    workers: int = field(default=4, metadata=NOT_IDENTITY)
     # ZCA-whiten the images (fitted on the training split), as MTT does for CIFAR.
     zca: bool = False
 
@@ -79,9 +84,11 @@ class TrainingSpec(Spec):
     weight_decay: float = 5e-4
     epochs: int = 15
     batch_size: int = 128
-    # Multiply the learning rate by gamma at each of these epochs.
+    # Multiply the learning rate by gamma at each of these epochs (schedule "milestones"), or once at half the
+    # epochs (schedule "half", MTT's evaluation of a distilled set).
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
+    schedule: str = "milestones"
     augmentation: str = "none"
 
     def __post_init__(self):
@@ -94,7 +101,17 @@ class TrainingSpec(Spec):
         check(all(m >= 1 for m in self.milestones) and list(self.milestones) == sorted(self.milestones),
               "milestones", f"must be increasing epochs >= 1, got {list(self.milestones)}")
         check(0 < self.gamma <= 1, "gamma", f"must be in (0, 1], got {self.gamma}")
+        check_choice(self.schedule, SCHEDULES, "schedule")
+        check(self.schedule == "milestones" or not self.milestones, "milestones",
+              f"schedule {self.schedule!r} sets its own milestones; remove milestones or use schedule = 'milestones'")
         check_choice(self.augmentation, (*AUGMENTATIONS, "auto"), "augmentation")
+
+    @property
+    def lr_milestones(self) -> tuple[int, ...]:
+        """The epochs (0-based) from which the learning rate is multiplied by gamma once more."""
+        if self.schedule == "half":
+            return (self.epochs // 2,) if self.epochs >= 2 else ()
+        return self.milestones
 
     def with_auto_augmentation(self, kind: str) -> TrainingSpec:
         """This spec with augmentation "auto" replaced by ``kind`` (the augmentation a set was distilled with)."""
@@ -136,6 +153,8 @@ class PruningSpec(Spec):
 
     def __post_init__(self):
         check(0 < self.rate < 1, "rate", f"must be in (0, 1), got {self.rate}")
+        check(self.strategy != "random", "strategy",
+              "random pruning is the method 'random' (method = \"random\"); strategy is global or layerwise")
         check_choice(self.strategy, STRATEGIES, "strategy")
         check(self.target_sparsity is None or self.rounds is None, "rounds",
               "give either rounds or target_sparsity, not both")
@@ -227,6 +246,9 @@ class DistilledSpec(Spec):
     path: str | None = None
     # source = "file": the project's format, MTT's images_best.pt/labels_best.pt, or a folder of PNGs per class.
     format: str = "dpcluster"
+    # source = "file" with format "mtt" or "png": the images are ZCA-whitened (MTT's --zca, as its CIFAR sets
+    # are); such a set is only used with data.zca = true. The project's own format records this itself.
+    zca: bool = False
     images_per_class: int = 10
     # Augmentation while distilling, kept with the set; "auto" is DSA, without flips on digits.
     augmentation: str = "auto"
@@ -251,10 +273,11 @@ class DistilledSpec(Spec):
 
 
 def _default_distilled_training() -> TrainingSpec:
-    # A distilled set is tiny: many epochs of full-batch steps (the papers use 1000-3000 on CIFAR).
-    # "auto" trains with the augmentation the set was distilled with, as MTT's evaluation does.
+    # MTT's evaluation of a set (which the papers use for the inner loop): SGD with momentum 0.9 and weight decay
+    # 5e-4, batch 256, the learning rate cut by 10x at half the epochs, training with the augmentation the set was
+    # distilled with ("auto"). A set is tiny: many epochs (the papers use 1000-3000 on CIFAR).
     return TrainingSpec(optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4, epochs=100, batch_size=256,
-                        augmentation="auto")
+                        schedule="half", gamma=0.1, augmentation="auto")
 
 
 @dataclass(frozen=True)
@@ -271,12 +294,10 @@ class ExperimentSpec(Spec):
     training: TrainingSpec = field(default_factory=TrainingSpec)
 
     def __post_init__(self):
-        check_choice(self.method, METHODS, "method")
+        check_choice(self.method, method_names(), "method")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(self.training.augmentation != "auto", "training.augmentation",
               "'auto' is for distilled_training (the augmentation the set was distilled with)")
-        if self.pruning.strategy == "random" and self.method != "random":
-            check(False, "pruning.strategy", "strategy 'random' is the 'random' method; use method = 'random'")
 
     @property
     def experiment_id(self) -> str:
@@ -284,7 +305,7 @@ class ExperimentSpec(Spec):
 
     @property
     def uses_distilled_set(self) -> bool:
-        return self.method in ("distilled", "hybrid")
+        return get_method(self.method).uses_distilled_set
 
     @property
     def name(self) -> str:

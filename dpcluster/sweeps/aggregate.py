@@ -1,5 +1,6 @@
 """Aggregation of a sweep's results: mean, std and count of test accuracy per (data set, model, method,
-images per class, sparsity), read from the hive-partitioned Parquet data set with pyarrow."""
+images per class, sparsity), with the mean cost of the mask search (inner loops) and the papers' time-to-mask
+(inner loops plus the final real-data training), read from the hive-partitioned Parquet data set with pyarrow."""
 
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ def aggregate(sweep_dir: Path) -> pa.Table:
     summary = table.group_by(KEYS).aggregate([
         ("test_accuracy", "mean"), ("test_accuracy", "stddev"), ("test_accuracy", "count"),
         ("inner_seconds", "mean"), ("validation_seconds", "mean"),
+        ("mask_search_seconds", "mean"), ("mask_search_examples", "mean"),
+        ("time_to_mask_seconds", "mean"), ("time_to_mask_examples", "mean"),
     ])
     summary = summary.sort_by([(key, "ascending") for key in KEYS])
     write_atomic(sweep_dir / AGGREGATE_FILE, lambda handle: pq.write_table(summary, handle))

@@ -95,7 +95,7 @@ def write_result(record: RoundRecord, spec: ExperimentSpec, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    row = dataclasses.asdict(record)
+    row = record.as_row()
     row["experiment_id"] = spec.experiment_id
     row["images_per_class"] = spec.distilled.images_per_class if spec.uses_distilled_set else 0
     schema = SCHEMA.append(pa.field("images_per_class", pa.int64(), nullable=False))

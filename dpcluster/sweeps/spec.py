@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from dpcluster.errors import SpecError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, check, check_choice
-from dpcluster.specs.experiment import DATASETS, METHODS, MODELS
+from dpcluster.methods.registry import method_names
+from dpcluster.specs.experiment import DATASETS, MODELS
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class SweepSpec(Spec):
         check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
               f"must be letters, digits, '-', '_' or '.', got {self.name!r}")
         for key, values, choices in (("datasets", self.datasets, DATASETS), ("models", self.models, MODELS),
-                                     ("methods", self.methods, METHODS)):
+                                     ("methods", self.methods, method_names())):
             check(len(values) > 0, key, "must not be empty")
             for i, value in enumerate(values):
                 check_choice(value, choices, f"{key}[{i}]")

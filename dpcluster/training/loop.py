@@ -47,7 +47,7 @@ def make_optimizer(params: list[nn.Parameter], spec: TrainingSpec, lr: float,
 
 
 def lr_at(spec: TrainingSpec, base_lr: float, epoch: int) -> float:
-    return base_lr * spec.gamma ** sum(1 for m in spec.milestones if epoch >= m)
+    return base_lr * spec.gamma ** sum(1 for m in spec.lr_milestones if epoch >= m)
 
 
 def _prepare(model: nn.Module, device: torch.device) -> None:
