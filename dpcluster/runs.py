@@ -16,6 +16,7 @@ import torch
 
 from dpcluster.data import load_data
 from dpcluster.methods.engine import Inputs, check_experiment, run_experiment
+from dpcluster.methods.registry import get_method
 from dpcluster.methods.reporter import Reporter
 from dpcluster.results.records import RoundRecord
 from dpcluster.runtime import place_data, resolve_device
@@ -33,7 +34,7 @@ class Plan:
 
     @property
     def total_rounds(self) -> int:
-        return sum(1 if s.method == "dense" else max(s.pruning.num_rounds, 1) for s in self.experiments)
+        return sum(max(s.pruning.num_rounds, 1) if get_method(s.method).prunes else 1 for s in self.experiments)
 
 
 def plan_run(specs: list[ExperimentSpec], out: Path, device_name: str,

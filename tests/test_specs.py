@@ -3,6 +3,8 @@ import pytest
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
 
+DEFAULT_ID = "44136fa355b3"
+
 
 def test_toml_round_trip_keeps_every_value(tmp_path):
     spec = ExperimentSpec(
@@ -24,6 +26,32 @@ def test_hash_is_stable_and_content_based():
     assert len(ExperimentSpec().experiment_id) == 12
 
 
+def test_the_default_id_is_pinned():
+    # Ids key finished work on disk: a change here re-keys every result, so it must be deliberate.
+    assert ExperimentSpec().experiment_id == DEFAULT_ID
+
+
+def test_ids_leave_out_where_the_data_lives_and_how_it_is_read():
+    spec = ExperimentSpec(data=DataSpec(name="cifar10", root="/data/cifar"))
+    for moved in (DataSpec(name="cifar10", root="/elsewhere"), DataSpec(name="cifar10", root="/a", workers=16),
+                  DataSpec(name="cifar10", root="/a", placement="loader")):
+        assert spec.replace(data=moved).experiment_id == spec.experiment_id
+    assert spec.replace(data=DataSpec(name="cifar10", root="/a", zca=True)).experiment_id != spec.experiment_id
+
+
+def test_the_shipped_default_spec_is_the_default():
+    from pathlib import Path
+
+    assert ExperimentSpec.load(Path(__file__).resolve().parents[1] / "jobs" / "digits.toml") == ExperimentSpec()
+
+
+def test_distilled_training_defaults_to_mtts_evaluation_schedule():
+    training = ExperimentSpec().distilled_training
+    assert (training.schedule, training.gamma, training.lr_milestones) == ("half", 0.1, (training.epochs // 2,))
+    with pytest.raises(SpecError, match="milestones"):
+        TrainingSpec(schedule="half", milestones=(3,))
+
+
 def test_unknown_key_is_named_with_its_path():
     with pytest.raises(SpecError, match=r"^training\.learning_rate: unknown key"):
         ExperimentSpec.from_dict({"training": {"learning_rate": 0.1}})
@@ -39,6 +67,8 @@ def test_unknown_key_is_named_with_its_path():
     ({"method": "magic"}, "method"),
     ({"pruning": {"rounds": 3, "target_sparsity": 0.5}}, "pruning.rounds"),
     ({"training": {"milestones": [65, 50]}}, "training.milestones"),
+    ({"pruning": {"strategy": "random"}}, "pruning.strategy"),
+    ({"distilled": {"zca": True}}, "distilled.zca"),
 ])
 def test_bad_values_name_the_key(data, key):
     with pytest.raises(SpecError) as error:

@@ -47,13 +47,84 @@ def test_ids_are_stable_and_content_based():
     assert {j.id for j in first}.isdisjoint(j.id for j in more_epochs if j.kind != "distill")
 
 
-def test_shipped_sweeps_load_and_expand():
-    for path in sorted(JOBS.glob("*.toml")):
-        text = path.read_text()
-        if "datasets" not in text:
-            continue  # an experiment spec, not a sweep
-        sweep = SweepSpec.load(path)
-        assert expand(sweep), path
+def test_every_shipped_spec_loads_and_expands():
+    from dpcluster.specs import ExperimentSpec
+
+    paths = sorted(JOBS.glob("**/*.toml"))
+    assert len(paths) >= 6
+    for path in paths:
+        if "datasets" in path.read_text():
+            sweep = SweepSpec.load(path)
+            jobs = expand(sweep)
+            assert jobs[-1].kind == "aggregate" and any(j.kind == "validate" for j in jobs), path
+            for job in jobs:
+                if job.experiment is not None:
+                    spec = job.experiment
+                    assert ExperimentSpec.from_toml(spec.to_toml()) == spec, path  # each experiment round-trips
+        else:
+            ExperimentSpec.load(path)
+
+
+def test_papers_cifar_sweeps_carry_the_papers_settings():
+    alexnet = SweepSpec.load(JOBS / "alexnet_cifar10.toml")
+    experiments = [j.experiment for j in expand(alexnet) if j.kind == "mask"]
+    assert {e.seed for e in experiments} == {0, 1, 2, 3, 4}
+    by_size = {e.distilled.images_per_class: e for e in experiments if e.method == "distilled"}
+    assert (by_size[50].distilled_training.lr, by_size[50].distilled_training.epochs) == (0.01, 1000)
+    assert (by_size[10].distilled_training.lr, by_size[10].distilled_training.epochs) == (0.007, 3000)
+    assert by_size[50].distilled.set_path == "/data/mtt/cifar10/ipc50"
+    assert by_size[50].distilled_training.lr_milestones == (500,)  # MTT's evaluation: x0.1 at half
+    for e in experiments:
+        assert (e.distilled.source, e.distilled.format, e.distilled.zca, e.data.zca) == ("file", "mtt", True, True)
+        t = e.training
+        assert (t.optimizer, t.lr, t.weight_decay, t.gamma, t.milestones, t.batch_size, t.epochs, t.augmentation) \
+            == ("adam", 8e-4, 8e-4, 0.15, (50, 65, 80), 512, 60, "none")
+        assert e.pruning.rewind == "1ep" and e.pruning.num_rounds == 30
+    cifar100 = [j.experiment for j in expand(SweepSpec.load(JOBS / "convnet_cifar100.toml")) if j.kind == "mask"]
+    sizes = {e.distilled.images_per_class: e.distilled_training for e in cifar100 if e.method == "distilled"}
+    assert {k: (t.lr, t.epochs) for k, t in sizes.items()} == {50: (0.01, 1250), 10: (0.09, 1250)}
+    assert all(e.training.epochs == 120 and e.model.width == 128 for e in cifar100)
+    resnet = [j.experiment for j in expand(SweepSpec.load(JOBS / "resnet18_cifar10.toml")) if j.kind == "mask"]
+    assert {e.pruning.rewind for e in resnet} == {"0ep"}  # the second paper rewinds both methods to init
+
+
+def test_levels_beyond_the_mask_search_are_rejected_naming_the_level():
+    with pytest.raises(SpecError) as error:
+        _sweep(sparsities=[0.5, 0.95], base={"pruning": {"target_sparsity": 0.9}})
+    assert error.value.key == "sparsities[1]" and "round 14" in error.value.message
+
+
+def test_base_data_settings_are_applied_and_per_data_tables_override_them():
+    sweep = _sweep(datasets=["cifar10", "cifar100"], base={"data": {"root": "/data/cifar", "zca": True}},
+                   data={"cifar100": {"root": "/other", "workers": 1}})
+    assert (sweep.data_spec("cifar10").root, sweep.data_spec("cifar10").zca) == ("/data/cifar", True)
+    assert (sweep.data_spec("cifar100").root, sweep.data_spec("cifar100").zca) == ("/other", True)
+    assert sweep.data_spec("cifar100").workers == 1
+    masks = [j.experiment for j in expand(sweep) if j.kind == "mask"]
+    assert {e.data.zca for e in masks} == {True}
+
+
+def test_per_size_training_and_path_template():
+    sweep = _sweep(images_per_class=[10, 50], sets={"50": {"lr": 0.02, "epochs": 7}},
+                   base={"distilled": {"source": "file", "path": "/sets/ipc{ipc}"}})
+    distilled = {j.experiment.distilled.images_per_class: j.experiment for j in expand(sweep)
+                 if j.kind == "mask" and j.experiment.method == "distilled"}
+    assert (distilled[50].distilled_training.lr, distilled[50].distilled_training.epochs) == (0.02, 7)
+    assert distilled[10].distilled_training == sweep.base.distilled_training
+    assert distilled[10].distilled.set_path == "/sets/ipc10"
+    with pytest.raises(SpecError) as error:
+        _sweep(images_per_class=[10], sets={"50": {"lr": 0.02}})
+    assert error.value.key == "sets.50"
+    with pytest.raises(SpecError) as error:
+        _sweep(images_per_class=[10], sets={"10": {"lr": -1.0}})
+    assert error.value.key == "sets.10.lr"
+
+
+def test_job_ids_survive_moving_the_data():
+    here = expand(_sweep(datasets=["cifar10"], data={"cifar10": {"root": "/a", "workers": 2}}))
+    moved = expand(_sweep(datasets=["cifar10"], data={"cifar10": {"root": "/b", "workers": 8,
+                                                                  "placement": "loader"}}))
+    assert [j.id for j in here] == [j.id for j in moved]
 
 
 @pytest.mark.parametrize("fields, key", [

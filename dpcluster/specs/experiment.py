@@ -243,6 +243,8 @@ class DistilledSpec(Spec):
     """Where the distilled set comes from: distilled here ("dm", "mtt") or read from ``path`` ("file")."""
 
     source: str = "dm"
+    # source = "file": where the set is; "{ipc}" in it stands for images_per_class (one template for a sweep
+    # over set sizes, e.g. "/data/mtt/cifar10/ipc{ipc}").
     path: str | None = None
     # source = "file": the project's format, MTT's images_best.pt/labels_best.pt, or a folder of PNGs per class.
     format: str = "dpcluster"
@@ -270,6 +272,13 @@ class DistilledSpec(Spec):
         check(self.images_per_class >= 1, "images_per_class", f"must be >= 1, got {self.images_per_class}")
         check_choice(self.augmentation, DISTILL_AUGMENTATIONS, "augmentation")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        check(self.source == "file" or not self.zca, "zca",
+              "only a set read from a file says whether it is ZCA-whitened; a set distilled here follows data.zca")
+
+    @property
+    def set_path(self) -> str | None:
+        """``path`` with ``{ipc}`` replaced by ``images_per_class``."""
+        return None if self.path is None else self.path.replace("{ipc}", str(self.images_per_class))
 
 
 def _default_distilled_training() -> TrainingSpec:

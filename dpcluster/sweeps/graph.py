@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from dpcluster.hashing import stable_hash
+from dpcluster.methods.registry import get_method
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.spec import SweepSpec
 
@@ -52,18 +53,19 @@ def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
         for model_name in sweep.models:
             model = sweep.model_spec(model_name)
             for method in sweep.methods:
-                sizes = sweep.images_per_class if method in ("distilled", "hybrid") else sweep.images_per_class[:1]
-                for ipc in sizes:
+                uses_set = get_method(method).uses_distilled_set
+                for ipc in sweep.images_per_class if uses_set else sweep.images_per_class[:1]:
                     for seed in sweep.seeds:
                         base = sweep.base
                         out.append(base.replace(method=method, seed=seed, data=data, model=model,
-                                                distilled=base.distilled.replace(images_per_class=ipc)))
+                                                distilled=base.distilled.replace(images_per_class=ipc),
+                                                distilled_training=sweep.distilled_training(ipc)))
     return out
 
 
 def distill_id(spec: ExperimentSpec) -> str:
-    return _job_id("distill", {"distilled": spec.distilled.to_dict(), "data": spec.data.to_dict(),
-                               "model": spec.model.to_dict()})
+    return _job_id("distill", {"distilled": spec.distilled.identity_dict(), "data": spec.data.identity_dict(),
+                               "model": spec.model.identity_dict()})
 
 
 def expand(sweep: SweepSpec) -> list[Job]:
@@ -79,7 +81,7 @@ def expand(sweep: SweepSpec) -> list[Job]:
                 jobs[job.id] = job
                 distills.append(job)
             deps = (job.id,)
-        if spec.method == "dense":
+        if not get_method(spec.method).prunes:
             validations.append(Job("validate", _job_id("validate", {"experiment": spec.experiment_id, "round": 0}),
                                    spec, 0, deps))
             continue

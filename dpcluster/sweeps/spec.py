@@ -11,8 +11,12 @@
     [base]                            # an ExperimentSpec: training, pruning, distilled settings
     training = { epochs = 15 }
 
-    [data.cifar10]                    # DataSpec fields for one data set (its root, ...)
+    [data.cifar10]                    # DataSpec fields for one data set (its root, ...), over [base.data]
     root = "/data/cifar"
+
+    [sets.50]                         # per distilled-set size: the inner loop's lr and epochs
+    lr = 0.01
+    epochs = 1000
 """
 
 from __future__ import annotations
@@ -21,21 +25,37 @@ import math
 from dataclasses import dataclass, field
 
 from dpcluster.errors import SpecError
-from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, check, check_choice
+from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, TrainingSpec, check, check_choice
 from dpcluster.methods.registry import method_names
 from dpcluster.specs.experiment import DATASETS, MODELS
 
 
 @dataclass(frozen=True)
 class DataChoice(Spec):
-    """Per-data-set settings of a sweep: the DataSpec fields other than the name."""
+    """Per-data-set settings of a sweep: DataSpec fields other than the name. Unset fields come from [base.data]."""
 
     root: str | None = None
     classes: tuple[str, ...] | None = None
-    resolution: int = 128
-    placement: str = "auto"
-    workers: int = 4
-    zca: bool = False
+    resolution: int | None = None
+    test_fraction: float | None = None
+    split_seed: int | None = None
+    placement: str | None = None
+    workers: int | None = None
+    zca: bool | None = None
+
+
+@dataclass(frozen=True)
+class SetChoice(Spec):
+    """Per distilled-set size (images per class) of a sweep: how the inner loop trains on that set (the papers
+    tune both per size). Unset fields come from [base.distilled_training]."""
+
+    lr: float | None = None
+    epochs: int | None = None
+
+
+def _round_reaching(sparsity: float, rate: float) -> int:
+    """The first round at or past ``sparsity`` when each round removes ``rate`` of the remaining weights."""
+    return math.ceil(math.log(1 - sparsity) / math.log(1 - rate) - 1e-9)
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,8 @@ class SweepSpec(Spec):
     base: ExperimentSpec = field(default_factory=ExperimentSpec)
     # Per data set (keyed by name), e.g. its root folder.
     data: tuple[tuple[str, DataChoice], ...] = ()
+    # Per distilled-set size (keyed by images per class): the inner loop's learning rate and epochs.
+    sets: tuple[tuple[int, SetChoice], ...] = ()
     # Failed jobs are retried this many times when the sweep is run again.
     max_retries: int = 2
 
@@ -63,44 +85,55 @@ class SweepSpec(Spec):
             for i, value in enumerate(values):
                 check_choice(value, choices, f"{key}[{i}]")
         check(len(self.seeds) > 0 and all(s >= 0 for s in self.seeds), "seeds", "must be a non-empty list of seeds >= 0")
+        pruning = self.base.pruning
         for i, s in enumerate(self.sparsities):
             check(0 < s < 1, f"sparsities[{i}]", f"must be in (0, 1), got {s}")
+            reached = _round_reaching(s, pruning.rate)
+            check(reached <= pruning.num_rounds, f"sparsities[{i}]",
+                  f"{s} is first reached at round {reached}, but the mask search stops after {pruning.num_rounds} "
+                  f"rounds ({1 - (1 - pruning.rate) ** pruning.num_rounds:.1%} sparsity); raise "
+                  f"base.pruning.rounds or base.pruning.target_sparsity")
         check(len(self.images_per_class) > 0 and all(k >= 1 for k in self.images_per_class), "images_per_class",
               "must be a non-empty list of counts >= 1")
         check(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
         for name, _ in self.data:
             check(name in self.datasets, f"data.{name}", f"{name!r} is not one of the sweep's datasets")
+        for size, _ in self.sets:
+            check(size in self.images_per_class, f"sets.{size}", f"{size} is not one of images_per_class")
+            self.distilled_training(size)  # a bad value names sets.N.field
 
     @classmethod
     def from_dict(cls, data):
-        # [data.NAME] tables arrive as a mapping; keep them as sorted (name, choice) pairs so the spec hashes.
+        # [data.NAME] and [sets.N] tables arrive as mappings; keep them as sorted (key, choice) pairs so the
+        # spec hashes.
         data = dict(data)
-        tables = data.pop("data", {})
-        if not isinstance(tables, dict):
-            raise SpecError("data", "must be a table of [data.NAME] tables")
+        tables = {"data": data.pop("data", {}), "sets": data.pop("sets", {})}
         spec = super().from_dict(data)
-        choices = []
-        for name, table in sorted(tables.items()):
-            try:
-                choices.append((name, DataChoice.from_dict(table)))
-            except SpecError as error:
-                raise error.under(f"data.{name}") from None
-        return spec.replace(data=tuple(choices))
+        return spec.replace(data=_choices(tables["data"], "data", DataChoice, str),
+                            sets=_choices(tables["sets"], "sets", SetChoice, int))
 
     def to_dict(self):
         out = super().to_dict()
         out["data"] = {name: choice.to_dict() for name, choice in self.data}
+        out["sets"] = {str(size): choice.to_dict() for size, choice in self.sets}
         return out
 
     def data_spec(self, name: str) -> DataSpec:
+        """The data set ``name`` as the sweep's experiments see it: [base.data], then its [data.NAME] table."""
         choice = dict(self.data).get(name, DataChoice())
-        base = self.base.data
+        changes = {key: value for key, value in choice.to_dict().items()}
         try:
-            return DataSpec(name=name, root=choice.root, classes=choice.classes, resolution=choice.resolution,
-                            test_fraction=base.test_fraction, split_seed=base.split_seed, placement=choice.placement,
-                            workers=choice.workers, zca=choice.zca)
+            return self.base.data.replace(name=name, **changes)
         except SpecError as error:
             raise error.under(f"data.{name}") from None
+
+    def distilled_training(self, images_per_class: int) -> TrainingSpec:
+        """Training on a set of ``images_per_class``: [base.distilled_training], then its [sets.N] table."""
+        choice = dict(self.sets).get(images_per_class, SetChoice())
+        try:
+            return self.base.distilled_training.replace(**choice.to_dict())
+        except SpecError as error:
+            raise error.under(f"sets.{images_per_class}") from None
 
     def model_spec(self, name: str) -> ModelSpec:
         base = self.base.model
@@ -111,5 +144,21 @@ class SweepSpec(Spec):
         pruning = self.base.pruning
         if not self.sparsities:
             return tuple(range(1, pruning.num_rounds + 1))
-        return tuple(sorted({math.ceil(math.log(1 - s) / math.log(1 - pruning.rate) - 1e-9)
-                             for s in self.sparsities}))
+        return tuple(sorted({_round_reaching(s, pruning.rate) for s in self.sparsities}))
+
+
+def _choices(tables, key: str, kind: type[Spec], key_type: type) -> tuple:
+    """``[key.NAME]`` tables as sorted (NAME, spec) pairs; errors name ``key.NAME.field``."""
+    if not isinstance(tables, dict):
+        raise SpecError(key, f"must be a table of [{key}.NAME] tables")
+    out = []
+    for name, table in tables.items():
+        try:
+            typed_name = key_type(name)
+        except ValueError:
+            raise SpecError(f"{key}.{name}", f"must be a {key_type.__name__}") from None
+        try:
+            out.append((typed_name, kind.from_dict(table)))
+        except SpecError as error:
+            raise error.under(f"{key}.{name}") from None
+    return tuple(sorted(out))
