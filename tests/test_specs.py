@@ -3,7 +3,7 @@ import pytest
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
 
-DEFAULT_ID = "44136fa355b3"
+DEFAULT_ID = "6e752594bfc4"
 
 
 def test_toml_round_trip_keeps_every_value(tmp_path):
@@ -22,7 +22,7 @@ def test_hash_is_stable_and_content_based():
     assert ExperimentSpec().experiment_id == ExperimentSpec().experiment_id
     assert ExperimentSpec(seed=1).experiment_id != ExperimentSpec(seed=0).experiment_id
     # Writing a default explicitly does not change the id.
-    assert ExperimentSpec.from_dict({"training": {"epochs": 15}}).experiment_id == ExperimentSpec().experiment_id
+    assert ExperimentSpec.from_dict({"training": {"epochs": 10}}).experiment_id == ExperimentSpec().experiment_id
     assert len(ExperimentSpec().experiment_id) == 12
 
 
@@ -37,6 +37,22 @@ def test_ids_leave_out_where_the_data_lives_and_how_it_is_read():
                   DataSpec(name="cifar10", root="/a", placement="loader")):
         assert spec.replace(data=moved).experiment_id == spec.experiment_id
     assert spec.replace(data=DataSpec(name="cifar10", root="/a", zca=True)).experiment_id != spec.experiment_id
+
+
+def test_ids_cover_only_what_a_method_depends_on():
+    imp = ExperimentSpec(method="imp")
+    other_set = imp.replace(distilled_training=imp.distilled_training.replace(lr=0.5))
+    assert other_set.experiment_id == imp.experiment_id  # IMP trains on no distilled set
+    distilled = ExperimentSpec(method="distilled")
+    assert distilled.replace(distilled_training=other_set.distilled_training).experiment_id != distilled.experiment_id
+    assert ExperimentSpec(pruning=PruningSpec(target_sparsity=0.9)).experiment_id == \
+        ExperimentSpec(pruning=PruningSpec(rounds=11)).experiment_id
+
+
+def test_a_partial_table_changes_the_defaults_it_names_only():
+    spec = ExperimentSpec.from_dict({"model": {"width": 64}, "distilled_training": {"epochs": 50}})
+    assert (spec.model.depth, spec.model.width) == (ExperimentSpec().model.depth, 64)
+    assert spec.distilled_training == ExperimentSpec().distilled_training.replace(epochs=50)
 
 
 def test_the_shipped_default_spec_is_the_default():

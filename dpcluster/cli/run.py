@@ -12,6 +12,8 @@ from dpcluster.specs import ExperimentSpec
 from dpcluster.methods.registry import method_names
 
 DEFAULT_METHODS = ("dense", "imp", "distilled", "random")
+# Three seeds: every cell of the table is a mean ± std, as in the papers' figures.
+DEFAULT_SEEDS = (0, 1, 2)
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -21,7 +23,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     add_spec_options(p)
     p.add_argument("--methods", help=f"comma-separated, from {', '.join(method_names())} "
                                      f"(default {','.join(DEFAULT_METHODS)})")
-    p.add_argument("--seeds", help="comma-separated seeds (default: the spec's seed, 0)")
+    p.add_argument("--seeds", help=f"comma-separated seeds, each replacing the spec's seed "
+                                   f"(default {','.join(map(str, DEFAULT_SEEDS))})")
     p.add_argument("--rounds", type=int, help="pruning rounds (20%% of the remaining weights each)")
     p.add_argument("--target-sparsity", type=float, help="prune until at least this fraction is removed")
     p.add_argument("--epochs", type=int, help="real-data training epochs")
@@ -73,7 +76,7 @@ def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpe
     if unknown or not methods:
         raise UserError(f"--methods: unknown method {', '.join(unknown) or '(none given)'}; "
                         f"choose from {', '.join(method_names())}")
-    seeds = _ints(args.seeds, "--seeds") if args.seeds else [spec.seed]
+    seeds = _ints(args.seeds, "--seeds") if args.seeds else list(DEFAULT_SEEDS)
     out = []
     for method in dict.fromkeys(methods):
         for seed in dict.fromkeys(seeds):

@@ -28,10 +28,10 @@ def accuracy_table(records: list[RoundRecord]) -> Table:
 
 
 def cost_table(records: list[RoundRecord]) -> Table:
-    table = Table(title="Cost of the sparsest mask, mean over seeds: the mask search (every inner loop) and the "
-                        "papers' time-to-mask (the search plus the final real-data training)")
-    for name in ("method", "sparsity", "mask search s", "mask search examples", "time-to-mask s",
-                 "time-to-mask examples"):
+    table = Table(title="Cost of the sparsest mask, mean over seeds",
+                  caption="search: every inner loop that found the mask; time-to-mask (the papers' measure): the "
+                          "search plus the final real-data training of the subnetwork")
+    for name in ("method", "sparsity", "search s", "search examples", "time-to-mask s", "time-to-mask examples"):
         table.add_column(name, justify="right" if name != "method" else "left")
     for cost in mask_costs(records):
         ttm_seconds = f"{cost.time_to_mask_seconds.mean:.1f}" if cost.time_to_mask_seconds else ""

@@ -102,6 +102,16 @@ def _field_default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
+def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` laid over it, tables merged key by key."""
+    out = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            value = _merged(out[key], value)
+        out[key] = value
+    return out
+
+
 class Spec:
     """Mixin for frozen dataclass specs."""
 
@@ -112,7 +122,14 @@ class Spec:
         for key in data:
             if key not in names:
                 raise SpecError(key, f"unknown key (known: {', '.join(sorted(names))})")
-        values = {key: _coerce(value, hints[key], key) for key, value in data.items()}
+        defaults = {f.name: _field_default(f) for f in dataclasses.fields(cls)}
+        values = {}
+        for key, value in data.items():
+            default = defaults[key]
+            if isinstance(default, Spec) and isinstance(value, Mapping):
+                # A partial table changes the field's default (a default_factory's spec, say), not the class's.
+                value = _merged(default.to_dict(), value)
+            values[key] = _coerce(value, hints[key], key)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,30 +141,19 @@ class Spec:
                 out[f.name] = _plain(value)
         return out
 
-    def identity_dict(self, default: "Spec | None" = None) -> dict[str, Any]:
-        """What identifies this spec's results: the fields that differ from ``default`` (the fields' own defaults
-        when None; nested specs against the parent default's, so a ``default_factory`` counts as the default),
-        leaving out fields marked ``metadata=NOT_IDENTITY`` (where the data lives, worker counts: they do not
-        change a result)."""
+    def identity_dict(self) -> dict[str, Any]:
+        """What identifies this spec's results: every field, defaults included (so a changed default gives new ids
+        rather than old results under an old id), except fields marked ``metadata=NOT_IDENTITY`` (where the data
+        lives, worker counts: they cannot change a result)."""
         out = {}
         for f in dataclasses.fields(self):
-            if not f.metadata.get("identity", True):
-                continue
             value = getattr(self, f.name)
-            base = getattr(default, f.name) if default is not None else _field_default(f)
-            if isinstance(value, Spec):
-                nested = value.identity_dict(base if isinstance(base, Spec) else None)
-                # A spec where the default is None counts even when all its fields are defaults.
-                if nested or not isinstance(base, Spec):
-                    out[f.name] = nested
-                continue
-            if value != base:
-                out[f.name] = _plain(value)
+            if f.metadata.get("identity", True) and value is not None:
+                out[f.name] = value.identity_dict() if isinstance(value, Spec) else _plain(value)
         return out
 
     def content_hash(self) -> str:
-        """A stable id: fields left at their defaults do not count, so adding a new field with a default does not
-        change the id of existing experiments; nor do fields that cannot change a result (``NOT_IDENTITY``)."""
+        """A stable id of the spec's results: the hash of :meth:`identity_dict`."""
         return stable_hash(self.identity_dict(), 12)
 
     def replace(self, **changes: Any) -> Self:

@@ -178,6 +178,13 @@ class PruningSpec(Spec):
             return math.ceil(math.log(1 - self.target_sparsity) / math.log(1 - self.rate) - 1e-9)
         return self.DEFAULT_ROUNDS
 
+    def identity_dict(self) -> dict:
+        # The schedule is its number of rounds, however given (target_sparsity 0.9 and rounds 11 are one experiment).
+        out = super().identity_dict()
+        out.pop("target_sparsity", None)
+        out["rounds"] = self.num_rounds
+        return out
+
     @property
     def rewind_point(self) -> RewindPoint:
         amount, unit = _REWIND.match(self.rewind).groups()
@@ -289,24 +296,52 @@ def _default_distilled_training() -> TrainingSpec:
                         schedule="half", gamma=0.1, augmentation="auto")
 
 
+def _default_model() -> ModelSpec:
+    # The default experiment is the built-in digits run: the papers' ConvNet scaled to 8x8 images (two blocks end at
+    # 2x2 maps, as three end at 4x4 on 32x32 CIFAR) and to a width whose random subnetworks fail at sparsities
+    # where lottery tickets still train, so the default run shows the effect. ModelSpec's own defaults stay the
+    # papers' ConvNet-128 (depth 3), what `[model] name = "convnet"` alone means.
+    return ModelSpec(name="convnet", depth=2, width=32)
+
+
+def _default_training() -> TrainingSpec:
+    # Sized for digits (1,437 training images): 10 epochs reach the dense accuracy.
+    return TrainingSpec(optimizer="sgd", lr=0.05, epochs=10, batch_size=128)
+
+
 @dataclass(frozen=True)
 class ExperimentSpec(Spec):
+    """One experiment. Its defaults are the built-in run on digits; the papers' settings are the specs in jobs/.
+    A partial table (``[model] width = 64``) changes these defaults, not ModelSpec's own."""
+
     method: str = "distilled"
     seed: int = 0
     data: DataSpec = field(default_factory=DataSpec)
-    model: ModelSpec = field(default_factory=ModelSpec)
+    model: ModelSpec = field(default_factory=_default_model)
     pruning: PruningSpec = field(default_factory=PruningSpec)
     distilled: DistilledSpec = field(default_factory=DistilledSpec)
     # Training on the distilled set (the inner loop of distilled pruning).
     distilled_training: TrainingSpec = field(default_factory=_default_distilled_training)
     # Training on real data (IMP's inner loop, validation of every subnetwork, the dense baseline).
-    training: TrainingSpec = field(default_factory=TrainingSpec)
+    training: TrainingSpec = field(default_factory=_default_training)
 
     def __post_init__(self):
         check_choice(self.method, method_names(), "method")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(self.training.augmentation != "auto", "training.augmentation",
               "'auto' is for distilled_training (the augmentation the set was distilled with)")
+
+    def identity_dict(self) -> dict:
+        """Only what this experiment's results depend on: a method that trains on no distilled set does not depend
+        on the distilled settings, one that does not prune not on the pruning schedule (so a sweep that changes the
+        distilled learning rate does not re-run IMP)."""
+        out = super().identity_dict()
+        method = get_method(self.method)
+        if not method.uses_distilled_set:
+            del out["distilled"], out["distilled_training"]
+        if not method.prunes:
+            del out["pruning"]
+        return out
 
     @property
     def experiment_id(self) -> str:
