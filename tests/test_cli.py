@@ -72,6 +72,21 @@ def test_a_small_run_writes_results_and_prints_the_table(capsys, tmp_path):
         assert run.name == saved.name
 
 
+def test_the_default_run_shows_tickets_beating_random_where_sparsity_bites(capsys, tmp_path):
+    # The default network and training, one seed, to 95.6% sparsity: the lottery-ticket effect in small.
+    out = tmp_path / "out"
+    code = main(["run", "--methods", "imp,random", "--seeds", "0", "--rounds", "14", "--out", str(out),
+                 "--device", "cpu"])
+    assert code == 0
+    sparsest = {}
+    for run in out.iterdir():
+        last = max(read_records(run / "rounds.parquet"), key=lambda r: r.round)
+        sparsest[last.method] = last
+    assert sparsest["imp"].sparsity == sparsest["random"].sparsity > 0.95
+    assert sparsest["imp"].test_accuracy > 0.9
+    assert sparsest["imp"].test_accuracy - sparsest["random"].test_accuracy > 0.10, sparsest
+
+
 def test_accuracy_plot_from_a_run(tmp_path):
     import subprocess
     import sys

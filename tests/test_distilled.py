@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -26,12 +27,14 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def bundle(name="cifar10", classes=("cat", "dog"), shape=(3, 4, 4), mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3),
-           per_class=6) -> DataBundle:
+           per_class=6, zca=False) -> DataBundle:
     g = torch.Generator().manual_seed(0)
     y = torch.arange(len(classes)).repeat_interleave(per_class)
     train = TensorSet(torch.randn(len(y), *shape, generator=g), y)
+    if zca:  # whitened data has the identity normalization (see DataBundle)
+        mean, std = (0.0,) * shape[0], (1.0,) * shape[0]
     return DataBundle(name=name, num_classes=len(classes), input_shape=shape, mean=mean, std=std,
-                      class_names=tuple(classes), train=train, test=train)
+                      class_names=tuple(classes), train=train, test=train, zca=zca)
 
 
 def small_set(data: DataBundle, ipc=2, learned_lr=0.03) -> DistilledSet:
@@ -177,6 +180,72 @@ def test_import_mtt_converts_from_mtt_normalization(tmp_path):
     assert torch.allclose(distilled.images, expected, atol=1e-5)
 
 
+def test_mtt_normalization_is_what_mtts_code_uses():
+    # MTT's utils.get_dataset: CIFAR-10's constants for CIFAR-10 and CIFAR-100 alike, ImageNet's for its subsets.
+    cifar10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+    imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert MTT_NORMALIZATION["cifar10"] == cifar10 and MTT_NORMALIZATION["cifar100"] == cifar10
+    assert all(MTT_NORMALIZATION[name] == imagenet for name in ("imagenet10", "imagenette", "imagenet"))
+
+
+def test_import_mtt_cifar100_converts_from_mtts_cifar10_constants(tmp_path):
+    from dpcluster.data.cifar import KINDS
+
+    ours = KINDS["cifar100"]
+    data = bundle(name="cifar100", classes=("a", "b"), mean=ours.mean, std=ours.std)
+    view = (1, 3, 1, 1)
+    raw = torch.rand(4, 3, 4, 4, generator=torch.Generator().manual_seed(3))
+    mtt_mean = torch.tensor([0.4914, 0.4822, 0.4465]).view(view)
+    mtt_std = torch.tensor([0.2023, 0.1994, 0.2010]).view(view)
+    torch.save((raw - mtt_mean) / mtt_std, tmp_path / "images_best.pt")
+    torch.save(torch.tensor([0, 0, 1, 1]), tmp_path / "labels_best.pt")
+    distilled = import_mtt(tmp_path, data)
+    expected = (raw - torch.tensor(ours.mean).view(view)) / torch.tensor(ours.std).view(view)
+    torch.testing.assert_close(distilled.images, expected, rtol=0, atol=1e-5)
+    assert distilled.mean == pytest.approx(ours.mean) and distilled.std == pytest.approx(ours.std)
+    # Read as if in CIFAR-100's own constants, a pixel would land elsewhere (the conversion matters).
+    assert (distilled.images - torch.load(tmp_path / "images_best.pt")).abs().max() > 0.05
+
+
+def test_zca_mtt_set_loads_unchanged_with_zca_data(tmp_path):
+    data = bundle(zca=True)
+    images = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(5)) * 3
+    torch.save(images, tmp_path / "images_best.pt")
+    torch.save(torch.tensor([0, 0, 1, 1]), tmp_path / "labels_best.pt")
+    distilled = import_mtt(tmp_path, data, zca=True)
+    assert torch.equal(distilled.images, images) and distilled.zca
+    assert distilled.mean == (0.0, 0.0, 0.0) and distilled.std == (1.0, 1.0, 1.0)
+    spec = DistilledSpec(source="file", format="mtt", path=str(tmp_path), images_per_class=2, zca=True)
+    obtained = obtain_distilled_set(spec, data, ModelSpec(), tmp_path / "cache", "cpu")
+    assert torch.equal(obtained.images, images) and obtained.zca
+    # The project format keeps it whitened, and it is never renormalized.
+    saved = DistilledSet.load(distilled.save(tmp_path / "own"))
+    assert saved.zca and saved.matched_to(data) is saved
+
+
+def test_zca_and_plain_sets_and_data_do_not_mix(tmp_path):
+    torch.save(torch.randn(4, 3, 4, 4), tmp_path / "images_best.pt")
+    torch.save(torch.tensor([0, 0, 1, 1]), tmp_path / "labels_best.pt")
+    spec = DistilledSpec(source="file", format="mtt", path=str(tmp_path), images_per_class=2, zca=True)
+    with pytest.raises(UserError, match="data.zca = true") as error:
+        obtain_distilled_set(spec, bundle(), ModelSpec(), tmp_path / "cache", "cpu")
+    assert "distilled.zca = true says the set is ZCA-whitened" in one_line(error)
+    with pytest.raises(UserError, match="distilled.zca = true if it was distilled with MTT's --zca") as error:
+        obtain_distilled_set(spec.replace(zca=False), bundle(zca=True), ModelSpec(), tmp_path / "cache", "cpu")
+    one_line(error)
+    # A whitened set in the project format, and one whitened the old way (normalized constants kept).
+    plain = small_set(bundle())
+    white = replace(small_set(bundle(zca=True)), zca=True)
+    with pytest.raises(UserError, match="set data.zca = true"):
+        white.matched_to(bundle())
+    with pytest.raises(UserError, match="set data.zca = false"):
+        plain.matched_to(bundle(zca=True))
+    old = replace(white, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    with pytest.raises(UserError, match="again") as error:
+        old.matched_to(bundle(zca=True))
+    one_line(error)
+
+
 def test_import_mtt_refuses_pickle_payload(tmp_path, digits):
     marker = tmp_path / "marker"
     with open(tmp_path / "images_best.pt", "wb") as file:
@@ -239,6 +308,21 @@ def test_import_png_by_name_converts_channels_and_size(tmp_path):
     assert distilled.labels.tolist() == [0, 0, 1, 1]
     red = (torch.tensor([1.0, 0.0, 0.0]) - torch.tensor(data.mean)) / torch.tensor(data.std)
     assert torch.allclose(distilled.images[1, :, 2, 2], red, atol=1e-5)
+
+
+def test_import_png_refuses_zca(tmp_path):
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "dog").mkdir()
+    for name in ("cat", "dog"):
+        Image.new("RGB", (4, 4)).save(tmp_path / name / "a.png")
+    assert len(import_png(tmp_path, bundle())) == 2
+    with pytest.raises(UserError, match="data.zca = false") as error:
+        import_png(tmp_path, bundle(zca=True))
+    one_line(error)
+    spec = DistilledSpec(source="file", format="png", path=str(tmp_path), images_per_class=1, zca=True)
+    with pytest.raises(UserError, match="not ZCA-whitened values") as error:
+        obtain_distilled_set(spec, bundle(), ModelSpec(), tmp_path / "cache", "cpu")
+    one_line(error)
 
 
 def test_import_png_errors(tmp_path):
@@ -304,6 +388,64 @@ def test_dm_on_digits(digits):
     with torch.no_grad():
         accuracy = (net(digits.test.x).argmax(1) == digits.test.y).float().mean().item()
     assert accuracy > 0.5
+
+
+def test_dm_moves_the_images_down_its_objective_with_its_defaults(digits):
+    spec, defaults = ModelSpec(width=16, depth=2), DMSpec()
+    before = distill_dm(digits, spec, 2, 0, defaults.lr, defaults.real_per_class, seed=3, device="cpu")
+    after = distill_dm(digits, spec, 2, 15, defaults.lr, defaults.real_per_class, seed=3, device="cpu")
+    assert torch.isfinite(after.images).all()
+    assert (after.images - before.images).abs().mean() > 1e-3
+    assert matching_loss(digits, after.images, 2, spec) < 0.8 * matching_loss(digits, before.images, 2, spec)
+    assert after.extra["loss_last"] < after.extra["loss_first"]
+
+
+def test_dm_augments_with_dsa_one_siamese_draw_per_class(digits, monkeypatch):
+    from dpcluster.data.dsa import NOFLIP_STRATEGY
+    from dpcluster.distilled.distillers import distill_augmentation
+
+    cifar = bundle(classes=tuple("abcdefghij"))
+    for source in ("dm", "mtt"):
+        assert distill_augmentation(DistilledSpec(source=source), digits) == "dsa_noflip"
+        assert distill_augmentation(DistilledSpec(source=source), cifar) == "dsa"
+    assert distill_augmentation(DistilledSpec(augmentation="none"), digits) == "none"
+    calls = []
+    real_dsa = dm_module.dsa
+
+    def spy(x, generator, strategy, *, shared=False):
+        calls.append((x.shape[0], strategy, shared))
+        return real_dsa(x, generator, strategy, shared=shared)
+
+    monkeypatch.setattr(dm_module, "dsa", spy)
+    distilled = distill_dm(digits, ModelSpec(width=8, depth=2), 3, 2, 1.0, 16, seed=0, device="cpu")
+    # Each iteration: one draw per class, shared by that class's 16 real and 3 synthetic images.
+    assert calls == [(16 + 3, NOFLIP_STRATEGY, True)] * (2 * 10)
+    assert distilled.extra["augmentation"] == "dsa_noflip" == distilled.training_augmentation(digits)
+
+    # The draw is siamese: identical images come out identical, and gradients reach the synthetic ones.
+    x = torch.randn(5, 1, 8, 8)
+    for seed in range(12):
+        syn = x[:2].clone().requires_grad_()
+        real, out = dm_module.siamese_augment(x[:2], syn, "dsa_noflip", torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(real, out.detach())
+        out.sum().backward()
+        assert syn.grad is not None
+    with pytest.raises(ValueError, match="crop"):
+        dm_module.siamese_augment(x, x, "crop", torch.Generator())
+
+
+def test_dm_records_the_real_subset_it_started_from(digits):
+    from dpcluster.distilled.dm import initial_indices, initial_subset
+    from dpcluster.distilled.evaluate import random_real_subset
+
+    spec = ModelSpec(width=8, depth=2)
+    start = distill_dm(digits, spec, 3, 0, 1.0, 8, seed=4, device="cpu")
+    moved = distill_dm(digits, spec, 3, 2, 1.0, 8, seed=4, device="cpu")
+    subset = initial_subset(digits, moved)
+    assert torch.equal(subset.x, start.images) and torch.equal(subset.y, moved.labels)
+    assert moved.extra["initial_indices"] == initial_indices(digits, 3, 4).tolist()
+    assert torch.equal(digits.train.y[torch.tensor(moved.extra["initial_indices"])], moved.labels)
+    assert torch.equal(random_real_subset(digits, 3, 4).x, subset.x)  # the CLI's baseline is DM's start
 
 
 def test_dm_is_reproducible_and_keeps_global_rng(digits):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -15,7 +16,7 @@ from dpcluster.data.dsa import (DSA_STRATEGY, NOFLIP_STRATEGY, TRANSFORMS, brigh
 from dpcluster.data.zca import ZCA
 from dpcluster.errors import UserError
 from dpcluster.specs.experiment import AUGMENTATIONS, DataSpec
-from fakedata import make_imagefolder, numbered, shift
+from fakedata import make_cifar10, make_imagefolder, numbered, shift
 
 PARTS = ("color", "crop", "cutout", "flip", "scale", "rotate")
 
@@ -355,6 +356,36 @@ def test_fit_matches_kornias_formula():
     torch.testing.assert_close(white_cov, torch.sort(s / (s + 0.1)).values, rtol=1e-4, atol=1e-6)
 
 
+def test_fit_matches_a_closed_form_on_a_diagonal_covariance():
+    # Four "images" of two pixels, +-a along the first and +-b along the second: the mean is 0 and the unbiased
+    # covariance is diag(2a^2, 2b^2) / 3, so W = diag(1 / sqrt(2a^2 / 3 + 0.1), 1 / sqrt(2b^2 / 3 + 0.1)).
+    a, b = 3.0, 0.5
+    x = torch.tensor([[a, 0.0], [-a, 0.0], [0.0, b], [0.0, -b]], dtype=torch.float64).view(4, 1, 1, 2)
+    zca = ZCA.fit(x, regularization=0.1)
+    expected = torch.diag(torch.tensor([(2 * a * a / 3 + 0.1) ** -0.5, (2 * b * b / 3 + 0.1) ** -0.5],
+                                       dtype=torch.float64))
+    torch.testing.assert_close(zca.transform, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(zca.mean, torch.zeros(2, dtype=torch.float64))
+    # The regularized whitening leaves each axis with variance S / (S + 0.1), below 1.
+    white = zca.apply(x).view(4, 2)
+    torch.testing.assert_close(white[0, 0], torch.tensor(a * (2 * a * a / 3 + 0.1) ** -0.5, dtype=torch.float64))
+
+
+def test_fit_matches_an_independent_numpy_svd_with_kornias_semantics():
+    # kornia's zca_mean: unbiased covariance of the centred, flattened images; U, S from an SVD of it; eps added
+    # to the singular values; T = U diag(1 / sqrt(S + eps)) U^T; x -> (x - mean) T. Computed here in numpy.
+    rng = np.random.default_rng(7)
+    pixels = rng.random((40, 3, 2, 2)) ** 2  # [0, 1] pixels, correlated through the square of uniform noise
+    flat = pixels.reshape(40, -1)
+    centred = flat - flat.mean(axis=0)
+    u, s, _ = np.linalg.svd(np.cov(flat, rowvar=False, ddof=1))
+    transform = u @ np.diag(1.0 / np.sqrt(s + 0.1)) @ u.T
+    zca = ZCA.fit(torch.from_numpy(pixels).float())
+    np.testing.assert_allclose(zca.transform.double().numpy(), transform, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(zca.apply(torch.from_numpy(pixels).float()).reshape(40, -1).double().numpy(),
+                               centred @ transform, rtol=1e-4, atol=1e-5)
+
+
 def test_apply_is_one_affine_map_for_train_and_test():
     train, test = correlated(400, seed=2), correlated(7, seed=3)
     zca = ZCA.fit(train)
@@ -387,18 +418,50 @@ def test_apply_in_blocks_matches_one_shot(monkeypatch):
     assert y.grad.abs().sum() > 0
 
 
-def test_load_data_whitens_digits():
+def test_load_data_whitens_digits_as_mtt_on_raw_pixels():
     plain = load_data(DataSpec())
     white = load_data(DataSpec(zca=True))
     assert white.zca is True and plain.zca is False
     assert white.train.x.shape == plain.train.x.shape and torch.equal(white.train.y, plain.train.y)
     assert not torch.allclose(white.train.x, plain.train.x, atol=0.1)
-    expected = ZCA.fit(plain.train.x)
-    torch.testing.assert_close(white.train.x, expected.apply(plain.train.x))
-    torch.testing.assert_close(white.test.x, expected.apply(plain.test.x))  # fitted on train only
+    # MTT fits on [0, 1] pixels (ToTensor, no Normalize): the digits' pixels are value / 16.
+    raw = plain.train.x * plain.std[0] + plain.mean[0]
+    assert float(raw.min()) > -1e-6 and float(raw.max()) < 1 + 1e-6
+    expected = ZCA.fit(raw)
+    torch.testing.assert_close(white.train.x, expected.apply(raw), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(white.test.x, expected.apply(plain.test.x * plain.std[0] + plain.mean[0]),
+                               rtol=1e-4, atol=1e-4)  # fitted on train only
+    # Not what fitting on the normalized images gives: there the same 0.1 whitens far harder.
+    harder = ZCA.fit(plain.train.x).apply(plain.train.x)
+    assert harder.std() > 1.3 * white.train.x.std()
+    # Whitened images are not normalized pixels: the identity normalization, so nothing renormalizes them.
+    assert white.mean == (0.0,) and white.std == (1.0,)
     loader = load_data(DataSpec(zca=True, placement="loader"))  # still in memory behind the Dataset
     assert loader.zca is True
     torch.testing.assert_close(loader.train[3][0], white.train.x[3])
+
+
+def test_load_data_fits_cifar_zca_on_unnormalized_pixels(tmp_path, monkeypatch):
+    written = make_cifar10(tmp_path, n_train_per_batch=2, n_test=3)
+    fitted_on = []
+
+    def spy(x, regularization):
+        # Decomposing a 3072 x 3072 covariance takes ~15 s on one core; a stand-in ZCA (the images' mean and
+        # half the identity) is enough to see what load_data fits on and how it applies the result.
+        fitted_on.append((x.clone(), regularization))
+        return ZCA(x.reshape(len(x), -1).mean(0), torch.eye(x[0].numel()) * 0.5)
+
+    monkeypatch.setattr(zca_module, "fit", spy)
+    data = load_data(DataSpec(name="cifar10", root=str(tmp_path), zca=True))
+    (x, regularization), = fitted_on
+    assert regularization == 0.1
+    raw = torch.from_numpy(written["train_x"]).permute(0, 3, 1, 2).float() / 255.0
+    torch.testing.assert_close(x, raw, rtol=0, atol=1e-6)  # [0, 1] pixels, not (pixel - mean) / std
+    raw_test = torch.from_numpy(written["test_x"]).permute(0, 3, 1, 2).float() / 255.0
+    mean = raw.reshape(10, -1).mean(0)
+    torch.testing.assert_close(data.train.x.reshape(10, -1), (raw.reshape(10, -1) - mean) * 0.5, rtol=0, atol=1e-5)
+    torch.testing.assert_close(data.test.x.reshape(3, -1), (raw_test.reshape(3, -1) - mean) * 0.5, rtol=0, atol=1e-5)
+    assert data.zca and data.mean == (0.0, 0.0, 0.0) and data.std == (1.0, 1.0, 1.0)
 
 
 def test_zca_on_an_imagefolder(tmp_path):

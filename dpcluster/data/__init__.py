@@ -33,7 +33,17 @@ def _in_memory(split: Split) -> TensorSet | None:
 
 
 def _whiten(bundle: DataBundle) -> None:
-    """ZCA-whiten both in-memory splits of ``bundle`` in place (MTT's regularization 0.1)."""
+    """ZCA-whiten both in-memory splits of ``bundle`` in place, exactly as MTT does (``--zca``).
+
+    MTT fits kornia's ``ZCAWhitening(eps=0.1)`` on the training images as ``ToTensor`` gives them, [0, 1] pixels
+    with no mean/std normalization, and applies it to both splits. The loaders here normalize, so the
+    normalization is undone first (x * std + mean), then the transform is fitted on the training split's
+    pixels (see :mod:`dpcluster.data.zca`) and applied to both.
+
+    Afterwards the images are in ZCA space, not mean/std-normalized pixels: ``bundle.mean``/``bundle.std``
+    become 0 and 1 per channel (the identity normalization), so nothing renormalizes ZCA-space images as if
+    they were pixels (a distilled set made on this data records the same identity normalization).
+    """
     from dpcluster.data import zca
 
     train, test = _in_memory(bundle.train), _in_memory(bundle.test)
@@ -42,9 +52,13 @@ def _whiten(bundle: DataBundle) -> None:
     zca.check_size(bundle.input_shape, bundle.name)
     if len(train) < 2:
         raise UserError(f"{bundle.name}: ZCA whitening needs at least 2 training images, got {len(train)}")
-    whitening = zca.fit(train.x)
+    for split in (train, test):
+        split.x = zca.unnormalize(split.x, bundle.mean, bundle.std)
+    whitening = zca.fit(train.x, zca.MTT_REGULARIZATION)
     train.x = whitening.apply(train.x)
     test.x = whitening.apply(test.x)
+    channels = bundle.input_shape[0]
+    bundle.mean, bundle.std = (0.0,) * channels, (1.0,) * channels
     bundle.zca = True
 
 

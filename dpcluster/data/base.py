@@ -70,12 +70,15 @@ class DataBundle:
     name: str
     num_classes: int
     input_shape: tuple[int, int, int]
+    # The per-channel normalization the images are in: image = (pixel - mean) / std, pixels in [0, 1]. For
+    # ZCA-whitened data (``zca``) the images are not normalized pixels at all; mean and std are then 0 and 1
+    # per channel (the identity), so nothing converts ZCA-space images as if they were.
     mean: tuple[float, ...]
     std: tuple[float, ...]
     class_names: tuple[str, ...]
     train: Split
     test: Split
-    # Whether the images of both splits are ZCA-whitened (fitted on the training split).
+    # Whether the images of both splits are ZCA-whitened as MTT does (fitted on the training split's [0, 1] pixels).
     zca: bool = False
 
     @property

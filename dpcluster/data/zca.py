@@ -3,6 +3,11 @@
 With X the N x D matrix of flattened, centred training images, the covariance is C = X^T X / (N - 1) and, from
 its decomposition C = U diag(S) U^T, the whitening matrix is W = U diag(1 / sqrt(S + reg)) U^T (kornia's
 ``zca_mean`` formula). An image x becomes (x - mean) W; W is symmetric, so this is also W (x - mean).
+
+MTT fits it on raw [0, 1] pixels (with ``--zca`` its transform is ``ToTensor`` alone, no ``Normalize``); the
+regularization is added to the eigenvalues of that pixel covariance, so the same 0.1 whitens much less hard
+than it would on mean/std-normalized images (whose eigenvalues are larger by 1/std^2). ``load_data`` therefore
+undoes its loaders' normalization (:func:`unnormalize`) before fitting.
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import torch
 
 from dpcluster.errors import UserError
 
+# MTT's ZCAWhitening(eps=0.1): added to the eigenvalues of the [0, 1] pixels' covariance.
+MTT_REGULARIZATION = 0.1
 # Values per image (64x64 RGB) above which the D x D covariance and its decomposition get impractical.
 MAX_FEATURES = 3 * 64 * 64
 # Rows per block when accumulating the covariance or applying the transform (bounds the temporary memory).
@@ -34,6 +41,13 @@ def in_memory_error(name: str) -> UserError:
     """The one-line error for ZCA on a split that is streamed from disk."""
     return UserError(f"{name}: ZCA whitening needs the data in memory; set data.placement = \"device\" "
                      f"(not \"loader\", which streams the images from disk)")
+
+
+def unnormalize(x: torch.Tensor, mean, std) -> torch.Tensor:
+    """Mean/std-normalized images (N, C, H, W) back to pixels: ``x * std + mean`` per channel, in place."""
+    shape = (1, -1, 1, 1)
+    return x.mul_(torch.tensor(std, dtype=x.dtype, device=x.device).view(shape)).add_(
+        torch.tensor(mean, dtype=x.dtype, device=x.device).view(shape))
 
 
 def _block_rows(features: int) -> int:

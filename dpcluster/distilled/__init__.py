@@ -18,14 +18,17 @@ if TYPE_CHECKING:
 __all__ = ["DistilledSet", "distill_key", "import_mtt", "import_png", "obtain_distilled_set", "read_distilled_set"]
 
 
-def read_distilled_set(path: str | Path, format: str, data: "DataBundle") -> DistilledSet:
+def read_distilled_set(path: str | Path, format: str, data: "DataBundle", zca: bool = False) -> DistilledSet:
+    """The set at ``path`` in ``format`` ("dpcluster", "mtt", "png"). ``zca`` (``distilled.zca``) says an
+    imported MTT or PNG set is ZCA-whitened; the project's own format records that itself, so it is not read
+    there."""
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"distilled.path: {path} does not exist")
     if format == "mtt":
-        return import_mtt(path, data)
+        return import_mtt(path, data, zca=zca)
     if format == "png":
-        return import_png(path, data)
+        return import_png(path, data, zca=zca)
     return DistilledSet.load(path)
 
 
@@ -37,7 +40,7 @@ def obtain_distilled_set(spec: DistilledSpec, data: "DataBundle", model_spec: Mo
     ``spec.path``. ``progress(iteration, iterations, loss)`` is called while distilling.
     """
     if spec.source == "file":
-        distilled, where = read_distilled_set(spec.path, spec.format, data), str(spec.path)
+        distilled, where = read_distilled_set(spec.path, spec.format, data, zca=spec.zca), str(spec.path)
     else:
         distilled, folder, _ = cached_distill(spec, data, model_spec, cache_dir, device, progress,
                                               expert_progress=expert_progress)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
 
 # Bump a method's number when a change to it changes its output, so stale sets are not reused.
-ALGORITHM_VERSIONS = {"dm": 2, "mtt": 1}
+ALGORITHM_VERSIONS = {"dm": 3, "mtt": 1}
 _SAMPLED_IMAGES = 16
 
 

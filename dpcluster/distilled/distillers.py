@@ -40,14 +40,9 @@ class DistillRequest:
 
 def distill_augmentation(spec: DistilledSpec, data: "DataBundle") -> str:
     """The augmentation a distillation uses; "auto" is DSA, without flips where they change labels."""
-    if spec.augmentation != "auto":
-        return spec.augmentation
-    if spec.source == "dm":
-        from dpcluster.distilled.dm import augmentation_for
-
-        # DM matches real and synthetic embeddings under one shared random shift (and flip).
-        return augmentation_for(data)
-    return resolve_augmentation("auto", data)
+    # Both DM and MTT augment with DSA, as in their papers (DM: one siamese draw per class for the real and
+    # the synthetic images; MTT: a random draw per student minibatch).
+    return resolve_augmentation(spec.augmentation, data)
 
 
 def distillation_model(spec: DistilledSpec, model: ModelSpec, input_shape: tuple[int, int, int]) -> ModelSpec:

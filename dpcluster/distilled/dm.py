@@ -4,8 +4,11 @@ Synthetic images start as random real images of their class. Each iteration draw
 untrained network and moves the synthetic images so that, class by class, the mean of their embeddings
 matches the mean embedding of a batch of real images; the images are the only parameters (SGD, momentum 0.5).
 
-Augmentation: the paper uses DSA (colour, crop, cutout, flip, scale, rotate); here a random shift ("crop"),
-plus a horizontal flip except on digits, whose meaning a mirror image changes.
+Augmentation is the paper's: differentiable siamese augmentation (DSA; colour, crop, cutout, flip, scale,
+rotate, one of them per call), without the flip on digits, whose meaning a mirror image changes. As in DM's
+code, every class gets its own random draw, and that one draw is applied alike to the real and the synthetic
+images of the class (DM seeds ``DiffAugment`` with the same seed for both), so the two embedding means are
+compared under the same transform.
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from dpcluster.data.augment import augment
+from dpcluster.data.augment import resolve_augmentation
+from dpcluster.data.base import TensorSet
 from dpcluster.data.dsa import DSA_STRATEGY, NOFLIP_STRATEGY, dsa
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.distilled.state import IterationState
@@ -28,26 +32,31 @@ if TYPE_CHECKING:
 
 Progress = Callable[[int, int, float], None]
 
+# The augmentations distribution matching can match under (``distilled.augmentation`` after "auto").
+_STRATEGIES = {"dsa": DSA_STRATEGY, "dsa_noflip": NOFLIP_STRATEGY, "none": "none"}
+
 
 def augmentation_for(data: "DataBundle") -> str:
-    return "crop" if data.name == "digits" else "crop_flip"
+    """DM's augmentation for ``data``: DSA as in the paper, without flips where a mirror image changes the label."""
+    return resolve_augmentation("auto", data)
 
 
-def _same_augmentation(real: torch.Tensor, syn: torch.Tensor, kind: str,
-                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one random draw of ``kind`` to every image of both batches (DSA's siamese augmentation).
+def siamese_augment(real: torch.Tensor, syn: torch.Tensor, kind: str,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random draw of ``kind`` ("dsa", "dsa_noflip" or "none") applied alike to every image of both batches.
 
-    DSA kinds draw once for the whole batch (``shared=True``). The simple kinds draw per sample, so the class is
-    folded into the channel axis of a single sample: one draw, applied alike to all of its images. Both are
-    indexing or sampling ops, so gradients reach ``syn``.
+    This is DM's siamese use of DSA: ``DiffAugment`` seeded with the same seed for the real and the synthetic
+    batch of a class, in its batch mode (every image gets the first one's parameters). Here the two batches go
+    through one ``dsa(..., shared=True)`` call, which draws the transform and its parameters once; every DSA
+    transform acts on each image separately, so this equals two calls from the same generator state.
+    Differentiable with respect to ``syn``.
     """
-    n_real, (c, h, w) = real.shape[0], real.shape[1:]
-    if kind in ("dsa", "dsa_noflip"):
-        strategy = DSA_STRATEGY if kind == "dsa" else NOFLIP_STRATEGY
-        both = dsa(torch.cat([real, syn]), generator, strategy, shared=True)
-    else:
-        both = augment(torch.cat([real, syn]).reshape(1, -1, h, w), kind, generator).reshape(-1, c, h, w)
-    return both[:n_real], both[n_real:]
+    if kind not in _STRATEGIES:
+        raise ValueError(f"distribution matching augments with one of {', '.join(_STRATEGIES)}, not {kind!r}")
+    if kind == "none":
+        return real, syn
+    both = dsa(torch.cat([real, syn]), generator, _STRATEGIES[kind], shared=True)
+    return both[:real.shape[0]], both[real.shape[0]:]
 
 
 def class_counts(data: "DataBundle", train_labels: torch.Tensor, images_per_class: int, method: str) -> list[int]:
@@ -69,12 +78,39 @@ class _ClassSampler:
         self.indices = [torch.nonzero(labels == c).flatten() for c in range(data.num_classes)]
         self.x = getattr(data.train, "x", None)  # a TensorSet's image tensor, else None (a Dataset)
 
-    def __call__(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
+    def draw(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
+        """The training-split indices of ``count`` random images of class ``label`` (a CPU int64 tensor)."""
         indices = self.indices[label]
-        chosen = indices[torch.randperm(len(indices), generator=generator)[:count]]
+        return indices[torch.randperm(len(indices), generator=generator)[:count]]
+
+    def images(self, chosen: torch.Tensor) -> torch.Tensor:
         if isinstance(self.x, torch.Tensor):
             return self.x[chosen.to(self.x.device)].to(self.device, torch.float32)
         return torch.stack([self.data.train[int(i)][0] for i in chosen]).to(self.device, torch.float32)
+
+    def __call__(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
+        return self.images(self.draw(label, count, generator))
+
+
+def initial_indices(data: "DataBundle", images_per_class: int, seed: int) -> torch.Tensor:
+    """The training-split indices of the real images a DM (or MTT) run with ``seed`` starts from, class by
+    class; the same images :func:`dpcluster.distilled.evaluate.random_real_subset` gives for that seed."""
+    labels = data.train_labels()
+    class_counts(data, labels, images_per_class, "distribution matching")
+    sampler = _ClassSampler(data, labels, torch.device("cpu"))
+    generator = torch.Generator().manual_seed(seed)
+    return torch.cat([sampler.draw(c, images_per_class, generator) for c in range(data.num_classes)])
+
+
+def initial_subset(data: "DataBundle", distilled: DistilledSet) -> TensorSet:
+    """The real images the DM set ``distilled`` was started from (before any matching), with their labels, in
+    the set's order: read from the indices it records (``extra["initial_indices"]``)."""
+    recorded = distilled.extra.get("initial_indices")
+    if recorded is None:
+        raise ValueError("this set records no initial_indices (not made by distribution matching here)")
+    sampler = _ClassSampler(data, data.train_labels(), torch.device("cpu"))
+    chosen = torch.tensor(recorded, dtype=torch.int64)
+    return TensorSet(sampler.images(chosen).cpu(), data.train_labels()[chosen])
 
 
 def _fresh_network(model_spec: ModelSpec, data: "DataBundle", seed: int, device) -> torch.nn.Module:
@@ -93,6 +129,8 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
                checkpoint_every: int = 100, on_checkpoint=None) -> DistilledSet:
     """Distil ``images_per_class`` images per class of ``data`` by distribution matching.
 
+    ``augmentation`` is "dsa", "dsa_noflip" or "none"; by default DSA (:func:`augmentation_for`). The set's
+    ``extra["initial_indices"]`` lists the training images it started from (see :func:`initial_subset`).
     With ``state_path``, the images, optimizer and random states are saved every ``checkpoint_every``
     iterations and a later call with the same arguments resumes from there."""
     device = torch.device(device)
@@ -102,10 +140,12 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     data_rng = torch.Generator().manual_seed(seed)
     augment_rng = torch.Generator().manual_seed(seed + 1)
     kind = augmentation or augmentation_for(data)
+    if kind not in _STRATEGIES:
+        raise ValueError(f"distribution matching augments with one of {', '.join(_STRATEGIES)}, not {kind!r}")
     sample = _ClassSampler(data, train_labels, device)
 
-    initial = torch.cat([sample(c, images_per_class, data_rng) for c in range(classes)])
-    syn = initial.clone().requires_grad_(True)
+    start_indices = torch.cat([sample.draw(c, images_per_class, data_rng) for c in range(classes)])
+    syn = sample.images(start_indices).clone().requires_grad_(True)
     labels = torch.arange(classes).repeat_interleave(images_per_class)
     optimizer = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     losses: list[torch.Tensor] = []
@@ -114,18 +154,19 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     state = IterationState(state_path, {"images": syn, "optimizer": optimizer, "data_rng": data_rng,
                                         "augment_rng": augment_rng}, fingerprint)
     start, _ = state.resume()
+    described = {"initial_indices": start_indices.tolist()}
 
     for it in range(start, iterations):
         net = _fresh_network(model_spec, data, seed * 1_000_003 + it, device)
         reals, syns = [], []
         for c in range(classes):
             real = sample(c, min(real_per_class, counts[c]), data_rng)
-            real, syn_c = _same_augmentation(real, syn[c * images_per_class:(c + 1) * images_per_class], kind,
-                                             augment_rng)
+            real, syn_c = siamese_augment(real, syn[c * images_per_class:(c + 1) * images_per_class], kind,
+                                          augment_rng)
             reals.append(real)
             syns.append(syn_c)
-        # One forward per side for all classes: identical to per-class forwards for per-sample norms
-        # (instance/group/layer norm), and the paper's variant for BatchNorm nets.
+        # One forward per side for all classes: identical to DM's per-class forwards for per-sample norms
+        # (instance/group/layer norm, none), and DM's own variant for BatchNorm nets.
         with torch.no_grad():
             real_embed = net.embed(torch.cat(reals))
         syn_embed = net.embed(torch.cat(syns))
@@ -142,12 +183,14 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
         if (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
             state.save(it + 1)
             if on_checkpoint is not None:
-                on_checkpoint(it + 1, _as_set(syn.detach(), labels, data, images_per_class, kind, model_spec))
+                on_checkpoint(it + 1, _as_set(syn.detach(), labels, data, images_per_class, kind, model_spec,
+                                              **described))
 
     history = torch.stack(losses).cpu().tolist() if losses else []
     return _as_set(syn.detach(), labels, data, images_per_class, kind, model_spec,
                    iterations=iterations, lr=lr, real_per_class=real_per_class, seed=seed,
-                   loss_first=history[0] if history else None, loss_last=history[-1] if history else None)
+                   loss_first=history[0] if history else None, loss_last=history[-1] if history else None,
+                   **described)
 
 
 def _as_set(images: torch.Tensor, labels: torch.Tensor, data: "DataBundle", images_per_class: int,

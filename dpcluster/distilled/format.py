@@ -77,7 +77,8 @@ def _shape_problem(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
 
 @dataclass(frozen=True, eq=False)
 class DistilledSet:
-    """A distilled (synthetic) training set, normalized with ``mean``/``std`` of ``source_dataset``."""
+    """A distilled (synthetic) training set, normalized with ``mean``/``std`` of ``source_dataset``; a ZCA-whitened
+    set (``zca``) is in the whitened space of its data instead, with the identity normalization (0 and 1)."""
 
     images: torch.Tensor
     labels: torch.Tensor
@@ -133,7 +134,11 @@ class DistilledSet:
         return replace(self, images=images, mean=tuple(mean), std=tuple(std))
 
     def matched_to(self, data: "DataBundle", where: str = "distilled set") -> "DistilledSet":
-        """This set checked against the data set it is used with, renormalized to its mean/std if needed."""
+        """This set checked against the data set it is used with, renormalized to its mean/std if needed.
+
+        A ZCA-whitened set is never renormalized: its images are whitened pixels, not mean/std-normalized ones,
+        and whitened data has the identity normalization (mean 0, std 1; see ``DataBundle``). It is used only
+        with whitened data, and a non-whitened set only with non-whitened data."""
         if self.source_dataset != data.name:
             raise UserError(f"{where}: distilled from {self.source_dataset!r}, but the data set is {data.name!r}")
         if self.num_classes != data.num_classes:
@@ -144,6 +149,14 @@ class DistilledSet:
         if self.zca != data.zca:
             raise UserError(f"{where}: the set is {'' if self.zca else 'not '}ZCA-whitened but the real data is "
                             f"{'' if data.zca else 'not '}(set data.zca = {str(self.zca).lower()})")
+        if self.zca:
+            if not _identity(self.mean, self.std):
+                # Older versions fitted ZCA on mean/std-normalized images and kept those constants: such a
+                # set lives in another whitened space than today's data (fitted on raw pixels, as MTT does).
+                raise UserError(f"{where}: a ZCA-whitened set with normalization mean {list(self.mean)}, std "
+                                f"{list(self.std)} (whitened before ZCA was fitted on raw pixels as MTT does); "
+                                f"distil or import it again")
+            return self
         same = len(self.mean) == len(data.mean) and all(
             math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-7)
             for a, b in zip(self.mean + self.std, tuple(data.mean) + tuple(data.std)))
@@ -208,6 +221,11 @@ class DistilledSet:
                        zca=bool(norm.get("zca", False)), extra=meta.get("extra") or {})
         except UserError as error:
             raise UserError(f"{folder}: {error}") from None
+
+
+def _identity(mean: tuple[float, ...], std: tuple[float, ...]) -> bool:
+    """Whether ``mean``/``std`` is the identity normalization (0 and 1 per channel) of ZCA-space images."""
+    return all(m == 0 for m in mean) and all(s == 1 for s in std)
 
 
 def _read_sidecar(path: Path) -> dict[str, Any]:

@@ -14,14 +14,18 @@ from dpcluster.errors import UserError
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
 
-# The normalization MTT (and the DC/DM code it builds on) hard-codes per data set. MTT saves its images in
-# that normalization; when ours differs, the images are converted, not silently misread.
+# The normalization MTT's code (utils.get_dataset) hard-codes per data set, for runs without --zca. MTT saves
+# its images in that normalization; when ours differs, the images are converted, not silently misread. MTT uses
+# CIFAR-10's constants for CIFAR-100 too (ours are CIFAR-100's own), and ImageNet's for its ImageNet subsets
+# and Tiny ImageNet. With --zca MTT's images are not normalized at all: ToTensor's [0, 1] pixels, ZCA-whitened.
+_CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
+_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 MTT_NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010)),
-    "cifar100": ((0.5071, 0.4866, 0.4409), (0.2673, 0.2564, 0.2762)),
-    "imagenet10": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "imagenette": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
-    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+    "cifar10": _CIFAR10,
+    "cifar100": _CIFAR10,
+    "imagenet10": _IMAGENET,
+    "imagenette": _IMAGENET,
+    "imagenet": _IMAGENET,
 }
 
 # MTT itself only logs its learned lr to wandb; several follow-ups save it next to the images.
@@ -50,8 +54,13 @@ def import_mtt(path: str | Path, data: "DataBundle", learned_lr: float | None = 
                source_mean: tuple[float, ...] | None = None, source_std: tuple[float, ...] | None = None,
                zca: bool = False) -> DistilledSet:
     """Import MTT's ``images_best.pt`` / ``labels_best.pt`` from folder ``path`` (or name an ``images_<tag>.pt``
-    file to take another checkpoint). The images are taken as normalized with ``source_mean``/``source_std``,
-    by default MTT's own values for ``data`` (or ``data``'s when MTT has none), and converted to ``data``'s."""
+    file to take another checkpoint).
+
+    ``zca`` says the set was distilled with MTT's ``--zca``: its images are then ZCA-whitened pixels, taken as
+    they are (never renormalized), and ``data`` must be ZCA-whitened too (``data.zca``, which whitens as MTT
+    does). Otherwise the images are taken as normalized with ``source_mean``/``source_std``, by default MTT's
+    own values for ``data`` (or ``data``'s when MTT has none), and converted to ``data``'s; ``data`` must then
+    not be whitened. A mismatch either way is refused with one line naming the setting to change."""
     path = Path(path)
     if path.is_file():
         folder, tag = path.parent, path.stem.removeprefix("images_")
@@ -83,15 +92,33 @@ def import_mtt(path: str | Path, data: "DataBundle", learned_lr: float | None = 
             if (folder / name.format(tag=tag)).is_file():
                 learned_lr = _read_lr(folder / name.format(tag=tag))
                 break
-    default_mean, default_std = MTT_NORMALIZATION.get(data.name, (tuple(data.mean), tuple(data.std)))
-    mean = tuple(source_mean) if source_mean is not None else default_mean
-    std = tuple(source_std) if source_std is not None else default_std
+    _check_zca(images_file, zca, data)
+    if zca:
+        # ZCA space: the identity normalization, as load_data gives whitened data (no conversion possible).
+        channels = images.shape[1]
+        mean, std = (0.0,) * channels, (1.0,) * channels
+    else:
+        default_mean, default_std = MTT_NORMALIZATION.get(data.name, (tuple(data.mean), tuple(data.std)))
+        mean = tuple(source_mean) if source_mean is not None else default_mean
+        std = tuple(source_std) if source_std is not None else default_std
     distilled = DistilledSet(
         images=images.float(), labels=labels, source_dataset=data.name,
         images_per_class=_per_class(labels, data.num_classes, labels_file), method="mtt",
         mean=mean, std=std, learned_lr=learned_lr, num_classes=data.num_classes, zca=zca,
         extra={"imported_from": str(images_file.resolve())})
     return distilled.matched_to(data, where=str(images_file))
+
+
+def _check_zca(where: Path, zca: bool, data: "DataBundle") -> None:
+    """Refuse, in one line, an imported set whose ZCA whitening (``zca``) disagrees with the data's."""
+    if zca and not data.zca:
+        raise UserError(f"{where}: distilled.zca = true says the set is ZCA-whitened, but the data is not; set "
+                        f"data.zca = true to whiten {data.name} as MTT does (or distilled.zca = false if the set "
+                        f"was distilled without --zca)")
+    if data.zca and not zca:
+        raise UserError(f"{where}: data.zca = true whitens {data.name}, but distilled.zca = false says the set is "
+                        f"not ZCA-whitened; set distilled.zca = true if it was distilled with MTT's --zca, "
+                        f"else data.zca = false")
 
 
 def _describe(value: object) -> str:
@@ -130,13 +157,24 @@ def _png_tensor(file: Path, data: "DataBundle") -> torch.Tensor:
     return (x - mean) / std
 
 
-def import_png(root: str | Path, data: "DataBundle", learned_lr: float | None = None) -> DistilledSet:
+def import_png(root: str | Path, data: "DataBundle", learned_lr: float | None = None,
+               zca: bool = False) -> DistilledSet:
     """Import ``root/<class>/*.png`` (``<class>`` a class index or name of ``data``); every class must be present
     with the same number of images. Images are converted to ``data``'s channels and size, scaled to [0, 1] and
-    normalized with ``data``'s mean/std."""
+    normalized with ``data``'s mean/std.
+
+    PNG files hold pixels, never ZCA-whitened values, and the whitening fitted on the data is not kept, so
+    ZCA-whitened data (``data.zca``) and ``zca`` (a whitened set) are refused with one line."""
     root = Path(root)
     if not root.is_dir():
         raise UserError(f"{root}: no such folder of PNG images")
+    if zca:
+        raise UserError(f"{root}: PNG images hold pixels, not ZCA-whitened values; set distilled.zca = false, or "
+                        f"import MTT's images_best.pt with distilled.format = \"mtt\"")
+    if data.zca:
+        raise UserError(f"{root}: PNG images cannot be used with ZCA-whitened data; set data.zca = false, or "
+                        f"import MTT's whitened images_best.pt with distilled.format = \"mtt\" and "
+                        f"distilled.zca = true")
     per_class: dict[int, list[Path]] = {}
     for folder in sorted(p for p in root.iterdir() if p.is_dir()):
         label = _class_index(folder.name, data, folder)
