@@ -74,7 +74,7 @@ def _distilled_set(spec: ExperimentSpec, data, out: Path, device: torch.device, 
 
     source = spec.distilled
     if source.source == "file":
-        say(f"Distilled set: {source.path} ({source.format} format)")
+        say(f"Distilled set: {source.set_path} ({source.format} format)")
     else:
         say(f"Distilled set: {source.source}, {source.images_per_class} images per class "
             f"(cached under {out / DISTILLED_CACHE})")

@@ -529,6 +529,10 @@ def test_obtain_imports(tmp_path, digits):
     distilled.save(tmp_path / "own")
     own = DistilledSpec(source="file", path=str(tmp_path / "own"), images_per_class=2)
     assert torch.equal(obtain_distilled_set(own, digits, ModelSpec(), tmp_path, "cpu").images, images)
+    # "{ipc}" in the path stands for the set's size (one template for a sweep over sizes).
+    distilled.save(tmp_path / "ipc2")
+    template = DistilledSpec(source="file", path=str(tmp_path / "ipc{ipc}"), images_per_class=2)
+    assert torch.equal(obtain_distilled_set(template, digits, ModelSpec(), tmp_path, "cpu").images, images)
     with pytest.raises(UserError, match="images_per_class = 10"):
         obtain_distilled_set(spec.replace(images_per_class=10), digits, ModelSpec(), tmp_path, "cpu")
     with pytest.raises(UserError, match="does not exist") as error:

@@ -37,10 +37,11 @@ def obtain_distilled_set(spec: DistilledSpec, data: "DataBundle", model_spec: Mo
     """The distilled set ``spec`` describes, checked against ``data`` and in ``data``'s normalization.
 
     ``source = "dm"`` or ``"mtt"`` distils (or reuses the cached set under ``cache_dir``); ``"file"`` reads
-    ``spec.path``. ``progress(iteration, iterations, loss)`` is called while distilling.
+    ``spec.path`` (``{ipc}`` in it replaced by the size). ``progress(iteration, iterations, loss)`` is called while
+    distilling.
     """
     if spec.source == "file":
-        distilled, where = read_distilled_set(spec.path, spec.format, data, zca=spec.zca), str(spec.path)
+        distilled, where = read_distilled_set(spec.set_path, spec.format, data, zca=spec.zca), spec.set_path
     else:
         distilled, folder, _ = cached_distill(spec, data, model_spec, cache_dir, device, progress,
                                               expert_progress=expert_progress)

@@ -255,8 +255,8 @@ class DistilledSpec(Spec):
     path: str | None = None
     # source = "file": the project's format, MTT's images_best.pt/labels_best.pt, or a folder of PNGs per class.
     format: str = "dpcluster"
-    # source = "file" with format "mtt" or "png": the images are ZCA-whitened (MTT's --zca, as its CIFAR sets
-    # are); such a set is only used with data.zca = true. The project's own format records this itself.
+    # source = "file" with format "mtt": the images are ZCA-whitened (MTT's --zca, as its CIFAR sets are); such a
+    # set is only used with data.zca = true. The project's own format records this itself; PNGs hold pixels.
     zca: bool = False
     images_per_class: int = 10
     # Augmentation while distilling, kept with the set; "auto" is DSA, without flips on digits.
