@@ -1,8 +1,10 @@
-"""Choosing the device and putting the data where training reads it fastest."""
+"""Choosing the device, the CPU threads a job may use, and putting the data where training reads it fastest."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
+import sys
 
 import torch
 
@@ -25,6 +27,41 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise UserError(f"--device: {name!r} is not supported (use auto, cpu, cuda or cuda:N)")
     return device
+
+
+def granted_cpus() -> int:
+    """The CPUs this process was given: Slurm's grant (``SLURM_CPUS_PER_TASK``), a Ray task's ``num_cpus``
+    (at least 1 for a fraction), else the CPUs this process may run on.
+
+    Why: torch starts a thread per core of the node whatever the scheduler granted, so two one-CPU jobs on a
+    two-core node would run four threads and slow each other down many times over."""
+    slurm = os.environ.get("SLURM_CPUS_PER_TASK", "").strip()
+    if slurm.isdigit() and int(slurm) > 0:
+        return int(slurm)
+    ray_cpus = _ray_task_cpus()
+    if ray_cpus is not None:
+        return max(1, int(ray_cpus))
+    return len(os.sched_getaffinity(0))
+
+
+def _ray_task_cpus() -> float | None:
+    if "ray" not in sys.modules:
+        return None
+    import ray
+
+    try:
+        if not ray.is_initialized():
+            return None
+        return ray.get_runtime_context().get_assigned_resources().get("CPU")
+    except Exception:  # noqa: BLE001 - not inside a Ray task (the driver): no grant to read
+        return None
+
+
+def use_granted_cpus() -> int:
+    """Run torch's intra-op work on the granted CPUs only; returns their number."""
+    cpus = granted_cpus()
+    torch.set_num_threads(cpus)
+    return cpus
 
 
 def fits_on(device: torch.device, nbytes: int) -> bool:

@@ -166,3 +166,10 @@ def test_run_with_distill_mtt_distils_once_and_prunes_with_the_set(capsys, tmp_p
     capsys.readouterr()
     assert main(argv) == 0
     assert len([p for p in (out / "distilled").iterdir() if p.is_dir()]) == 1
+
+
+def test_the_expert_progress_bar_ends_at_its_total():
+    from dpcluster.cli.distill import expert_bar
+
+    assert expert_bar(1, 5, 0, 10) == (50, 0, "expert 1/5")
+    assert expert_bar(5, 5, 10, 10) == (50, 50, "expert 5/5")  # the last epoch of the last expert: 50/50

@@ -4,6 +4,7 @@ import os
 import socket
 
 import pyarrow.dataset as ds
+import pytest
 import torch
 import torch.multiprocessing as mp
 
@@ -43,24 +44,27 @@ def _model_and_mask():
     return model, mask
 
 
-def _train_rank(rank, world, port, out):
+def _train_rank(rank, world, port, out, spec):
     _environment(rank, world, port)
     distributed = from_environment(torch.device("cpu"))
     model, mask = _model_and_mask()
-    result = train(model, load_data(DataSpec()).train, SPEC, device=torch.device("cpu"), seed=3, mask=mask,
+    result = train(model, load_data(DataSpec()).train, spec, device=torch.device("cpu"), seed=3, mask=mask,
                    distributed=distributed)
     if distributed.is_main:
         torch.save({"state": capture_state(model), "examples": result.examples_seen}, out)
 
 
-def test_two_processes_take_the_same_steps_as_one(tmp_path):
+# Batch 718 on the 1,437 digits: the last batch holds one example, so one of the two ranks gets none.
+@pytest.mark.parametrize("spec", [SPEC, SPEC.replace(batch_size=718)], ids=["batch64", "empty-shard"])
+def test_two_processes_take_the_same_steps_as_one(tmp_path, spec):
     out = tmp_path / "ddp.pt"
-    mp.spawn(_train_rank, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_train_rank, args=(2, _free_port(), str(out), spec), nprocs=2, join=True)
     together = torch.load(out, weights_only=True)
     model, mask = _model_and_mask()
     data = load_data(DataSpec()).train
-    single = train(model, data, SPEC, device=torch.device("cpu"), seed=3, mask=mask)
+    single = train(model, data, spec, device=torch.device("cpu"), seed=3, mask=mask)
     assert together["examples"] == single.examples_seen == 2 * len(data)
+    assert all(torch.isfinite(v).all() for v in together["state"].values() if v.is_floating_point())
     for key, value in capture_state(model).items():
         assert torch.allclose(together["state"][key], value, atol=1e-5), key
     params = together["state"]
@@ -82,3 +86,12 @@ def test_a_validation_job_on_two_processes_writes_once_from_rank_zero(tmp_path):
     spec = job.experiment
     single = validate_round(spec, Inputs(load_data(spec.data)), None, 0, torch.device("cpu"))
     assert abs(rows[0]["test_accuracy"] - single.test_accuracy) <= 1 / 360 + 1e-9
+
+
+def test_each_rank_trains_on_its_own_gpu():
+    from dpcluster.training.distributed import Distributed
+
+    rank = Distributed(rank=3, world_size=4, local_rank=1)
+    assert rank.device_for(torch.device("cuda")) == torch.device("cuda", 1)
+    assert rank.device_for(torch.device("cuda", 0)) == torch.device("cuda", 0)  # an explicit GPU is kept
+    assert rank.device_for(torch.device("cpu")) == torch.device("cpu")

@@ -29,6 +29,9 @@ def test_ray_runs_a_sweep_with_fractional_cpus(local_ray, tmp_path):
     assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
         ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]
     assert (tmp_path / "aggregate.parquet").exists()
+    # Half a CPU per task: each job runs torch on one thread, not one per core.
+    logs = [p.read_text() for p in (tmp_path / "logs").glob("validate-*.log")]
+    assert logs and all(": 1 CPU thread\n" in text for text in logs), logs
 
 
 def test_a_failing_task_is_recorded_not_fatal(local_ray, tmp_path):

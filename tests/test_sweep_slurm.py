@@ -22,7 +22,11 @@ def test_a_digits_sweep_runs_as_slurm_job_arrays(slurm_cluster, tmp_path):
     rows = ds.dataset(tmp_path / "results", format="parquet", partitioning="hive").to_table().to_pylist()
     assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
         ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]
-    assert list((tmp_path / "logs").rglob("*_log.out")), "submitit keeps a log per job"
+    logs = list((tmp_path / "logs").rglob("*_log.out"))
+    assert logs, "submitit keeps a log per job"
+    # Each job was granted one CPU (cpus_per_task = 1) on this two-core node, and runs torch on one thread.
+    text = " ".join(p.read_text() for p in logs)
+    assert ": 1 CPU thread\n" in text and "CPU threads" not in text, text
 
 
 def test_an_unknown_partition_surfaces_slurm_s_message(slurm_cluster, tmp_path):

@@ -120,3 +120,18 @@ def test_training_learns_a_separable_problem():
     train(model, data, TrainingSpec(epochs=15, batch_size=32, lr=0.05), device=CPU, seed=0)
     after, _ = evaluate(model, data, device=CPU)
     assert after > 0.9 and after > before
+
+
+def test_a_job_uses_the_cpus_it_was_granted(monkeypatch):
+    from dpcluster.runtime import granted_cpus, use_granted_cpus
+
+    threads = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("SLURM_CPUS_PER_TASK", "1")
+        assert granted_cpus() == 1 and use_granted_cpus() == 1 and torch.get_num_threads() == 1
+        monkeypatch.delenv("SLURM_CPUS_PER_TASK")
+        import os
+
+        assert granted_cpus() == len(os.sched_getaffinity(0))  # outside a scheduler: the CPUs we may run on
+    finally:
+        torch.set_num_threads(threads)

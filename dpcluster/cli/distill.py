@@ -14,6 +14,12 @@ from dpcluster.specs import ExperimentSpec
 CACHE = "distilled"
 
 
+def expert_bar(expert: int, experts: int, epoch: int, epochs: int) -> tuple[int, int, str]:
+    """(total, completed, status) of the expert-trajectory bar; ``expert`` counts from 1 (as
+    ``expert_trajectories`` reports it) and ``epoch`` is the number of epochs that expert has finished."""
+    return experts * epochs, (expert - 1) * epochs + epoch, f"expert {expert}/{experts}"
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     p = commands.add_parser("distill", help="make a distilled set here, cache it and evaluate it",
                             description="Distil a data set into a few synthetic images per class. The set is "
@@ -107,8 +113,7 @@ def handle(args: argparse.Namespace) -> int:
             source, data, spec.model, args.out / CACHE, device,
             progress=lambda i, n, loss: bar(f"distilling ({source.source})", n, i, f"loss {loss:.4g}"),
             on_checkpoint=on_checkpoint, checkpoint_every=args.checkpoint_every,
-            expert_progress=lambda e, n, epoch, epochs: bar("expert trajectories", n * epochs,
-                                                            e * epochs + epoch, f"expert {e + 1}/{n}"))
+            expert_progress=lambda *where: bar("expert trajectories", *expert_bar(*where)))
     console.print(f"{'Cached' if cached else 'Distilled'} set: {folder}")
     if distilled.learned_lr is not None:
         console.print(f"learned learning rate: {distilled.learned_lr:.4g}")

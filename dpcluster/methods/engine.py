@@ -27,15 +27,16 @@ from dpcluster.atomic import torch_save_atomic
 from dpcluster.data.base import DataBundle, TensorSet
 from dpcluster.errors import UserError
 from dpcluster.methods.checkpoint import Carry, Checkpoint, State
+from dpcluster.methods.registry import Method, get_method
 from dpcluster.methods.reporter import Reporter
 from dpcluster.models import build_model
-from dpcluster.methods.registry import Method, get_method
 from dpcluster.pruning.masks import (
     Mask, count_kept, count_total, full_mask, layer_counts, magnitude_scores, mask_hash, next_mask, pack_mask,
     random_scores, sparsity, unpack_mask,
 )
 from dpcluster.pruning.model_masks import capture_state, masked_state, prunable_weights, restore_state
 from dpcluster.results.records import LayerCount, RoundRecord, read_records, write_records
+from dpcluster.runtime import granted_cpus
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
 from dpcluster.training.batches import steps_per_epoch
@@ -110,7 +111,8 @@ class Experiment:
         self.init_state = capture_state(self.model)
         self.weights = prunable_weights(self.model, spec.pruning.ignore)
         self.rewind_at = rewind_step(spec, inputs.data.train)
-        self.workers = spec.data.workers
+        # DataLoader workers beyond the CPUs the job was given only contend with training.
+        self.workers = min(spec.data.workers, granted_cpus())
 
     # --- trainings ------------------------------------------------------------------------------
     def _start(self, state: State, mask: Mask) -> None:

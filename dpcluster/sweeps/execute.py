@@ -55,13 +55,17 @@ def _inputs(spec: ExperimentSpec, sweep_dir: Path, device: torch.device) -> Inpu
 
 def execute(call: JobCall) -> str:
     """Run the job; returns its id. Idempotent: a finished job's outputs are reused, not recomputed."""
-    from dpcluster.runtime import resolve_device
+    from dpcluster.runtime import resolve_device, use_granted_cpus
 
     job, sweep_dir = call.job, Path(call.sweep_dir)
+    use_granted_cpus()
+    threads = torch.get_num_threads()  # what torch really runs on, for the log
+    print(f"{job.name}: {threads} CPU thread{'s' if threads > 1 else ''}", flush=True)
     device = resolve_device(call.device)
     distributed = from_environment(device)
     if distributed is not None:
-        print(f"{job.name}: process {distributed.rank} of {distributed.world_size}", flush=True)
+        device = distributed.device_for(device)
+        print(f"{job.name}: process {distributed.rank} of {distributed.world_size} on {device}", flush=True)
     if distributed is not None and job.kind != "validate":
         # Only validations train data-parallel; of a job started on several processes, rank 0 does the work.
         if not distributed.is_main:

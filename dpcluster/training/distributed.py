@@ -18,6 +18,15 @@ import torch.distributed as dist
 class Distributed:
     rank: int
     world_size: int
+    # This process's index on its node (torchrun's and submitit's LOCAL_RANK): which of the node's GPUs it uses.
+    local_rank: int = 0
+
+    def device_for(self, device: torch.device) -> torch.device:
+        """The device this rank trains on: its own GPU (``cuda:local_rank``) when ``device`` is CUDA without an
+        index; otherwise ``device`` as given."""
+        if device.type == "cuda" and device.index is None:
+            return torch.device("cuda", self.local_rank)
+        return device
 
     @property
     def is_main(self) -> bool:
@@ -36,6 +45,10 @@ def from_environment(device: torch.device) -> Distributed | None:
         submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if device.type == "cuda":
+        # Before NCCL starts: every rank on its own GPU, not all of them on GPU 0.
+        torch.cuda.set_device(Distributed(0, 1, local_rank).device_for(device))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Distributed(dist.get_rank(), dist.get_world_size())
+    return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)

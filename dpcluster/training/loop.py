@@ -97,11 +97,13 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
         for x, y, batch_examples in epoch_batches(data, spec.batch_size, seed, epoch, skip, device, workers, shard):
             x = _to_input(augment(x, spec.augmentation, augment_generator), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss = F.cross_entropy(stepped(x), y)
-            if distributed is not None:
-                # DDP averages the ranks' gradients; weighting each rank's mean by its share of the batch makes
-                # that average the whole batch's mean even when the last batch splits unevenly.
-                loss = loss * (y.shape[0] * distributed.world_size / batch_examples)
+                if distributed is None:
+                    loss = F.cross_entropy(stepped(x), y)
+                else:
+                    # DDP averages the ranks' gradients; each rank's sum over its share, scaled by
+                    # world_size / (whole batch), makes that average the whole batch's mean even when the last
+                    # batch splits unevenly, and is 0 (not the NaN of an empty mean) on a rank that gets no example.
+                    loss = F.cross_entropy(stepped(x), y, reduction="sum") * (distributed.world_size / batch_examples)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if masked:
