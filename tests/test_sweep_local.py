@@ -130,3 +130,33 @@ def test_sweep_mistakes_are_one_line(capsys, tmp_path):
     assert not (tmp_path / "out").exists()
     assert main(["status", str(tmp_path / "nowhere")]) == 2
     assert main(["aggregate", str(tmp_path)]) == 2
+
+
+def test_results_written_before_a_column_existed_read_with_nulls(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dpcluster.results import LayerCount, RoundRecord
+    from dpcluster.sweeps.aggregate import aggregate, read_results
+
+    spec = ExperimentSpec(method="imp", seed=1)
+    record = RoundRecord(
+        experiment_id=spec.experiment_id, method="imp", seed=1, dataset="digits", model="convnet", round=1,
+        sparsity=0.2, weights_kept=8, weights_total=10, test_accuracy=0.9, test_loss=0.3, inner_data="real",
+        inner_seconds=1.0, inner_examples=100, validation_seconds=1.0, validation_examples=100,
+        mask_search_seconds=1.0, mask_search_examples=100, time_to_mask_seconds=2.0, time_to_mask_examples=200,
+        mask_hash="x", layers=(LayerCount("a.weight", 8, 10),))
+    folder = tmp_path / "results" / "dataset=digits" / "model=convnet" / "method=imp"
+    execute_module.write_result(record, spec, folder / "b-new.parquet")
+    # A file from before the cost and per-layer columns existed, found first by name.
+    old = pa.table({"experiment_id": ["old"], "seed": [0], "round": [1], "sparsity": [0.2],
+                    "test_accuracy": [0.8], "images_per_class": [0]})
+    pq.write_table(old, folder / "a-old.parquet")
+    table = read_results(tmp_path)
+    rows = {row["experiment_id"]: row for row in table.to_pylist()}
+    assert rows["old"]["time_to_mask_seconds"] is None and rows["old"]["layers"] is None
+    assert rows[spec.experiment_id]["time_to_mask_seconds"] == 2.0
+    assert rows[spec.experiment_id]["layers"] == [{"name": "a.weight", "kept": 8, "total": 10}]
+    assert table.schema.field("method").type == pa.string() and rows["old"]["method"] == "imp"
+    summary = aggregate(tmp_path).to_pylist()
+    assert summary[0]["test_accuracy_count"] == 2 and summary[0]["time_to_mask_seconds_mean"] == 2.0

@@ -22,7 +22,13 @@ def read_results(sweep_dir: Path) -> pa.Table:
     results = sweep_dir / "results"
     if not results.exists() or not any(results.rglob("*.parquet")):
         raise UserError(f"{sweep_dir}: no results yet (expected Parquet files under {results})")
-    return ds.dataset(results, format="parquet", partitioning="hive").to_table()
+    from dpcluster.sweeps.execute import PARTITIONING_SCHEMA, RESULT_SCHEMA
+
+    # The project's schema, not the first file's: files written before a column existed read it as null instead of
+    # hiding it from every other file.
+    schema = pa.unify_schemas([RESULT_SCHEMA, PARTITIONING_SCHEMA])
+    partitioning = ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")
+    return ds.dataset(results, format="parquet", partitioning=partitioning, schema=schema).to_table()
 
 
 def aggregate(sweep_dir: Path) -> pa.Table:

@@ -95,6 +95,20 @@ def execute(call: JobCall) -> str:
     return job.id
 
 
+def _result_schemas():
+    import pyarrow as pa
+
+    partitions = [f for f in SCHEMA if f.name in ("dataset", "model", "method")]
+    files = [f for f in SCHEMA if f.name not in ("dataset", "model", "method")]
+    return (pa.schema(files + [pa.field("images_per_class", pa.int64(), nullable=False)]),
+            pa.schema([f.with_nullable(True) for f in partitions]))
+
+
+# One validation job's file (the round record and the set size), and the hive partition columns of the folders
+# (dataset=.../model=.../method=...), with their types stated rather than guessed from the folder names.
+RESULT_SCHEMA, PARTITIONING_SCHEMA = _result_schemas()
+
+
 def write_result(record: RoundRecord, spec: ExperimentSpec, path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -102,9 +116,8 @@ def write_result(record: RoundRecord, spec: ExperimentSpec, path: Path) -> None:
     row = record.as_row()
     row["experiment_id"] = spec.experiment_id
     row["images_per_class"] = spec.distilled.images_per_class if spec.uses_distilled_set else 0
-    schema = SCHEMA.append(pa.field("images_per_class", pa.int64(), nullable=False))
-    # The partition columns live in the folder names; writing them into the file too would clash on reading.
-    table = pa.Table.from_pylist([row], schema=schema).drop_columns(["dataset", "model", "method"])
+    # The partition columns live in the folder names, not in the file (RESULT_SCHEMA leaves them out).
+    table = pa.Table.from_pylist([row], schema=RESULT_SCHEMA)
     write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
