@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dpcluster.specs import ExperimentSpec
 
-INNER_DATA = ("real", "distilled", "none")
 CRITERIA = ("magnitude", "random")
 
 

@@ -6,6 +6,7 @@ import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 
+from dpcluster.methods.registry import get_method
 from dpcluster.results.records import RoundRecord
 
 
@@ -51,7 +52,7 @@ def mask_costs(records: list[RoundRecord]) -> list[MaskCost]:
     last: dict[tuple[str, str], RoundRecord] = {}
     for r in records:
         key = (r.method, r.experiment_id)
-        if r.method != "dense" and (key not in last or r.round > last[key].round):
+        if get_method(r.method).prunes and (key not in last or r.round > last[key].round):
             last[key] = r
     per_method: dict[str, list[RoundRecord]] = defaultdict(list)
     for (method, _), r in last.items():

@@ -95,11 +95,15 @@ def execute(call: JobCall) -> str:
     return job.id
 
 
+# The hive partition columns: the folders dataset=.../model=.../method=... of the results.
+PARTITIONS = ("dataset", "model", "method")
+
+
 def _result_schemas():
     import pyarrow as pa
 
-    partitions = [f for f in SCHEMA if f.name in ("dataset", "model", "method")]
-    files = [f for f in SCHEMA if f.name not in ("dataset", "model", "method")]
+    partitions = [f for f in SCHEMA if f.name in PARTITIONS]
+    files = [f for f in SCHEMA if f.name not in PARTITIONS]
     return (pa.schema(files + [pa.field("images_per_class", pa.int64(), nullable=False)]),
             pa.schema([f.with_nullable(True) for f in partitions]))
 

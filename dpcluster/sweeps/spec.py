@@ -121,9 +121,8 @@ class SweepSpec(Spec):
     def data_spec(self, name: str) -> DataSpec:
         """The data set ``name`` as the sweep's experiments see it: [base.data], then its [data.NAME] table."""
         choice = dict(self.data).get(name, DataChoice())
-        changes = {key: value for key, value in choice.to_dict().items()}
         try:
-            return self.base.data.replace(name=name, **changes)
+            return self.base.data.replace(name=name, **choice.to_dict())
         except SpecError as error:
             raise error.under(f"data.{name}") from None
 

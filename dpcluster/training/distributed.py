@@ -22,11 +22,7 @@ class Distributed:
     local_rank: int = 0
 
     def device_for(self, device: torch.device) -> torch.device:
-        """The device this rank trains on: its own GPU (``cuda:local_rank``) when ``device`` is CUDA without an
-        index; otherwise ``device`` as given."""
-        if device.type == "cuda" and device.index is None:
-            return torch.device("cuda", self.local_rank)
-        return device
+        return rank_device(device, self.local_rank)
 
     @property
     def is_main(self) -> bool:
@@ -35,6 +31,14 @@ class Distributed:
     def shard(self, index: torch.Tensor) -> torch.Tensor:
         """This rank's part of a global batch."""
         return index[self.rank::self.world_size]
+
+
+def rank_device(device: torch.device, local_rank: int) -> torch.device:
+    """The device a rank trains on: its own GPU (``cuda:local_rank``) when ``device`` is CUDA without an index;
+    otherwise ``device`` as given."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank)
+    return device
 
 
 def from_environment(device: torch.device) -> Distributed | None:
@@ -48,7 +52,7 @@ def from_environment(device: torch.device) -> Distributed | None:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.type == "cuda":
         # Before NCCL starts: every rank on its own GPU, not all of them on GPU 0.
-        torch.cuda.set_device(Distributed(0, 1, local_rank).device_for(device))
+        torch.cuda.set_device(rank_device(device, local_rank))
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
