@@ -1,6 +1,6 @@
 """Accuracy against sparsity for each method, mean and spread over seeds, with the dense line (the papers' Figure 1).
 
-    python analysis/accuracy_vs_sparsity.py runs --out accuracy.png
+    python analysis/accuracy_vs_sparsity.py runs --out accuracy.png      # a run's or a sweep's folder
 """
 
 from __future__ import annotations
@@ -14,20 +14,19 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from dpcluster.results import read_records  # noqa: E402
+from dpcluster.results.levels import level_records, read_levels  # noqa: E402
 from dpcluster.results.summary import accuracy_by_sparsity  # noqa: E402
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("runs", type=Path, help="a dpcluster run --out folder")
+    parser.add_argument("runs", type=Path, help="a dpcluster run --out folder, or a sweep folder")
     parser.add_argument("--out", type=Path, default=Path("accuracy_vs_sparsity.png"))
     args = parser.parse_args()
-    files = sorted(args.runs.glob("*/rounds.parquet"))
-    if not files:
-        print(f"no results under {args.runs} (expected {args.runs}/<experiment>/rounds.parquet)", file=sys.stderr)
+    records = level_records(read_levels(args.runs / "results"))
+    if not records:
+        print(f"no results under {args.runs} (expected Parquet files under {args.runs / 'results'})", file=sys.stderr)
         return 2
-    records = [r for f in files for r in read_records(f)]
     levels, methods, cells = accuracy_by_sparsity(records)
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for method in methods:

@@ -4,6 +4,8 @@ import pytest
 
 from dpcluster.cli.main import main
 from dpcluster.results import read_records
+from dpcluster.results.levels import level_records, read_levels
+from dpcluster.sweeps.spec import SweepSpec
 from dpcluster.specs import ExperimentSpec, ModelSpec, TrainingSpec
 
 
@@ -63,13 +65,24 @@ def test_a_small_run_writes_results_and_prints_the_table(capsys, tmp_path):
     printed = capsys.readouterr().out
     assert code == 0
     assert "Test accuracy (%) by sparsity" in printed and "36.0%" in printed
-    runs = sorted(p.name for p in out.iterdir())
-    assert len(runs) == 6 and all(p.startswith(("dense-s", "imp-s", "random-s")) for p in runs)
-    for run in out.iterdir():
-        records = read_records(run / "rounds.parquet")
-        saved = ExperimentSpec.load(run / "spec.toml")
+    # A run is a sweep on this machine: the same folder, the same results data set.
+    sweep = SweepSpec.load(out / "sweep.toml")
+    assert sweep.methods == ("dense", "imp", "random") and sweep.seeds == (0, 1) and not sweep.sparsities
+    searches = sorted(p.name for p in (out / "masks").iterdir())
+    assert len(searches) == 4 and all(p.startswith(("imp-s", "random-s")) for p in searches)
+    for search in (out / "masks").iterdir():
+        records = read_records(search / "rounds.parquet")
+        saved = ExperimentSpec.load(search / "spec.toml")
         assert all(r.experiment_id == saved.experiment_id for r in records)
-        assert run.name == saved.name
+        assert search.name == saved.name
+    levels = level_records(read_levels(out / "results"))
+    assert sorted((r.method, r.seed, r.round) for r in levels) == sorted(
+        [("dense", s, 0) for s in (0, 1)] + [(m, s, r) for m in ("imp", "random") for s in (0, 1) for r in (1, 2)])
+    assert all(r.test_accuracy is not None for r in levels)
+    # Running it again finds everything done and prints the same table.
+    assert main(["run", "--config", str(config), "--methods", "dense,imp,random", "--seeds", "0,1",
+                 "--rounds", "2", "--out", str(out), "--device", "cpu"]) == 0
+    assert "Test accuracy (%) by sparsity" in capsys.readouterr().out
 
 
 def test_the_default_run_shows_tickets_beating_random_where_sparsity_bites(capsys, tmp_path):
@@ -79,9 +92,8 @@ def test_the_default_run_shows_tickets_beating_random_where_sparsity_bites(capsy
                  "--device", "cpu"])
     assert code == 0
     sparsest = {}
-    for run in out.iterdir():
-        last = max(read_records(run / "rounds.parquet"), key=lambda r: r.round)
-        sparsest[last.method] = last
+    for record in sorted(level_records(read_levels(out / "results")), key=lambda r: r.round):
+        sparsest[record.method] = record
     assert sparsest["imp"].sparsity == sparsest["random"].sparsity > 0.95
     assert sparsest["imp"].test_accuracy > 0.9
     assert sparsest["imp"].test_accuracy - sparsest["random"].test_accuracy > 0.10, sparsest
@@ -161,7 +173,7 @@ def test_run_with_distill_mtt_distils_once_and_prunes_with_the_set(capsys, tmp_p
     assert distilled.extra["augmentation"] == "dsa_noflip"  # no flips on digits
     assert list((out / "distilled").glob("experts-*.pt")), "expert trajectories are cached beside the sets"
     # Both seeds pruned with the one set, and a second run reuses everything.
-    runs = [p for p in out.iterdir() if p.name.startswith("distilled-")]
+    runs = [p for p in (out / "masks").iterdir() if p.name.startswith("distilled-")]
     assert len(runs) == 2
     capsys.readouterr()
     assert main(argv) == 0

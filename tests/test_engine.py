@@ -91,7 +91,7 @@ def test_killed_run_resumes_without_repeating_finished_rounds(tmp_path):
     config = tmp_path / "spec.toml"
     spec.save(config)
     out = tmp_path / "out"
-    run_dir = out / spec.replace(method="imp", seed=0).name
+    run_dir = out / "masks" / spec.replace(method="imp", seed=0).name
     command = [sys.executable, "-m", "dpcluster", "run", "--config", str(config), "--methods", "imp",
                "--out", str(out), "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -119,11 +119,14 @@ def test_killed_run_resumes_without_repeating_finished_rounds(tmp_path):
 def test_distilled_and_imp_tickets_at_half_sparsity_match_dense_on_digits(tmp_path):
     """The papers' claim in miniature: at ~50% sparsity (3 rounds: 48.8%) both subnetworks reach at least the
     dense accuracy minus 3 points, with the distilled set made here by distribution matching."""
-    from dpcluster.runs import plan_run, run_planned
+    from dpcluster.sweeps.backends import LocalBackend
+    from dpcluster.sweeps.coordinator import run_sweep, sweep_records
+    from dpcluster.sweeps.spec import SweepSpec
 
     base = ExperimentSpec(pruning=PruningSpec(rounds=3), training=TrainingSpec(epochs=15))
-    specs = [base.replace(method=m) for m in ("dense", "imp", "distilled")]
-    records = run_planned(plan_run(specs, tmp_path, "cpu"))
+    sweep = SweepSpec(methods=("dense", "imp", "distilled"), base=base)
+    run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
+    records = sweep_records(sweep, tmp_path)
     dense = next(r.test_accuracy for r in records if r.method == "dense")
     for method in ("imp", "distilled"):
         last = max((r for r in records if r.method == method), key=lambda r: r.round)

@@ -17,7 +17,8 @@ from dpcluster.methods.engine import Inputs, run_experiment, validate_round
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
 from dpcluster.sweeps import execute as execute_module
 from dpcluster.sweeps.backends import LocalBackend
-from dpcluster.sweeps.coordinator import MANIFEST_FILE, run_sweep
+from dpcluster.sweeps.coordinator import run_sweep
+from dpcluster.sweeps.layout import SweepLayout
 from dpcluster.sweeps.manifest import Manifest
 from dpcluster.sweeps.spec import SweepSpec
 
@@ -36,13 +37,16 @@ def rows(sweep_dir):
     return ds.dataset(sweep_dir / "results", format="parquet", partitioning="hive").to_table().to_pylist()
 
 
-def test_a_level_validated_on_its_own_equals_the_engine_s_validation(tmp_path):
-    spec = ExperimentSpec(method="imp", model=ModelSpec(width=8), pruning=PruningSpec(rounds=2, rewind="1ep"),
+@pytest.mark.parametrize("method", ["imp", "random"])
+def test_a_level_validated_on_its_own_equals_the_engine_s_validation(tmp_path, method):
+    spec = ExperimentSpec(method=method, model=ModelSpec(width=8), pruning=PruningSpec(rounds=3, rewind="1ep"),
                           training=TrainingSpec(epochs=3))
     inputs = Inputs(load_data(DataSpec()))
     in_run = run_experiment(spec, inputs, tmp_path / "a", CPU)
-    run_experiment(spec.replace(pruning=spec.pruning.replace(validate=False)), inputs, tmp_path / "b", CPU,
-                   keep_masks=True)
+    searched = run_experiment(spec, inputs, tmp_path / "b", CPU, keep_masks=True, validate=False)
+    # Without validation, the search still records what it trained anyway: IMP's validations are its inner loops.
+    trained_anyway = [r.round for r in searched if r.test_accuracy is not None]
+    assert trained_anyway == ([1, 2] if method == "imp" else [])
     for record in in_run:
         alone = validate_round(spec, inputs, tmp_path / "b", record.round, CPU)
         assert alone.mask_hash == record.mask_hash
@@ -73,11 +77,11 @@ def test_failed_jobs_are_retried_up_to_the_limit(tmp_path, monkeypatch):
     real = execute_module.execute
     failures = {"left": 5}
 
-    def flaky(call):
+    def flaky(call, *args):
         if call.job.kind == "validate" and call.job.round == 2 and failures["left"]:
             failures["left"] -= 1
             raise RuntimeError("node lost")
-        return real(call)
+        return real(call, *args)
 
     monkeypatch.setattr("dpcluster.sweeps.execute.execute", flaky)
     manifest = run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
@@ -87,7 +91,7 @@ def test_failed_jobs_are_retried_up_to_the_limit(tmp_path, monkeypatch):
     assert manifest.jobs and any(s.kind == "aggregate" and s.state == "pending" for s in manifest.jobs.values())
     # The limit holds across runs; lifting it lets the job finish.
     run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
-    assert Manifest.open(tmp_path / MANIFEST_FILE).jobs[next(j for j, s in manifest.jobs.items()
+    assert Manifest.open(SweepLayout(tmp_path).manifest_file).jobs[next(j for j, s in manifest.jobs.items()
                                                             if s.state == "failed")].attempts == 2
     failures["left"] = 0
     manifest = run_sweep(sweep.replace(max_retries=3), tmp_path / "again", LocalBackend(), "cpu")
@@ -137,6 +141,7 @@ def test_results_written_before_a_column_existed_read_with_nulls(tmp_path):
     import pyarrow.parquet as pq
 
     from dpcluster.results import LayerCount, RoundRecord
+    from dpcluster.results.levels import write_level
     from dpcluster.sweeps.aggregate import aggregate, read_results
 
     spec = ExperimentSpec(method="imp", seed=1)
@@ -147,7 +152,7 @@ def test_results_written_before_a_column_existed_read_with_nulls(tmp_path):
         mask_search_seconds=1.0, mask_search_examples=100, time_to_mask_seconds=2.0, time_to_mask_examples=200,
         mask_hash="x", layers=(LayerCount("a.weight", 8, 10),))
     folder = tmp_path / "results" / "dataset=digits" / "model=convnet" / "method=imp"
-    execute_module.write_result(record, spec, folder / "b-new.parquet")
+    write_level(record, 0, folder / "b-new.parquet")
     # A file from before the cost and per-layer columns existed, found first by name.
     old = pa.table({"experiment_id": ["old"], "seed": [0], "round": [1], "sparsity": [0.2],
                     "test_accuracy": [0.8], "images_per_class": [0]})

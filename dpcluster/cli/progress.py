@@ -13,15 +13,17 @@ from dpcluster.results.records import RoundRecord
 
 
 class RichReporter(Reporter):
-    def __init__(self, console: Console, total_rounds: int):
+    """One bar for the run's jobs (mask searches and validations), one for the current training; a line per
+    round found and per level validated."""
+
+    def __init__(self, console: Console, total_jobs: int):
         self.console = console
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=console, transient=False,
         )
-        self.rounds = self.progress.add_task("rounds", total=total_rounds)
+        self.jobs = self.progress.add_task("jobs", total=total_jobs)
         self.training = self.progress.add_task("training", total=1, visible=False)
-        self.experiment = ""
 
     def __enter__(self) -> RichReporter:
         self.progress.start()
@@ -30,10 +32,13 @@ class RichReporter(Reporter):
     def __exit__(self, *exc) -> None:
         self.progress.stop()
 
+    def start_job(self, job) -> None:
+        self.progress.update(self.jobs, description=f"[bold]{job.name}[/bold]")
+
+    def end_job(self) -> None:
+        self.progress.advance(self.jobs)
+
     def start_experiment(self, name: str, rounds: int, done: int) -> None:
-        self.experiment = name
-        self.progress.update(self.rounds, description=f"[bold]{name}[/bold]")
-        self.progress.advance(self.rounds, done)
         if done:
             self.console.print(f"{name}: resuming after round {done}")
 
@@ -46,11 +51,15 @@ class RichReporter(Reporter):
         return on_epoch
 
     def end_round(self, record: RoundRecord) -> None:
-        self.progress.advance(self.rounds)
-        accuracy = "—" if record.test_accuracy is None else f"{100 * record.test_accuracy:.1f}%"
+        accuracy = "" if record.test_accuracy is None else f", accuracy {100 * record.test_accuracy:.1f}%"
         inner = "" if record.inner_data == "none" else f", inner loop {record.inner_seconds:.1f}s ({record.inner_data})"
         self.console.print(f"{record.method} seed {record.seed} round {record.round}: "
-                           f"sparsity {100 * record.sparsity:.1f}%, accuracy {accuracy}{inner}")
+                           f"sparsity {100 * record.sparsity:.1f}%{accuracy}{inner}")
+
+    def end_validation(self, record: RoundRecord) -> None:
+        self.console.print(f"{record.method} seed {record.seed} round {record.round}: "
+                           f"sparsity {100 * record.sparsity:.1f}%, accuracy {100 * record.test_accuracy:.1f}% "
+                           f"(validated in {record.validation_seconds:.1f}s)")
 
     def end_experiment(self, name: str) -> None:
         self.progress.update(self.training, visible=False)

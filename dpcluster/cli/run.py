@@ -1,4 +1,7 @@
-"""``dpcluster run``: compare pruning methods across seeds on one data set and model, on this machine."""
+"""``dpcluster run``: compare pruning methods across seeds on one data set and model, on this machine.
+
+A run is a sweep on the local backend: one data set, one model, the given methods and seeds, every round
+validated. It writes the same sweep folder, through the same jobs, as ``dpcluster sweep``."""
 
 from __future__ import annotations
 
@@ -8,8 +11,9 @@ from rich.console import Console
 
 from dpcluster.cli.options import add_spec_options, override, spec_from_options
 from dpcluster.errors import SpecError, UserError
-from dpcluster.specs import ExperimentSpec
 from dpcluster.methods.registry import method_names
+from dpcluster.specs import ExperimentSpec
+from dpcluster.sweeps.spec import SweepSpec
 
 DEFAULT_METHODS = ("dense", "imp", "distilled", "random")
 # Three seeds: every cell of the table is a mean ± std, as in the papers' figures.
@@ -87,18 +91,54 @@ def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpe
     return out
 
 
+def as_sweep(specs: list[ExperimentSpec]) -> SweepSpec:
+    """The sweep whose experiments are ``specs`` (one base spec, varied by method and seed)."""
+    base = specs[0]
+    try:
+        return SweepSpec(name="run", datasets=(base.data.name,), models=(base.model.name,),
+                         methods=tuple(dict.fromkeys(s.method for s in specs)),
+                         seeds=tuple(dict.fromkeys(s.seed for s in specs)),
+                         images_per_class=(base.distilled.images_per_class,), base=base)
+    except SpecError as error:
+        raise UserError(str(error)) from None
+
+
 def handle(args: argparse.Namespace) -> int:
+    import sys
+
     from dpcluster.cli.progress import RichReporter, distill_progress
     from dpcluster.cli.tables import accuracy_table, cost_table
-    from dpcluster.runs import plan_run, run_planned
+    from dpcluster.runtime import resolve_device
+    from dpcluster.sweeps.backends import LocalBackend
+    from dpcluster.sweeps.coordinator import pending_jobs, run_sweep, sweep_records
+    from dpcluster.sweeps.preflight import preflight
 
-    console = Console()
-    specs = expand(base_spec(args), args)
-    with distill_progress(console) as on_iteration:
-        plan = plan_run(specs, args.out, args.device, console.print, on_iteration)
-    with RichReporter(console, plan.total_rounds) as reporter:
-        records = run_planned(plan, reporter)
-    console.print(accuracy_table(records))
-    console.print(cost_table(records))
-    console.print(f"Results: {args.out}/<experiment>/rounds.parquet ({len(plan.experiments)} experiments)")
+    # Jobs log their output to files; the terminal keeps the progress and tables.
+    console = Console(file=sys.stdout)
+    sweep = as_sweep(expand(base_spec(args), args))
+    resolve_device(args.device)
+    preflight(sweep, console.print)  # every mistake surfaces here, before anything is written
+    failed = []
+    with RichReporter(console, len(pending_jobs(sweep, args.out))) as reporter, \
+            distill_progress(console) as on_iteration:
+        backend = LocalBackend(on_start=reporter.start_job, reporter=reporter, distill_progress=on_iteration)
+
+        def on_end(job) -> None:
+            reporter.end_job()
+
+        run_sweep(sweep, args.out, backend, args.device, on_end=on_end,
+                             say=lambda text: failed.append(text) if text.startswith("failed") else None)
+    for line in failed:
+        console.print(line)
+    records = sweep_records(sweep, args.out)
+    if records:
+        console.print(accuracy_table(records))
+        console.print(cost_table(records))
+    console.print(f"Results: {args.out}/results (one Parquet file per validated level; "
+                  f"mask searches under {args.out}/masks)")
+    not_done = pending_jobs(sweep, args.out)
+    if not_done:
+        console.print(f"{len(not_done)} job(s) not done (logs under {args.out}/logs); run the same command again "
+                      f"to retry")
+        return 1
     return 0

@@ -48,22 +48,25 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def handle_sweep(args: argparse.Namespace) -> int:
     from dpcluster.runtime import resolve_device
-    from dpcluster.sweeps.coordinator import run_sweep
+    from dpcluster.sweeps.coordinator import pending_jobs, run_sweep
     from dpcluster.sweeps.graph import expand
+    from dpcluster.sweeps.preflight import preflight
     from dpcluster.sweeps.spec import SweepSpec
 
     console = Console()
     sweep = SweepSpec.load(args.spec)
     expand(sweep)  # every spec mistake surfaces here, before the folder is made
-    if args.backend == "local":  # elsewhere the device is the job's machine's, resolved there
+    if args.backend == "local":
+        # Elsewhere the device, the data and the set files are those of the job's machine, checked there.
         resolve_device(args.device)
+        preflight(sweep, console.print)
     out = args.out or Path("sweeps") / sweep.name
     backend = make_backend(args, out, console)
     manifest = run_sweep(sweep, out, backend, args.device, console.print)
     console.print(status_table(manifest))
-    failed = [s for s in manifest.jobs.values() if s.state != "done"]
-    if failed:
-        console.print(f"{len(failed)} job(s) not done; run the same command again to retry")
+    not_done = pending_jobs(sweep, out)
+    if not_done:
+        console.print(f"{len(not_done)} job(s) not done; run the same command again to retry")
         return 1
     console.print(f"Results: {out}/results (hive-partitioned Parquet), summary: {out}/aggregate.parquet")
     return 0
@@ -88,25 +91,27 @@ def make_backend(args: argparse.Namespace, out: Path, console: Console):
 
 
 def status_table(manifest) -> Table:
+    from dpcluster.sweeps.jobs import kind_names
+
     counts = Counter((state.kind, state.state) for state in manifest.jobs.values())
     table = Table(title="Jobs by stage and state")
     states = ("pending", "running", "done", "failed")
     table.add_column("stage")
     for state in states:
         table.add_column(state, justify="right")
-    for kind in ("distill", "mask", "validate", "aggregate"):
+    for kind in kind_names():
         if any(k == kind for k, _ in counts):
             table.add_row(kind, *[str(counts.get((kind, state), 0)) for state in states])
     return table
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from dpcluster.sweeps.coordinator import MANIFEST_FILE
+    from dpcluster.sweeps.layout import SweepLayout
     from dpcluster.sweeps.manifest import Manifest
 
-    path = args.dir / MANIFEST_FILE
+    path = SweepLayout(args.dir).manifest_file
     if not path.exists():
-        raise UserError(f"{args.dir}: not a sweep folder (no {MANIFEST_FILE})")
+        raise UserError(f"{args.dir}: not a sweep folder (no {path.name})")
     manifest = Manifest.open(path)
     console = Console()
     console.print(status_table(manifest))
@@ -117,9 +122,15 @@ def handle_status(args: argparse.Namespace) -> int:
 
 
 def handle_aggregate(args: argparse.Namespace) -> int:
-    from dpcluster.sweeps.aggregate import AGGREGATE_FILE, aggregate
+    from dpcluster.sweeps.aggregate import aggregate
+    from dpcluster.sweeps.graph import expand
+    from dpcluster.sweeps.layout import SweepLayout
+    from dpcluster.sweeps.spec import SweepSpec
 
-    summary = aggregate(args.dir)
+    layout = SweepLayout(args.dir)
+    # The folder's current spec decides which results belong to it (earlier specs' results stay beside them).
+    names = [job.id for job in expand(SweepSpec.load(layout.spec_file))] if layout.spec_file.exists() else None
+    summary = aggregate(args.dir, names)
     table = Table(title="Test accuracy (%) by data set, model, method and sparsity")
     for name in ("dataset", "model", "method", "ipc", "sparsity", "mean", "std", "count"):
         table.add_column(name, justify="right" if name not in ("dataset", "model", "method") else "left")
@@ -129,5 +140,5 @@ def handle_aggregate(args: argparse.Namespace) -> int:
                       f"{100 * (row['test_accuracy_stddev'] or 0):.1f}", str(row["test_accuracy_count"]))
     console = Console()
     console.print(table)
-    console.print(f"wrote {args.dir / AGGREGATE_FILE}")
+    console.print(f"wrote {layout.aggregate_file}")
     return 0

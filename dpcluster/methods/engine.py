@@ -180,7 +180,9 @@ class Experiment:
         validation = self.train_real(checkpoint.mask, checkpoint, from_rewind=False, label="dense")
         checkpoint.records.append(self.record(0, checkpoint.mask, "none", None, validation, []))
 
-    def run_round(self, checkpoint: Checkpoint) -> None:
+    def run_round(self, checkpoint: Checkpoint, validate: bool) -> None:
+        """One round; with ``validate``, the new subnetwork is trained and tested even where no later round needs
+        that training."""
         spec, mask, r = self.spec, checkpoint.mask, checkpoint.round
         inner = inner_data(spec, mask)
         label = f"round {r + 1}"
@@ -198,25 +200,29 @@ class Experiment:
 
         validation = carry = None
         next_inner = inner_data(spec, new_mask)
-        if spec.pruning.validate or (next_inner == "real" and r + 1 < spec.pruning.num_rounds):
+        if validate or (next_inner == "real" and r + 1 < spec.pruning.num_rounds):
             from_rewind = self.method.validates_from_rewind(spec, sparsity(new_mask))
             validation = self.train_real(new_mask, checkpoint, from_rewind=from_rewind,
                                          label=f"{label}: validation")
             carry = validation if next_inner == "real" else None
-        record = self.record(r + 1, new_mask, inner, inner_run,
-                             validation if spec.pruning.validate else None, checkpoint.records)
+        # A validation trained anyway (as the next inner loop) is recorded: testing it costs one evaluation.
+        record = self.record(r + 1, new_mask, inner, inner_run, validation, checkpoint.records)
         checkpoint.records.append(record)
         checkpoint.round, checkpoint.mask, checkpoint.carry = r + 1, new_mask, carry
         self.reporter.end_round(record)
 
 
 def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: torch.device,
-                   reporter: Reporter | None = None, keep_masks: bool = False) -> list[RoundRecord]:
+                   reporter: Reporter | None = None, keep_masks: bool = False,
+                   validate: bool | None = None) -> list[RoundRecord]:
     """Run (or resume, or skip if finished) one experiment; its results land in ``run_dir``.
 
-    With ``keep_masks``, every round's mask is kept in ``run_dir/masks/`` and the rewind point's state in
-    ``run_dir/rewind.pt``, so each level can be validated later as a job of its own (sweeps)."""
+    ``validate`` (default ``spec.pruning.validate``): train and test every round's subnetwork. Without it, a round
+    is validated only where that training is the next round's inner loop anyway (IMP), so the search costs
+    nothing extra. With ``keep_masks``, every round's mask is kept in ``run_dir/masks/`` and the rewind point's
+    state in ``run_dir/rewind.pt``, so each level can be validated later on its own (:func:`validate_round`)."""
     reporter = reporter or Reporter()
+    validate = spec.pruning.validate if validate is None else validate
     results = run_dir / RESULTS_FILE
     if results.exists():
         return read_records(results)
@@ -243,7 +249,7 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
             experiment.run_dense(checkpoint)
             reporter.end_round(checkpoint.records[-1])
     while checkpoint.round < rounds:
-        experiment.run_round(checkpoint)
+        experiment.run_round(checkpoint, validate)
         if keep_masks:
             torch_save_atomic(pack_mask(checkpoint.mask), mask_path(run_dir, checkpoint.round))
         checkpoint.save(checkpoint_path)
@@ -259,12 +265,24 @@ def mask_path(run_dir: Path, round_index: int) -> Path:
     return run_dir / "masks" / f"round-{round_index:03d}.pt"
 
 
+def searched_validation(mask_run_dir: Path, round_index: int) -> RoundRecord | None:
+    """Round ``round_index``'s record from a finished mask search, when the search validated it (its validation
+    was the next round's inner loop); None when it did not, or the search is not finished."""
+    results = mask_run_dir / RESULTS_FILE
+    if not results.exists():
+        return None
+    record = {r.round: r for r in read_records(results)}.get(round_index)
+    return record if record is not None and record.test_accuracy is not None else None
+
+
 def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
                    device: torch.device, reporter: Reporter | None = None,
                    distributed: Distributed | None = None) -> RoundRecord:
     """Train round ``round_index``'s subnetwork (kept by a ``keep_masks`` run in ``mask_run_dir``) on real data
     and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run. With
     ``distributed``, the training is data-parallel across the processes of the group."""
+    if round_index and (searched := searched_validation(mask_run_dir, round_index)) is not None:
+        return searched
     check_experiment(spec, inputs)
     experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed)
     if round_index == 0:

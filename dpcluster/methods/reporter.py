@@ -22,5 +22,8 @@ class Reporter:
     def end_experiment(self, name: str) -> None:
         pass
 
+    def end_validation(self, record: RoundRecord) -> None:
+        """A level validated on its own (a sweep's validation job)."""
+
     def message(self, text: str) -> None:
         pass

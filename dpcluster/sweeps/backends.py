@@ -1,6 +1,7 @@
-"""Where a sweep's jobs run. A backend runs a batch of independent jobs and says which finished; a new
-scheduler is one class with ``run``. Jobs are :class:`JobCall` values and ``execute`` is a plain function,
-so the same call runs in this process, in a Slurm job (submitit) or in a Ray task."""
+"""Where a sweep's jobs run. The coordinator submits a job once its dependencies are done (or, on a backend that
+resolves dependencies itself, once they are submitted) and waits for any job to end; a new scheduler is one
+class with ``submit``, ``wait`` and ``outstanding``. Jobs are :class:`JobCall` values and ``execute`` is a plain
+function, so the same call runs in this process, in a Slurm job (submitit) or in a Ray task."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import traceback
 from dataclasses import dataclass
 from typing import Protocol
 
-from dpcluster.sweeps.execute import JobCall, execute_logged
+from dpcluster.methods.reporter import Reporter
+from dpcluster.sweeps import execute as execute_module
+from dpcluster.sweeps.execute import JobCall
 
 
 @dataclass
@@ -16,34 +19,53 @@ class Outcome:
     job_id: str
     ok: bool
     error: str | None = None
+    # The job never ran because a dependency failed first (it is not an attempt of its own).
+    blocked: bool = False
+
+
+def last_line(error: BaseException) -> str:
+    return traceback.format_exception_only(type(error), error)[-1].strip()
 
 
 class Backend(Protocol):
     name: str
+    # Whether a job may be submitted before its dependencies end: the backend then starts it when they are done.
+    resolves_dependencies: bool
 
-    def run(self, calls: list[JobCall]) -> list[Outcome]:
-        """Run the calls (independent of each other) to completion; one outcome per call, in order."""
+    def submit(self, call: JobCall, after: tuple[str, ...]) -> None:
+        """Start ``call`` (after the submitted jobs ``after``, on a backend that resolves dependencies)."""
+
+    def wait(self) -> list[Outcome]:
+        """Block until at least one submitted job ends; the outcomes of those that ended."""
+
+    def outstanding(self) -> int:
+        """Submitted jobs not yet reported by ``wait``."""
 
 
 class LocalBackend:
-    """Runs jobs one after another in this process."""
+    """Runs jobs one after another in this process, in the order they were submitted."""
 
     name = "local"
+    resolves_dependencies = False
 
-    def __init__(self, on_start=None):
-        self.on_start = on_start
+    def __init__(self, on_start=None, reporter: Reporter | None = None, distill_progress=None):
+        self.on_start, self.reporter, self.distill_progress = on_start, reporter, distill_progress
+        self.queue: list[JobCall] = []
 
-    def run(self, calls: list[JobCall]) -> list[Outcome]:
-        outcomes = []
-        for call in calls:
-            if self.on_start is not None:
-                self.on_start(call.job)
-            try:
-                execute_logged(call)
-                outcomes.append(Outcome(call.job.id, True))
-            except KeyboardInterrupt:
-                raise
-            except Exception as error:  # noqa: BLE001 - a failed job is recorded and retried, not fatal
-                last = traceback.format_exception_only(type(error), error)[-1].strip()
-                outcomes.append(Outcome(call.job.id, False, last))
-        return outcomes
+    def submit(self, call: JobCall, after: tuple[str, ...] = ()) -> None:
+        self.queue.append(call)
+
+    def outstanding(self) -> int:
+        return len(self.queue)
+
+    def wait(self) -> list[Outcome]:
+        call = self.queue.pop(0)
+        if self.on_start is not None:
+            self.on_start(call.job)
+        try:
+            execute_module.execute_logged(call, self.reporter, self.distill_progress)
+            return [Outcome(call.job.id, True)]
+        except KeyboardInterrupt:
+            raise
+        except Exception as error:  # noqa: BLE001 - a failed job is recorded and retried, not fatal
+            return [Outcome(call.job.id, False, last_line(error))]

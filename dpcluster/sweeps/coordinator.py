@@ -1,58 +1,133 @@
-"""The coordinator: expands a sweep, records its jobs in the sweep folder, and runs them stage by stage on a
-backend. Running it again resumes: finished jobs are skipped, failed ones retried up to ``max_retries``."""
+"""The coordinator: expands a sweep, records its jobs in the sweep folder, and starts each job as soon as its own
+dependencies are done (no stage barriers). Running it again resumes: finished jobs are skipped, failed ones
+retried up to ``max_retries``. Another spec run into the same folder reuses every job the two have in common
+(ids are content hashes); jobs whose settings changed are new jobs beside the old ones."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from dpcluster.errors import UserError
-from dpcluster.sweeps.backends import Backend
+from dpcluster.sweeps.backends import Backend, Outcome, last_line
 from dpcluster.sweeps.execute import JobCall
-from dpcluster.sweeps.graph import Job, expand
+from dpcluster.sweeps.graph import expand
+from dpcluster.sweeps.jobs import Job, get_kind
+from dpcluster.sweeps.layout import SweepLayout
 from dpcluster.sweeps.manifest import Manifest
 from dpcluster.sweeps.spec import SweepSpec
 
-SPEC_FILE = "sweep.toml"
-MANIFEST_FILE = "manifest.json"
-
 
 def prepare(sweep: SweepSpec, sweep_dir: Path) -> tuple[list[Job], Manifest]:
-    """The sweep's jobs and its manifest; the folder holds one sweep, so another spec there is refused."""
+    """The sweep's jobs and the folder's manifest, with the spec saved as the folder's current one."""
+    layout = SweepLayout(Path(sweep_dir))
     jobs = expand(sweep)
-    spec_path = sweep_dir / SPEC_FILE
-    if spec_path.exists() and SweepSpec.load(spec_path) != sweep:
-        raise UserError(f"{sweep_dir} holds another sweep ({spec_path}); use another --out")
-    sweep_dir.mkdir(parents=True, exist_ok=True)
-    if not spec_path.exists():
-        sweep.save(spec_path)
-    manifest = Manifest.open(sweep_dir / MANIFEST_FILE)
+    layout.root.mkdir(parents=True, exist_ok=True)
+    sweep.save(layout.spec_file)
+    manifest = Manifest.open(layout.manifest_file)
     for job in jobs:
         manifest.add(job.id, job.name, job.kind)
     manifest.save()
     return jobs, manifest
 
 
-def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
-              say: Callable[[str], None] = lambda text: None) -> Manifest:
-    jobs, manifest = prepare(sweep, sweep_dir)
-    for job in jobs:  # a job left "running" by a killed coordinator is simply run again
-        if manifest.jobs[job.id].state == "running":
-            manifest.jobs[job.id].state = "pending"
-    while True:
-        done = {job_id for job_id, state in manifest.jobs.items() if state.state == "done"}
+class _Run:
+    """One pass of the coordinator over a sweep's jobs."""
+
+    def __init__(self, sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str,
+                 say: Callable[[str], None], on_end: Callable[[Job], None] | None):
+        self.sweep, self.layout, self.backend, self.device = sweep, SweepLayout(Path(sweep_dir)), backend, device
+        self.say, self.on_end = say, on_end or (lambda job: None)
+        self.jobs, self.manifest = prepare(sweep, sweep_dir)
+        self.by_id = {job.id: job for job in self.jobs}
+        self.submitted: set[str] = set()
+        for job in self.jobs:  # a job left "running" by a killed coordinator is simply run again
+            if self.manifest.jobs[job.id].state == "running":
+                self.manifest.jobs[job.id].state = "pending"
+
+    def state(self, job_id: str) -> str:
+        return self.manifest.jobs[job_id].state
+
+    def may_start(self, job: Job) -> bool:
+        state = self.manifest.jobs[job.id]
         # A job gets one attempt plus max_retries retries, counted across runs of the sweep.
-        ready = [job for job in jobs if job.id not in done and all(dep in done for dep in job.deps)
-                 and manifest.jobs[job.id].attempts <= sweep.max_retries]
-        if not ready:
-            break
-        stage = ready[0].kind
-        batch = [job for job in ready if job.kind == stage]
-        for job in batch:
-            manifest.set(job.id, "running")
-        say(f"{stage}: {len(batch)} job(s) on {backend.name}")
-        for outcome in backend.run([JobCall(job, sweep_dir, device) for job in batch]):
-            manifest.set(outcome.job_id, "done" if outcome.ok else "failed", outcome.error)
-            if not outcome.ok:
-                say(f"failed: {manifest.jobs[outcome.job_id].name}: {outcome.error}")
-    return manifest
+        return job.id not in self.submitted and state.state != "done" and state.attempts <= self.sweep.max_retries
+
+    def settle(self, job: Job) -> bool | None:
+        """Finish ``job`` here if its kind can without a backend: True if it did, None if that failed (an
+        attempt, like a failed job), False if the job needs a backend."""
+        try:
+            settled = get_kind(job.kind).settle(job, self.layout)
+        except Exception as error:  # noqa: BLE001 - recorded like a failed job, retried up to the limit
+            self.manifest.set(job.id, "running")
+            self.finish(Outcome(job.id, False, last_line(error)))
+            return None
+        if settled:
+            self.manifest.set(job.id, "done")
+            self.on_end(job)
+        return settled
+
+    def dispatch(self) -> bool:
+        """Settle or submit every job that may start now; whether anything changed."""
+        changed, sent = False, Counter()
+        for job in self.jobs:
+            if not self.may_start(job):
+                continue
+            deps_done = all(self.state(dep) == "done" for dep in job.deps)
+            if deps_done and self.settle(job) is not False:
+                changed = True
+                continue
+            if get_kind(job.kind).run is None:  # the coordinator's own job, once its dependencies are done
+                continue
+            deps_sent = all(self.state(dep) == "done" or dep in self.submitted for dep in job.deps)
+            if deps_done or (self.backend.resolves_dependencies and deps_sent):
+                self.manifest.set(job.id, "running")
+                self.submitted.add(job.id)
+                self.backend.submit(JobCall(job, self.layout.root, self.device), job.deps)
+                sent[job.kind] += 1
+                changed = True
+        if sent:
+            kinds = ", ".join(f"{count} {kind}" for kind, count in sent.items())
+            self.say(f"{sum(sent.values())} job(s) to {self.backend.name}: {kinds}")
+        return changed
+
+    def finish(self, outcome: Outcome) -> None:
+        self.submitted.discard(outcome.job_id)
+        if outcome.blocked:
+            self.manifest.release(outcome.job_id)
+            return
+        self.on_end(self.by_id[outcome.job_id])
+        self.manifest.set(outcome.job_id, "done" if outcome.ok else "failed", outcome.error)
+        if not outcome.ok:
+            self.say(f"failed: {self.manifest.jobs[outcome.job_id].name}: {outcome.error}")
+
+    def run(self) -> Manifest:
+        while True:
+            while self.dispatch():
+                pass
+            if not self.backend.outstanding():
+                return self.manifest
+            for outcome in self.backend.wait():
+                self.finish(outcome)
+
+
+def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
+              say: Callable[[str], None] = lambda text: None,
+              on_end: Callable[[Job], None] | None = None) -> Manifest:
+    """Run the sweep's jobs that are not done into ``sweep_dir``; ``say`` tells what is submitted and what
+    failed, ``on_end`` is called with every job that ends (done or failed)."""
+    return _Run(sweep, sweep_dir, backend, device, say, on_end).run()
+
+
+def pending_jobs(sweep: SweepSpec, sweep_dir: Path) -> list[Job]:
+    """The sweep's jobs that are not done in ``sweep_dir`` (all of them in a new folder)."""
+    manifest = Manifest.open(SweepLayout(Path(sweep_dir)).manifest_file)
+    return [job for job in expand(sweep) if job.id not in manifest.jobs or manifest.jobs[job.id].state != "done"]
+
+
+def sweep_records(sweep: SweepSpec, sweep_dir: Path) -> list:
+    """The round records of the sweep's validated levels found in ``sweep_dir`` (of this spec's jobs only)."""
+    from dpcluster.results.levels import level_records, read_levels
+
+    names = [job.id for job in expand(sweep)]
+    return level_records(read_levels(SweepLayout(Path(sweep_dir)).results_dir, names))

@@ -40,6 +40,12 @@ class Manifest:
             job.attempts += 1
         self.save()
 
+    def release(self, job_id: str) -> None:
+        """Back to pending without counting the attempt: the job never ran (a dependency failed first)."""
+        job = self.jobs[job_id]
+        job.state, job.attempts = "pending", max(0, job.attempts - 1)
+        self.save()
+
     def save(self) -> None:
         text = json.dumps({job_id: asdict(state) for job_id, state in self.jobs.items()}, indent=1)
         write_atomic(self.path, lambda handle: handle.write(text.encode()))

@@ -1,9 +1,11 @@
-"""Jobs as Slurm job arrays through submitit: one array per batch of ready jobs, requeued on timeout or
-preemption (the job then resumes from its last finished round, which every job checkpoints)."""
+"""Jobs as Slurm jobs through submitit: the jobs that become ready together go in one job array (one ``sbatch``),
+each requeued on timeout or preemption (it then resumes from its last finished round, which every job
+checkpoints). The coordinator submits a job as soon as its own dependencies are done."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dpcluster.errors import UserError
@@ -38,7 +40,12 @@ class SlurmBackend:
     array_parallelism: int = 64
     # Processes per job: validation jobs train data-parallel across them (one per GPU). Default: one per GPU.
     tasks_per_job: int | None = None
+    # How often finished jobs are looked for (submitit reads each job's result file).
+    poll_seconds: float = 0.5
     name: str = "slurm"
+    resolves_dependencies = False
+    queued: list[JobCall] = field(default_factory=list)
+    running: list = field(default_factory=list)  # (call, submitit job)
 
     def executor(self):
         import submitit
@@ -60,21 +67,44 @@ class SlurmBackend:
         executor.update_parameters(**params)
         return executor
 
-    def run(self, calls: list[JobCall]) -> list[Outcome]:
-        from submitit.core.utils import FailedJobError, UncompletedJobError
+    def submit(self, call: JobCall, after: tuple[str, ...] = ()) -> None:
+        self.queued.append(call)  # sent with the other jobs that become ready now, as one array
 
+    def outstanding(self) -> int:
+        return len(self.queued) + len(self.running)
+
+    def _send(self) -> None:
+        from submitit.core.utils import FailedJobError
+
+        calls, self.queued = self.queued, []
         try:
             jobs = self.executor().map_array(_requeueable(), calls)
         except FailedJobError as error:  # sbatch refused: show Slurm's own words, on one line
             message = " ".join(str(error).split()) or "sbatch failed"
             raise UserError(f"Slurm refused the jobs: {message}") from None
-        outcomes = []
-        for call, job in zip(calls, jobs):
-            try:
-                job.results()  # every task's (several for data-parallel jobs)
-                outcomes.append(Outcome(call.job.id, True))
-            except UncompletedJobError as error:
-                lines = [line for line in str(error).strip().splitlines() if line.strip()]
-                outcomes.append(Outcome(call.job.id, False, (lines[-1] if lines else "failed") +
-                                        f" (Slurm job {job.job_id}; log {job.paths.stderr})"))
-        return outcomes
+        self.running += list(zip(calls, jobs))
+
+    def wait(self) -> list[Outcome]:
+        if self.queued:
+            self._send()
+        while True:
+            ended = [(call, job) for call, job in self.running if job.done()]
+            if ended:
+                self.running = [pair for pair in self.running if pair not in ended]
+                return [self._outcome(call, job) for call, job in ended]
+            time.sleep(self.poll_seconds)
+
+    @staticmethod
+    def _outcome(call: JobCall, job) -> Outcome:
+        from submitit.core.utils import UncompletedJobError
+
+        try:
+            job.results()  # every task's (several for data-parallel jobs)
+            return Outcome(call.job.id, True)
+        except UncompletedJobError as error:
+            lines = [line for line in str(error).strip().splitlines() if line.strip()]
+            return Outcome(call.job.id, False, (lines[-1] if lines else "failed") +
+                           f" (Slurm job {job.job_id}; log {job.paths.stderr})")
+        except Exception as error:  # noqa: BLE001 - the job's own exception, re-raised by submitit
+            return Outcome(call.job.id, False, f"{type(error).__name__}: {error}".splitlines()[0] +
+                           f" (Slurm job {job.job_id}; log {job.paths.stderr})")

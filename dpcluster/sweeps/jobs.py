@@ -1,0 +1,122 @@
+"""Job kinds: what a sweep is made of, as data the planner and the coordinator read. A new kind (an analysis per
+level, a Tune trial) is one module in ``dpcluster/sweeps/kinds/`` that calls :func:`register`; nothing else names
+kinds.
+
+A kind says which jobs an experiment (or the whole sweep) needs and what each depends on (``plan``), how a job
+is named in logs, what running it does wherever a backend runs it (``run``), and whether the coordinator can
+finish it itself without sending it anywhere (``settle``: bookkeeping such as copying a record, or aggregating).
+Job ids are content hashes of what the job computes, so the same job planned by another spec is the same job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from dpcluster.hashing import stable_hash
+from dpcluster.specs import ExperimentSpec
+
+if TYPE_CHECKING:
+    from dpcluster.sweeps.context import JobContext
+    from dpcluster.sweeps.layout import SweepLayout
+    from dpcluster.sweeps.spec import SweepSpec
+
+SCOPES = ("experiment", "sweep")
+
+
+@dataclass(frozen=True)
+class Job:
+    kind: str
+    id: str
+    # The experiment this job belongs to (None for sweep-wide jobs); for a shared job (a distilled set), the
+    # first experiment that needs it.
+    experiment: ExperimentSpec | None
+    round: int | None = None
+    deps: tuple[str, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return get_kind(self.kind).label(self)
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    # One line for help texts and the README.
+    summary: str
+    # Adds this kind's jobs for one experiment ("experiment" scope, called with each experiment in turn) or once
+    # for the whole sweep after every experiment's jobs ("sweep" scope, called with None).
+    plan: Callable[[Planner, ExperimentSpec | None], None]
+    # The job's name in logs and status tables.
+    label: Callable[[Job], str]
+    scope: str = "experiment"
+    # Runs the job where a backend put it (this process, a Slurm job, a Ray task). None: the coordinator alone
+    # runs it, through ``settle``.
+    run: Callable[[Job, JobContext], None] | None = None
+    # Finishes the job in the coordinator, once its dependencies are done, when that costs no training;
+    # returns whether it did.
+    settle: Callable[[Job, SweepLayout], bool] = lambda job, layout: False
+    # Whether a job of this kind started on several processes trains data-parallel across them (otherwise the
+    # first process does the work alone).
+    data_parallel: bool = False
+
+    def __post_init__(self):
+        if self.scope not in SCOPES:
+            raise ValueError(f"job kind {self.name}: scope must be one of {SCOPES}, got {self.scope!r}")
+
+
+KINDS: dict[str, JobKind] = {}
+
+
+def register(kind: JobKind) -> JobKind:
+    if kind.name in KINDS:
+        raise ValueError(f"job kind {kind.name!r} is registered twice")
+    KINDS[kind.name] = kind
+    return kind
+
+
+def get_kind(name: str) -> JobKind:
+    _load_all()
+    try:
+        return KINDS[name]
+    except KeyError:
+        raise ValueError(f"unknown job kind {name!r}; known: {', '.join(KINDS)}") from None
+
+
+def kind_names() -> tuple[str, ...]:
+    """Every kind, in planning (dependency) order."""
+    _load_all()
+    return tuple(KINDS)
+
+
+def _load_all() -> None:
+    # The kind modules register themselves on import, in this order, which is the order kinds are planned in.
+    from dpcluster.sweeps.kinds import distill, mask, validate, aggregate  # noqa: F401, I001
+
+
+class Planner:
+    """Collects a sweep's jobs as the kinds plan them; a job planned twice (a distilled set shared by seeds) is
+    kept once."""
+
+    def __init__(self, sweep: SweepSpec):
+        self.sweep = sweep
+        self.jobs: dict[str, Job] = {}
+        self._by_experiment: dict[tuple[str, str, int | None], Job] = {}
+
+    def add(self, kind: str, key: dict, experiment: ExperimentSpec | None = None, round_index: int | None = None,
+            deps: tuple[str, ...] = ()) -> Job:
+        """The job of ``kind`` that computes what ``key`` describes (its id is their hash)."""
+        job_id = f"{kind}-{stable_hash({'kind': kind, **key}, 12)}"
+        job = self.jobs.setdefault(job_id, Job(kind, job_id, experiment, round_index, tuple(deps)))
+        if experiment is not None:
+            self._by_experiment[(kind, experiment.experiment_id, round_index)] = job
+        return job
+
+    def find(self, kind: str, experiment: ExperimentSpec, round_index: int | None = None) -> Job | None:
+        """The job of ``kind`` planned for ``experiment`` (and round), if any."""
+        return self._by_experiment.get((kind, experiment.experiment_id, round_index))
+
+    def deps_of(self, experiment: ExperimentSpec, *kinds: str) -> tuple[str, ...]:
+        """The ids of the jobs of ``kinds`` planned for ``experiment``."""
+        return tuple(job.id for kind in kinds if (job := self.find(kind, experiment)) is not None)

@@ -1,0 +1,1 @@
+"""The registered job kinds, one module each (see ``dpcluster.sweeps.jobs``)."""

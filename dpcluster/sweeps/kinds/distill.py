@@ -1,0 +1,26 @@
+"""``distill``: one distilled set per data set × model × set settings, shared by every experiment (seed, method)
+that trains on it, as in the papers. Sets read from files need no job."""
+
+from __future__ import annotations
+
+from dpcluster.specs import ExperimentSpec
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+
+
+def plan(planner: Planner, spec: ExperimentSpec) -> None:
+    if spec.uses_distilled_set and spec.distilled.source != "file":
+        planner.add("distill", {"distilled": spec.distilled.identity_dict(), "data": spec.data.identity_dict(),
+                                "model": spec.model.identity_dict()}, spec)
+
+
+def label(job: Job) -> str:
+    spec = job.experiment
+    return f"distill-{spec.distilled.source}-{spec.data.name}-{spec.model.name}-ipc{spec.distilled.images_per_class}"
+
+
+def run(job: Job, context) -> None:
+    context.inputs(job.experiment)  # distils into the sweep's cache, or finds the set there
+
+
+DISTILL = register(JobKind("distill", "distil a synthetic set (cached by content, shared across seeds)", plan, label,
+                           run=run))

@@ -1,0 +1,29 @@
+"""``mask``: the sequential pruning rounds of one experiment (method × seed × data × model), checkpointed per
+round, keeping every round's mask and the rewind state so each level is validated by a job of its own. Rounds
+whose validation is the next round's inner loop anyway (IMP) are validated here at no extra cost."""
+
+from __future__ import annotations
+
+from dpcluster.methods.engine import run_experiment
+from dpcluster.methods.registry import get_method
+from dpcluster.specs import ExperimentSpec
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+
+
+def plan(planner: Planner, spec: ExperimentSpec) -> None:
+    if get_method(spec.method).prunes:
+        planner.add("mask", {"experiment": spec.experiment_id}, spec, deps=planner.deps_of(spec, "distill"))
+
+
+def label(job: Job) -> str:
+    spec = job.experiment
+    return f"mask-{spec.method}-s{spec.seed}-{spec.data.name}-{spec.model.name}"
+
+
+def run(job: Job, context) -> None:
+    spec = job.experiment
+    run_experiment(spec, context.inputs(spec), context.layout.search_dir(spec), context.device, context.reporter,
+                   keep_masks=True, validate=False)
+
+
+MASK = register(JobKind("mask", "find the masks: every pruning round of one method and seed", plan, label, run=run))

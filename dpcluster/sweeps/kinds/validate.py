@@ -1,0 +1,62 @@
+"""``validate``: one per experiment × validated level: train that level's subnetwork on real data and test it —
+the expensive part of distilled pruning, independent across levels, so it fans out. ``dense`` has one level,
+round 0, the unpruned network. A level the mask search already validated (IMP's validations are its inner
+loops) is settled by the coordinator: the search's record is the result, nothing is trained again."""
+
+from __future__ import annotations
+
+from dpcluster.methods.engine import searched_validation, validate_round
+from dpcluster.results.levels import write_level
+from dpcluster.results.records import RoundRecord
+from dpcluster.specs import ExperimentSpec
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+from dpcluster.sweeps.layout import SweepLayout
+
+
+def plan(planner: Planner, spec: ExperimentSpec) -> None:
+    mask = planner.find("mask", spec)
+    if mask is None:  # a method that does not prune: its one level is the network it trains
+        levels, deps = (0,), planner.deps_of(spec, "distill")
+    else:
+        levels, deps = planner.sweep.rounds(), (mask.id,)
+    for r in levels:
+        planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps)
+
+
+def label(job: Job) -> str:
+    spec = job.experiment
+    return f"validate-{spec.method}-s{spec.seed}-{spec.data.name}-{spec.model.name}-r{job.round}"
+
+
+def _write(job: Job, layout: SweepLayout, record: RoundRecord) -> None:
+    spec = job.experiment
+    write_level(record, spec.distilled.images_per_class if spec.uses_distilled_set else 0,
+                layout.result_file(spec, job.id))
+
+
+def settle(job: Job, layout: SweepLayout) -> bool:
+    if layout.result_file(job.experiment, job.id).exists():
+        return True
+    if not job.round:
+        return False
+    record = searched_validation(layout.search_dir(job.experiment), job.round)
+    if record is None:
+        return False
+    _write(job, layout, record)
+    return True
+
+
+def run(job: Job, context) -> None:
+    spec, layout = job.experiment, context.layout
+    if layout.result_file(spec, job.id).exists():
+        return
+    search = layout.search_dir(spec) if job.round else None
+    record = validate_round(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
+                            distributed=context.distributed)
+    if context.writes:
+        _write(job, layout, record)
+    context.reporter.end_validation(record)
+
+
+VALIDATE = register(JobKind("validate", "train one level's subnetwork on real data and test it", plan, label,
+                            run=run, settle=settle, data_parallel=True))

@@ -1,0 +1,58 @@
+"""Where everything of a sweep lives in its folder; the only module that knows the folder's layout.
+
+    SWEEP/sweep.toml                      the spec last run into the folder
+    SWEEP/manifest.json                   every job ever planned here, its state and attempts
+    SWEEP/distilled/                      distilled sets, cached by content
+    SWEEP/masks/<experiment>/             each mask search: its masks, rewind state, checkpoint and round records
+    SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level
+    SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
+    SWEEP/logs/                           one log per job
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from dpcluster.results.levels import level_file
+from dpcluster.specs import ExperimentSpec
+
+
+@dataclass(frozen=True)
+class SweepLayout:
+    root: Path
+
+    @property
+    def spec_file(self) -> Path:
+        return self.root / "sweep.toml"
+
+    @property
+    def manifest_file(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def distilled_cache(self) -> Path:
+        return self.root / "distilled"
+
+    @property
+    def results_dir(self) -> Path:
+        return self.root / "results"
+
+    @property
+    def aggregate_file(self) -> Path:
+        return self.root / "aggregate.parquet"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.root / "logs"
+
+    def search_dir(self, spec: ExperimentSpec) -> Path:
+        """One experiment's mask search (experiment names carry their content hash)."""
+        return self.root / "masks" / spec.name
+
+    def result_file(self, spec: ExperimentSpec, name: str) -> Path:
+        """A validated level of ``spec``, named by the job that validated it."""
+        return level_file(self.results_dir, spec.data.name, spec.model.name, spec.method, name)
+
+    def log_file(self, job_name: str) -> Path:
+        return self.logs_dir / f"{job_name}.log"
