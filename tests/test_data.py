@@ -61,6 +61,25 @@ def test_digits_split_is_stratified(digits):
     assert torch.equal(torch.bincount(digits.train_labels(), minlength=10), torch.from_numpy(everything - in_test))
 
 
+def test_the_cached_digits_split_is_sklearn_s_split(tmp_path, monkeypatch):
+    from dpcluster.data import digits as digits_module
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    spec = DataSpec(split_seed=3, test_fraction=0.25)
+    first = load_data(spec)  # made with scikit-learn, then cached
+    assert digits_module.split_cache_file(spec).is_relative_to(tmp_path)
+    assert digits_module.split_cache_file(spec).exists()
+    calls = []
+    monkeypatch.setattr(digits_module, "_split_with_sklearn", lambda spec: calls.append(spec))
+    again = load_data(spec)  # read from the cache: scikit-learn is not asked again
+    assert not calls
+    for name in ("train", "test"):
+        assert torch.equal(getattr(first, name).x, getattr(again, name).x)
+        assert torch.equal(getattr(first, name).y, getattr(again, name).y)
+    assert len(again.test) == 450 and again.mean == first.mean
+    assert not torch.equal(again.test.y, load_data(DataSpec()).test.y[:450])  # another seed, another split
+
+
 def test_digits_normalized_with_train_statistics(digits):
     assert abs(float(digits.train.x.mean())) < 1e-5
     assert abs(float(digits.train.x.std(unbiased=False)) - 1) < 1e-5

@@ -10,7 +10,6 @@ from torch import nn
 
 from dpcluster.models.alexnet import AlexNet
 from dpcluster.models.convnet import ConvNet
-from dpcluster.models.resnet import cifar_resnet18, imagenet_resnet10
 from dpcluster.specs import ModelSpec
 
 
@@ -20,9 +19,14 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes:
         return ConvNet(channels, (height, width), num_classes, spec.depth, spec.width, spec.norm, spec.pooling)
     if spec.name == "alexnet":
         return AlexNet(channels, (height, width), num_classes)
+    # The ResNets come from torchvision, imported only when asked for: a job on the other models skips that cost.
     if spec.name == "resnet18":
+        from dpcluster.models.resnet import cifar_resnet18
+
         return cifar_resnet18(channels, num_classes)
     if spec.name == "resnet10":
+        from dpcluster.models.resnet import imagenet_resnet10
+
         return imagenet_resnet10(channels, num_classes)
     raise ValueError(f"unknown model {spec.name!r}")  # ModelSpec already rejects this
 
