@@ -18,6 +18,7 @@ from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, Tr
 from dpcluster.sweeps import execute as execute_module
 from dpcluster.sweeps.backends import LocalBackend
 from dpcluster.sweeps.coordinator import run_sweep
+from dpcluster.sweeps.graph import expand
 from dpcluster.sweeps.layout import SweepLayout
 from dpcluster.sweeps.manifest import Manifest
 from dpcluster.sweeps.spec import SweepSpec
@@ -165,3 +166,78 @@ def test_results_written_before_a_column_existed_read_with_nulls(tmp_path):
     assert table.schema.field("method").type == pa.string() and rows["old"]["method"] == "imp"
     summary = aggregate(tmp_path).to_pylist()
     assert summary[0]["test_accuracy_count"] == 2 and summary[0]["time_to_mask_seconds_mean"] == 2.0
+
+
+CHEAP = {"name": "cheap", "methods": ["dense", "random"], "seeds": [0], "sparsities": [0.2],
+         "base": {"model": {"width": 8}, "pruning": {"rounds": 2}, "training": {"epochs": 1}}}
+
+
+def test_a_folder_takes_more_seeds_and_levels_and_reuses_every_finished_job(tmp_path):
+    first = SweepSpec.from_dict(CHEAP)
+    run_sweep(first, tmp_path, LocalBackend(), "cpu")
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")}
+    assert len(before) == 2
+    ran = []
+    extended = SweepSpec.from_dict({**CHEAP, "seeds": [0, 1], "sparsities": [0.2, 0.36]})
+    manifest = run_sweep(extended, tmp_path, LocalBackend(on_start=lambda job: ran.append(job.name)), "cpu")
+    assert all(manifest.jobs[job.id].state == "done" for job in expand(extended))
+    # Only the new seed's jobs and the new level ran; the first run's files are untouched.
+    assert sorted(ran) == sorted(["validate-dense-s1-digits-convnet-r0", "mask-random-s1-digits-convnet",
+                                  "validate-random-s1-digits-convnet-r1", "validate-random-s1-digits-convnet-r2",
+                                  "validate-random-s0-digits-convnet-r2"])
+    after = {p: p.stat().st_mtime_ns for p in (tmp_path / "results").rglob("*.parquet")}
+    assert len(after) == 6 and all(after[p] == t for p, t in before.items())
+    summary = ds.dataset(tmp_path / "aggregate.parquet").to_table().to_pylist()
+    assert sorted((r["method"], r["test_accuracy_count"]) for r in summary) == [
+        ("dense", 2), ("random", 2), ("random", 2)]
+    assert SweepSpec.load(tmp_path / "sweep.toml") == extended
+
+
+def test_a_changed_setting_makes_new_jobs_beside_the_old_ones(tmp_path):
+    run_sweep(SweepSpec.from_dict(CHEAP), tmp_path, LocalBackend(), "cpu")
+    longer = SweepSpec.from_dict({**CHEAP, "base": {**CHEAP["base"], "training": {"epochs": 2}}})
+    ran = []
+    run_sweep(longer, tmp_path, LocalBackend(on_start=lambda job: ran.append(job.kind)), "cpu")
+    assert sorted(ran) == ["mask", "validate", "validate"]  # everything again: every result depends on epochs
+    assert len(list((tmp_path / "results").rglob("*.parquet"))) == 4
+    # The aggregate is the current spec's alone: one result per level, not the two settings mixed.
+    summary = ds.dataset(tmp_path / "aggregate.parquet").to_table().to_pylist()
+    assert sorted((r["method"], r["test_accuracy_count"]) for r in summary) == [("dense", 1), ("random", 1)]
+
+
+class _HeldBackend:
+    """Records submissions and ends jobs in the order ``finish_first`` prefers, without running them."""
+
+    name = "held"
+    resolves_dependencies = False
+
+    def __init__(self, holds: str):
+        self.holds, self.queue, self.log = holds, [], []
+
+    def submit(self, call, after=()):
+        self.queue.append(call)
+        self.log.append(("submit", call.job.name))
+
+    def outstanding(self):
+        return len(self.queue)
+
+    def wait(self):
+        from dpcluster.sweeps.backends import Outcome
+
+        # The held job ends only when nothing else is left.
+        call = next((c for c in self.queue if self.holds not in c.job.name), self.queue[0])
+        self.queue.remove(call)
+        self.log.append(("end", call.job.name))
+        return [Outcome(call.job.id, True)]
+
+
+def test_a_job_starts_when_its_own_dependencies_are_done_not_its_stage(tmp_path):
+    sweep = SweepSpec.from_dict({**CHEAP, "methods": ["imp", "random"]})
+    backend = _HeldBackend(holds="mask-imp")
+    run_sweep(sweep, tmp_path, backend, "cpu")
+    log = backend.log
+    imp_ends = log.index(("end", "mask-imp-s0-digits-convnet"))
+    # random's validations were submitted and ended while IMP's mask search was still running.
+    assert log.index(("submit", "validate-random-s0-digits-convnet-r1")) < imp_ends
+    assert log.index(("end", "validate-random-s0-digits-convnet-r1")) < imp_ends
+    assert log.index(("submit", "validate-imp-s0-digits-convnet-r1")) > imp_ends

@@ -1,0 +1,79 @@
+"""The coordinator itself on a Ray cluster: ``ray job submit`` runs ``dpcluster sweep --backend ray`` as the job's
+driver on a real Ray head (started with ``ray start``, dashboard and job server included), and Ray receives the
+whole job graph at once, each task waiting on its dependencies."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+
+pytest.importorskip("ray")
+
+SWEEP = """name = "ray-job"
+methods = ["dense", "random"]
+seeds = [0, 1]
+sparsities = [0.2]
+[base.model]
+width = 8
+[base.pruning]
+rounds = 1
+[base.training]
+epochs = 1
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ray_head():
+    ray = str(Path(sys.executable).with_name("ray"))
+    # A cluster of its own for this test, without token authentication (a local, throwaway head).
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    dashboard = _free_port()
+    started = subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
+                              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+                              "--disable-usage-stats"], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stdout + started.stderr
+    address = f"http://127.0.0.1:{dashboard}"
+    try:
+        deadline = time.time() + 120
+        while True:  # the job server answers once the dashboard is up
+            try:
+                urllib.request.urlopen(f"{address}/api/version", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "the Ray dashboard did not come up"
+                time.sleep(1)
+        yield ray, address, env
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
+
+
+def test_ray_job_submit_runs_the_coordinator_on_the_cluster(ray_head, tmp_path):
+    ray, address, env = ray_head
+    spec = tmp_path / "sweep.toml"
+    spec.write_text(SWEEP)
+    out = tmp_path / "out"
+    done = subprocess.run([ray, "job", "submit", "--address", address, "--", sys.executable, "-m", "dpcluster",
+                           "sweep", str(spec), "--backend", "ray", "--out", str(out), "--device", "cpu"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    # Every job went to Ray at once: the validations were handed over before their mask searches ended.
+    assert "6 job(s) to ray: 2 mask, 4 validate" in done.stdout, done.stdout[-3000:]
+    rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
+        ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(job["state"] == "done" and job["attempts"] <= 1 for job in manifest.values())
