@@ -108,9 +108,13 @@ def initial_subset(data: "DataBundle", distilled: DistilledSet) -> TensorSet:
     recorded = distilled.extra.get("initial_indices")
     if recorded is None:
         raise ValueError("this set records no initial_indices (not made by distribution matching here)")
+    return real_subset(data, torch.tensor(recorded, dtype=torch.int64))
+
+
+def real_subset(data: "DataBundle", indices: torch.Tensor) -> TensorSet:
+    """The training images at ``indices``, with their labels, in that order."""
     sampler = _ClassSampler(data, data.train_labels(), torch.device("cpu"))
-    chosen = torch.tensor(recorded, dtype=torch.int64)
-    return TensorSet(sampler.images(chosen).cpu(), data.train_labels()[chosen])
+    return TensorSet(sampler.images(indices).cpu(), data.train_labels()[indices])
 
 
 def _fresh_network(model_spec: ModelSpec, data: "DataBundle", seed: int, device) -> torch.nn.Module:

@@ -29,8 +29,8 @@ def test_accuracy_after_training_on(tensors: TensorSet, data: "DataBundle", mode
 
 
 def random_real_subset(data: "DataBundle", images_per_class: int, seed: int) -> TensorSet:
-    """``images_per_class`` random real training images of every class."""
-    generator = torch.Generator().manual_seed(seed)
-    x = torch.cat([data.train_images_of_class(c, images_per_class, generator) for c in range(data.num_classes)])
-    y = torch.arange(data.num_classes).repeat_interleave(images_per_class)
-    return TensorSet(x, y)
+    """``images_per_class`` random real training images of every class: the images distribution matching with
+    ``seed`` starts from (one draw, so the baseline is exactly DM's starting point)."""
+    from dpcluster.distilled.dm import initial_indices, real_subset
+
+    return real_subset(data, initial_indices(data, images_per_class, seed))
