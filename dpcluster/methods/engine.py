@@ -279,7 +279,8 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
                    device: torch.device, reporter: Reporter | None = None,
                    distributed: Distributed | None = None) -> RoundRecord:
     """Train round ``round_index``'s subnetwork (kept by a ``keep_masks`` run in ``mask_run_dir``) on real data
-    and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run. With
+    and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run. A round the
+    search already validated (its validation was the next inner loop) is that record, not trained again. With
     ``distributed``, the training is data-parallel across the processes of the group."""
     if round_index and (searched := searched_validation(mask_run_dir, round_index)) is not None:
         return searched

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from dpcluster.registry import Registry
+
 if TYPE_CHECKING:
     from dpcluster.specs import ExperimentSpec
 
@@ -48,31 +50,12 @@ class Method:
         return self.inner_data(spec, sparsity) == "real"
 
 
-METHODS: dict[str, Method] = {}
-
-
-def register(method: Method) -> Method:
-    if method.name in METHODS:
-        raise ValueError(f"method {method.name!r} is registered twice")
-    METHODS[method.name] = method
-    return method
-
-
-def method_names() -> tuple[str, ...]:
-    _load_all()
-    return tuple(METHODS)
-
-
-def get_method(name: str) -> Method:
-    _load_all()
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
-
-
 def _load_all() -> None:
-    # The method modules register themselves on import; importing the package's method modules here keeps the
-    # registry complete whoever asks first.
-    # In the order help texts list them.
+    # The method modules register themselves on import, in the order help texts list them.
     from dpcluster.methods import dense, imp, distilled, hybrid, random  # noqa: F401, I001
+
+
+METHODS: Registry[Method] = Registry("method", _load_all)
+register = METHODS.register
+get_method = METHODS.get
+method_names = METHODS.names

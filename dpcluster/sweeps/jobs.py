@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from dpcluster.hashing import stable_hash
+from dpcluster.registry import Registry
 from dpcluster.specs import ExperimentSpec
 
 if TYPE_CHECKING:
@@ -66,33 +67,16 @@ class JobKind:
             raise ValueError(f"job kind {self.name}: scope must be one of {SCOPES}, got {self.scope!r}")
 
 
-KINDS: dict[str, JobKind] = {}
-
-
-def register(kind: JobKind) -> JobKind:
-    if kind.name in KINDS:
-        raise ValueError(f"job kind {kind.name!r} is registered twice")
-    KINDS[kind.name] = kind
-    return kind
-
-
-def get_kind(name: str) -> JobKind:
-    _load_all()
-    try:
-        return KINDS[name]
-    except KeyError:
-        raise ValueError(f"unknown job kind {name!r}; known: {', '.join(KINDS)}") from None
-
-
-def kind_names() -> tuple[str, ...]:
-    """Every kind, in planning (dependency) order."""
-    _load_all()
-    return tuple(KINDS)
-
-
 def _load_all() -> None:
     # The kind modules register themselves on import, in this order, which is the order kinds are planned in.
     from dpcluster.sweeps.kinds import distill, mask, validate, aggregate  # noqa: F401, I001
+
+
+KINDS: Registry[JobKind] = Registry("job kind", _load_all)
+register = KINDS.register
+get_kind = KINDS.get
+# Every kind, in planning (dependency) order.
+kind_names = KINDS.names
 
 
 class Planner:
