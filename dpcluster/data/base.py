@@ -107,3 +107,13 @@ class DataBundle:
         if count == 0:
             return torch.empty((0, *self.input_shape))
         return torch.stack([self.train[int(i)][0] for i in chosen]).cpu()
+
+
+def first_examples(split: TensorSet | Dataset, count: int | None) -> TensorSet:
+    """The first ``count`` examples of a split (all of them for None) as one TensorSet: a fixed subset, the same
+    for every network measured on it."""
+    n = len(split) if count is None else min(count, len(split))
+    if isinstance(split, TensorSet):
+        return TensorSet(split.x[:n], split.y[:n])
+    items = [split[i] for i in range(n)]
+    return TensorSet(torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items]))

@@ -118,8 +118,10 @@ class Experiment:
     def _start(self, state: State, mask: Mask) -> None:
         restore_state(self.model, masked_state(state, mask))
 
-    def train_real(self, mask: Mask, checkpoint: Checkpoint, from_rewind: bool, label: str) -> Carry:
-        """Train ``mask`` on real data, from the rewind point or from initialisation."""
+    def train_real(self, mask: Mask, checkpoint: Checkpoint, from_rewind: bool, label: str,
+                   data_seed: int | None = None) -> Carry:
+        """Train ``mask`` on real data, from the rewind point or from initialisation; ``data_seed`` (default: the
+        experiment's seed) draws the data order and augmentation."""
         spec = self.spec
         start_step, snapshot_step = 0, None
         if from_rewind and checkpoint.rewind_state is not None:
@@ -130,8 +132,8 @@ class Experiment:
             if from_rewind:
                 # The first real-data training of the run sets the rewind point as it passes it.
                 snapshot_step = self.rewind_at
-        result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=spec.seed,
-                       mask=mask, start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
+        result = train(self.model, self.inputs.data.train, spec.training, device=self.device,
+                       seed=spec.seed if data_seed is None else data_seed, mask=mask, start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
                        on_epoch=self.reporter.start_training(label, spec.training.epochs),
                        distributed=self.distributed)
         if snapshot_step is not None:
@@ -284,20 +286,62 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
     ``distributed``, the training is data-parallel across the processes of the group."""
     if round_index and (searched := searched_validation(mask_run_dir, round_index)) is not None:
         return searched
+    experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
+                                                       distributed)
+    validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
+                                       label=f"round {round_index}: validation")
+    if round_index == 0:
+        return experiment.record(0, mask, "none", None, validation, [])
+    searched = {r.round: r for r in read_records(mask_run_dir / RESULTS_FILE)}[round_index]
+    accuracy, loss = experiment.test(validation.state)
+    return searched.with_validation(accuracy, loss, validation.seconds, validation.examples)
+
+
+def _level(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int, device: torch.device,
+           reporter: Reporter | None, distributed: Distributed | None = None):
+    """Round ``round_index``'s subnetwork as its validation starts it: the experiment, the mask, a checkpoint
+    holding the rewind state, and whether training starts from the rewind point (else initialisation)."""
     check_experiment(spec, inputs)
     experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed)
     if round_index == 0:
         mask = full_mask(experiment.weights)
-        validation = experiment.train_real(mask, Checkpoint(spec.experiment_id, 0, mask), from_rewind=False,
-                                           label="dense")
-        return experiment.record(0, mask, "none", None, validation, [])
+        return experiment, mask, Checkpoint(spec.experiment_id, 0, mask), False
     mask = unpack_mask(torch.load(mask_path(mask_run_dir, round_index), weights_only=True))
     rewind = mask_run_dir / REWIND_FILE
     rewind_state = torch.load(rewind, weights_only=True) if rewind.exists() else None
     checkpoint = Checkpoint(spec.experiment_id, round_index, mask, rewind_state=rewind_state)
     from_rewind = experiment.method.validates_from_rewind(spec, sparsity(mask)) and rewind_state is not None
-    validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
-                                       label=f"round {round_index}: validation")
-    searched = {r.round: r for r in read_records(mask_run_dir / RESULTS_FILE)}[round_index]
-    accuracy, loss = experiment.test(validation.state)
-    return searched.with_validation(accuracy, loss, validation.seconds, validation.examples)
+    return experiment, mask, checkpoint, from_rewind
+
+
+@dataclass
+class TrainedPair:
+    """Two copies of one level's subnetwork trained on real data from the same start (its validation's) with
+    different data orders and augmentation draws: the raw material of stability, landscape and sharpness."""
+
+    mask: Mask
+    start: State
+    a: State
+    b: State
+
+
+def train_pair(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
+               device: torch.device, reporter: Reporter | None = None) -> TrainedPair:
+    """Copy ``a`` trains with the experiment's own data order (it is the validated network); copy ``b`` with
+    another, drawn from a seed no experiment of a sweep uses for its data."""
+    experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter)
+    start = masked_state(checkpoint.rewind_state if from_rewind else experiment.init_state, mask)
+    copies = [experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
+                                    data_seed=data_seed).state
+              for name, data_seed in (("a", spec.seed), ("b", PAIR_SEED_OFFSET + spec.seed))]
+    return TrainedPair(mask, start, *copies)
+
+
+# Copy b's data seed: the experiment's seed shifted past any seed a sweep would list.
+PAIR_SEED_OFFSET = 1_000_003
+
+
+def level_mask(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int) -> tuple[Mask, State]:
+    """Round ``round_index``'s mask (everything kept at round 0) and the experiment's initial weights."""
+    experiment, mask, _, _ = _level(spec, inputs, mask_run_dir, round_index, torch.device("cpu"), None)
+    return mask, experiment.init_state

@@ -35,6 +35,8 @@ class Job:
     experiment: ExperimentSpec | None
     round: int | None = None
     deps: tuple[str, ...] = field(default=())
+    # Settings of the kind beyond the experiment (an analysis's AnalysisSpec), as planned.
+    settings: object | None = None
 
     @property
     def name(self) -> str:
@@ -61,6 +63,8 @@ class JobKind:
     # Whether a job of this kind started on several processes trains data-parallel across them (otherwise the
     # first process does the work alone).
     data_parallel: bool = False
+    # Whether a sweep asks for it by name in ``analyses`` (otherwise it is planned whenever it applies).
+    analysis: bool = False
 
     def __post_init__(self):
         if self.scope not in SCOPES:
@@ -69,7 +73,9 @@ class JobKind:
 
 def _load_all() -> None:
     # The kind modules register themselves on import, in this order, which is the order kinds are planned in.
-    from dpcluster.sweeps.kinds import distill, mask, validate, aggregate  # noqa: F401, I001
+    from dpcluster.sweeps.kinds import distill, mask, validate  # noqa: F401, I001
+    from dpcluster.sweeps.kinds import pair, stability, landscape, sharpness, kept_weights  # noqa: F401, I001
+    from dpcluster.sweeps.kinds import aggregate  # noqa: F401, I001
 
 
 KINDS: Registry[JobKind] = Registry("job kind", _load_all)
@@ -89,10 +95,11 @@ class Planner:
         self._by_experiment: dict[tuple[str, str, int | None], Job] = {}
 
     def add(self, kind: str, key: dict, experiment: ExperimentSpec | None = None, round_index: int | None = None,
-            deps: tuple[str, ...] = ()) -> Job:
-        """The job of ``kind`` that computes what ``key`` describes (its id is their hash)."""
+            deps: tuple[str, ...] = (), settings: object | None = None) -> Job:
+        """The job of ``kind`` that computes what ``key`` describes (its id is their hash; ``key`` must hold every
+        setting that changes the job's outputs)."""
         job_id = f"{kind}-{stable_hash({'kind': kind, **key}, 12)}"
-        job = self.jobs.setdefault(job_id, Job(kind, job_id, experiment, round_index, tuple(deps)))
+        job = self.jobs.setdefault(job_id, Job(kind, job_id, experiment, round_index, tuple(deps), settings))
         if experiment is not None:
             self._by_experiment[(kind, experiment.experiment_id, round_index)] = job
         return job

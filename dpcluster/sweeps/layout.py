@@ -5,6 +5,8 @@
     SWEEP/distilled/                      distilled sets, cached by content
     SWEEP/masks/<experiment>/             each mask search: its masks, rewind state, checkpoint and round records
     SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level
+    SWEEP/analyses/<analysis>/dataset=/model=/method=/<job id>.parquet   the analyses' rows, one file per level
+    SWEEP/analyses/pairs/<experiment>/round-NNN.pt   two copies of a level's subnetwork, trained for the analyses
     SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
     SWEEP/logs/                           one log per job
 """
@@ -53,6 +55,19 @@ class SweepLayout:
     def result_file(self, spec: ExperimentSpec, name: str) -> Path:
         """A validated level of ``spec``, named by the job that validated it."""
         return level_file(self.results_dir, spec.data.name, spec.model.name, spec.method, name)
+
+    @property
+    def analyses_dir(self) -> Path:
+        return self.root / "analyses"
+
+    def analysis_dir(self, kind: str) -> Path:
+        return self.analyses_dir / kind
+
+    def analysis_file(self, kind: str, spec: ExperimentSpec, name: str) -> Path:
+        return level_file(self.analysis_dir(kind), spec.data.name, spec.model.name, spec.method, name)
+
+    def pair_file(self, spec: ExperimentSpec, round_index: int) -> Path:
+        return self.analyses_dir / "pairs" / spec.name / f"round-{round_index:03d}.pt"
 
     def log_file(self, job_name: str) -> Path:
         return self.logs_dir / f"{job_name}.log"

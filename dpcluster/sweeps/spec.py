@@ -17,6 +17,10 @@
     [sets.50]                         # per distilled-set size: the inner loop's lr and epochs
     lr = 0.01
     epochs = 1000
+
+    analyses = ["stability", "sharpness"]   # per validated level: see dpcluster/sweeps/kinds/
+    [analysis]                        # how they measure (AnalysisSpec)
+    points = 11
 """
 
 from __future__ import annotations
@@ -53,6 +57,41 @@ class SetChoice(Spec):
     epochs: int | None = None
 
 
+@dataclass(frozen=True)
+class AnalysisSpec(Spec):
+    """How the analyses of a sweep's levels measure (the ``[analysis]`` table)."""
+
+    # Linear mode connectivity: evenly spaced networks on the path between the two copies, ends included.
+    points: int = 11
+    # Loss-landscape plane: a size × size grid over [-span, span]² of two filter-normalised directions.
+    grid_size: int = 11
+    grid_span: float = 1.0
+    # Hessian sharpness on the first this-many training examples: power iteration (stops at this relative
+    # change, or after the cap) and Hutchinson's trace estimator with this many Rademacher vectors.
+    hessian_examples: int = 512
+    hessian_iterations: int = 100
+    hessian_tolerance: float = 1e-3
+    hutchinson_samples: int = 20
+    # Kept-weight histograms: bins per layer.
+    histogram_bins: int = 40
+    # Test examples the curves and the plane are measured on (None: the whole test split), and training examples
+    # BatchNorm statistics are recomputed on at each interpolated or displaced network.
+    test_examples: int | None = None
+    batchnorm_examples: int = 2048
+
+    def __post_init__(self):
+        check(self.points >= 3, "points", f"must be >= 3, got {self.points}")
+        check(self.grid_size >= 3 and self.grid_size % 2 == 1, "grid_size",
+              f"must be an odd number >= 3 (so the trained network is on the grid), got {self.grid_size}")
+        check(self.grid_span > 0, "grid_span", f"must be > 0, got {self.grid_span}")
+        for key in ("hessian_examples", "hessian_iterations", "hutchinson_samples", "histogram_bins",
+                    "batchnorm_examples"):
+            check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
+        check(self.hessian_tolerance > 0, "hessian_tolerance", f"must be > 0, got {self.hessian_tolerance}")
+        check(self.test_examples is None or self.test_examples >= 1, "test_examples",
+              f"must be >= 1, got {self.test_examples}")
+
+
 def _round_reaching(sparsity: float, rate: float) -> int:
     """The first round at or past ``sparsity`` when each round removes ``rate`` of the remaining weights."""
     return math.ceil(math.log(1 - sparsity) / math.log(1 - rate) - 1e-9)
@@ -75,6 +114,9 @@ class SweepSpec(Spec):
     sets: tuple[tuple[int, SetChoice], ...] = ()
     # Failed jobs are retried this many times when the sweep is run again.
     max_retries: int = 2
+    # Analyses of every validated level (stability, landscape, sharpness, kept_weights), and how they measure.
+    analyses: tuple[str, ...] = ()
+    analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
 
     def __post_init__(self):
         check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
@@ -96,6 +138,9 @@ class SweepSpec(Spec):
         check(len(self.images_per_class) > 0 and all(k >= 1 for k in self.images_per_class), "images_per_class",
               "must be a non-empty list of counts >= 1")
         check(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
+        known = analysis_names()
+        for i, name in enumerate(self.analyses):
+            check_choice(name, known, f"analyses[{i}]")
         for name, _ in self.data:
             check(name in self.datasets, f"data.{name}", f"{name!r} is not one of the sweep's datasets")
         for size, _ in self.sets:
@@ -144,6 +189,13 @@ class SweepSpec(Spec):
         if not self.sparsities:
             return tuple(range(1, pruning.num_rounds + 1))
         return tuple(sorted({_round_reaching(s, pruning.rate) for s in self.sparsities}))
+
+
+def analysis_names() -> tuple[str, ...]:
+    """The registered job kinds a sweep can ask for by name in ``analyses``."""
+    from dpcluster.sweeps.jobs import get_kind, kind_names
+
+    return tuple(name for name in kind_names() if get_kind(name).analysis)
 
 
 def _choices(tables, key: str, kind: type[Spec], key_type: type) -> tuple:

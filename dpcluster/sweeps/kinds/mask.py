@@ -27,3 +27,12 @@ def run(job: Job, context) -> None:
 
 
 MASK = register(JobKind("mask", "find the masks: every pruning round of one method and seed", plan, label, run=run))
+
+
+def levels(planner: Planner, spec: ExperimentSpec) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    """The experiment's levels (the sweep's validated rounds; round 0 alone for a method that does not prune) and
+    the jobs their masks come from."""
+    mask = planner.find("mask", spec)
+    if mask is None:
+        return (0,), planner.deps_of(spec, "distill")
+    return planner.sweep.rounds(), (mask.id,)

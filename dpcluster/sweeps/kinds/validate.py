@@ -10,16 +10,13 @@ from dpcluster.results.levels import write_level
 from dpcluster.results.records import RoundRecord
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+from dpcluster.sweeps.kinds.mask import levels
 from dpcluster.sweeps.layout import SweepLayout
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
-    mask = planner.find("mask", spec)
-    if mask is None:  # a method that does not prune: its one level is the network it trains
-        levels, deps = (0,), planner.deps_of(spec, "distill")
-    else:
-        levels, deps = planner.sweep.rounds(), (mask.id,)
-    for r in levels:
+    rounds, deps = levels(planner, spec)
+    for r in rounds:
         planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps)
 
 

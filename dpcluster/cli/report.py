@@ -1,0 +1,49 @@
+"""``dpcluster report DIR``: the papers' figures, a summary table and an HTML page from a sweep or run folder."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    p = commands.add_parser("report", help="figures, a summary table and an HTML page from a sweep or run folder",
+                            description="Read a sweep folder (or dpcluster run's --out) and write PNG and SVG "
+                                        "figures, summary.csv and a self-contained report.html.")
+    p.add_argument("dir", type=Path, help="sweep or run folder")
+    p.add_argument("--out", type=Path, help="where the report goes (default DIR/report)")
+    p.set_defaults(handler=handle)
+
+
+def _cell(value, scale: float = 1.0, digits: int = 1) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * scale:.{digits}f}"
+
+
+def handle(args: argparse.Namespace) -> int:
+    from dpcluster.report.build import write_report
+
+    out = args.out or args.dir / "report"
+    table, written = write_report(args.dir, out)
+    console = Console()
+    extra = {"instability": ("instability %", 100, 2), "top_eigenvalue": ("λ max", 1, 3),
+             "hessian_trace": ("trace", 1, 1)}
+    extra = {column: how for column, how in extra.items() if column in table.columns}
+    for (dataset, model), rows in table.groupby(["dataset", "model"], sort=False):
+        view = Table(title=f"{dataset} / {model}: mean over seeds")
+        for name in ("method", "sparsity %", "accuracy %", "seeds", "time-to-mask s",
+                     *(label for label, _, _ in extra.values())):
+            view.add_column(name, justify="left" if name == "method" else "right")
+        for row in rows.to_dict("records"):
+            accuracy = _cell(row["accuracy_mean"], 100) + (f" ± {_cell(row['accuracy_std'], 100)}"
+                                                           if row["seeds"] > 1 else "")
+            view.add_row(row["series"], _cell(row["sparsity"], 100), accuracy, str(row["seeds"]),
+                         _cell(row["time_to_mask_seconds"]),
+                         *(_cell(row[column], scale, digits) for column, (_, scale, digits) in extra.items()))
+        console.print(view)
+    console.print(f"wrote {len(written)} files to {out}: report.html, summary.csv, "
+                  f"{sum(p.suffix == '.png' for p in written)} figures (PNG and SVG)")
+    return 0

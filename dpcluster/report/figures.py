@@ -1,0 +1,193 @@
+"""The papers' figures from a report's data, one function each; every function returns a matplotlib Figure or
+None when the folder has nothing for it."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from dpcluster.report.tables import ReportData  # noqa: E402
+
+PCT = 100
+
+
+def _groups(frame: pd.DataFrame):
+    """(title, rows) per data set and model."""
+    for (dataset, model), rows in frame.groupby(["dataset", "model"]):
+        yield f"{dataset} / {model}", rows
+
+
+def _mean_std(rows: pd.DataFrame, value: str) -> pd.DataFrame:
+    rows = rows.assign(sparsity=rows["sparsity"].round(6))
+    return rows.groupby("sparsity")[value].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+
+
+def accuracy_vs_sparsity(data: ReportData):
+    """Test accuracy against sparsity per method, mean ± std over seeds, with the dense accuracy as a band."""
+    groups = list(_groups(data.levels))
+    figure, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
+    for ax, (title, rows) in zip(axes[0], groups):
+        for series, part in rows.groupby("series"):
+            stats = _mean_std(part, "test_accuracy")
+            if part["method"].iloc[0] == "dense":
+                mean, std = stats["mean"].iloc[0] * PCT, stats["std"].iloc[0] * PCT
+                ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25, label=f"dense {mean:.1f} ± {std:.1f}")
+                ax.axhline(mean, color="grey", lw=1)
+                continue
+            ax.errorbar(stats["sparsity"] * PCT, stats["mean"] * PCT, yerr=stats["std"] * PCT, marker="o",
+                        ms=3, capsize=2, label=series)
+        ax.set(title=title, xlabel="sparsity (% of weights pruned)", ylabel="test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def cost_vs_sparsity(data: ReportData):
+    """What each mask cost: the mask search (inner loops, dashed) and the papers' time-to-mask (the search plus
+    the final real-data training, solid), in seconds and in training examples."""
+    levels = data.levels[data.levels["method"] != "dense"]
+    if levels.empty:
+        return None
+    figure, (seconds, examples) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for series, part in levels.groupby("series"):
+        for ax, search, total in ((seconds, "mask_search_seconds", "time_to_mask_seconds"),
+                                  (examples, "mask_search_examples", "time_to_mask_examples")):
+            line = ax.plot(_mean_std(part, total)["sparsity"] * PCT, _mean_std(part, total)["mean"], marker="o", ms=3,
+                           label=f"{series} time-to-mask")[0]
+            ax.plot(_mean_std(part, search)["sparsity"] * PCT, _mean_std(part, search)["mean"], ls="--",
+                    color=line.get_color(), label=f"{series} search")
+    seconds.set(xlabel="sparsity (%)", ylabel="seconds", title="time to find the mask")
+    examples.set(xlabel="sparsity (%)", ylabel="training examples", title="training examples used")
+    for ax in (seconds, examples):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def interpolation_curves(data: ReportData):
+    """Test error along the path between a level's two trained copies, per level, mean over seeds."""
+    frame = data.analyses["stability"]
+    if frame.empty:
+        return None
+    frame = frame.assign(sparsity=frame["sparsity"].round(4))
+    levels = sorted(frame["sparsity"].unique())
+    figure, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.4), squeeze=False, sharey=True)
+    for ax, level in zip(axes[0], levels):
+        for series, part in frame[frame["sparsity"] == level].groupby("series"):
+            curve = part.groupby("alpha")["test_error"].mean()
+            ax.plot(curve.index, curve.values * PCT, marker=".", label=series)
+        ax.set(title=f"{level * PCT:.1f}% sparse", xlabel="interpolation α")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("test error (%)")
+    axes[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def instability_vs_sparsity(data: ReportData):
+    """The error barrier against sparsity per method (mean ± std over seeds): near zero where the subnetwork is
+    stable."""
+    frame = data.analyses["stability"]
+    if frame.empty:
+        return None
+    per_level = frame.groupby(["series", "seed", "sparsity"])["instability"].first().reset_index()
+    figure, ax = plt.subplots(figsize=(7, 4.5))
+    for series, part in per_level.groupby("series"):
+        stats = _mean_std(part, "instability")
+        ax.errorbar(stats["sparsity"] * PCT, stats["mean"] * PCT, yerr=stats["std"] * PCT, marker="o", ms=3,
+                    capsize=2, label=series)
+    ax.set(xlabel="sparsity (%)", ylabel="instability (error barrier, %)", title="linear mode connectivity")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def landscapes(data: ReportData):
+    """Test loss over the plane around each method's trained subnetwork at each level (first seed)."""
+    frame = data.analyses["landscape"]
+    if frame.empty:
+        return None
+    frame = frame[frame["seed"] == frame["seed"].min()].assign(sparsity=frame["sparsity"].round(4))
+    panels = sorted(frame.groupby(["series", "sparsity"]).groups)
+    columns = min(4, len(panels))
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
+    for ax, (series, level) in zip(axes.flat, panels):
+        part = frame[(frame["series"] == series) & (frame["sparsity"] == level)]
+        grid = part.pivot_table(index="b", columns="a", values="test_loss")
+        contours = ax.contourf(grid.columns, grid.index, grid.values, levels=15, cmap="viridis")
+        figure.colorbar(contours, ax=ax, shrink=0.8)
+        ax.plot([0], [0], "w+")
+        ax.set(title=f"{series}, {level * PCT:.1f}% sparse", xlabel="direction 1", ylabel="direction 2")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    figure.tight_layout()
+    return figure
+
+
+def sharpness_vs_sparsity(data: ReportData):
+    """Top Hessian eigenvalue and Hessian trace against sparsity per method (mean ± std over seeds)."""
+    frame = data.analyses["sharpness"]
+    if frame.empty:
+        return None
+    figure, (top, trace) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for series, part in frame.groupby("series"):
+        for ax, value in ((top, "top_eigenvalue"), (trace, "trace")):
+            stats = _mean_std(part, value)
+            ax.errorbar(stats["sparsity"] * PCT, stats["mean"], yerr=stats["std"], marker="o", ms=3, capsize=2,
+                        label=series)
+    top.set(xlabel="sparsity (%)", ylabel="top eigenvalue", title="sharpness: top Hessian eigenvalue")
+    trace.set(xlabel="sparsity (%)", ylabel="trace", title="Hessian trace (Hutchinson)")
+    for ax in (top, trace):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def kept_weights(data: ReportData):
+    """Per layer, the initial values each method's mask keeps at its sparsest analysed level (first seed)."""
+    frame = data.analyses["kept_weights"]
+    frame = frame[frame["round"] > 0] if not frame.empty else frame
+    if frame.empty:
+        return None
+    frame = frame[frame["seed"] == frame["seed"].min()]
+    sparsest = frame.groupby("series")["round"].transform("max")
+    frame = frame[frame["round"] == sparsest]
+    series_names = sorted(frame["series"].unique())
+    layers = list(dict.fromkeys(frame["layer"]))
+    figure, axes = plt.subplots(len(series_names), len(layers), figsize=(3 * len(layers), 2.6 * len(series_names)),
+                                squeeze=False)
+    for i, series in enumerate(series_names):
+        for j, layer in enumerate(layers):
+            ax = axes[i][j]
+            part = frame[(frame["series"] == series) & (frame["layer"] == layer)]
+            centers, width = (part["low"] + part["high"]) / 2, (part["high"] - part["low"]).mean()
+            # Stacked: the bar's height is every weight in the bin, its blue part the kept ones.
+            ax.bar(centers, part["kept"], width=width, color="C0", label="kept")
+            ax.bar(centers, part["pruned"], width=width, bottom=part["kept"], color="lightgrey", label="pruned")
+            kept = part["kept"].sum()
+            ax.set_title(f"{series} {layer}\n{100 * (1 - kept / (kept + part['pruned'].sum())):.1f}% sparse",
+                         fontsize=8)
+            ax.tick_params(labelsize=6)
+    axes[0][0].legend(fontsize=7)
+    figure.supxlabel("initial weight value")
+    figure.tight_layout()
+    return figure
+
+
+FIGURES = {
+    "accuracy_vs_sparsity": accuracy_vs_sparsity,
+    "cost_vs_sparsity": cost_vs_sparsity,
+    "interpolation_curves": interpolation_curves,
+    "instability_vs_sparsity": instability_vs_sparsity,
+    "landscapes": landscapes,
+    "sharpness_vs_sparsity": sharpness_vs_sparsity,
+    "kept_weights": kept_weights,
+}

@@ -1,0 +1,79 @@
+"""The report's data: a folder's levels and analyses as pandas frames (only the current spec's jobs where the
+folder has a spec), and the per-level summary the terminal, the CSV and the page share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from dpcluster.errors import UserError
+from dpcluster.results.analyses import SCHEMAS, read_analysis
+from dpcluster.results.levels import read_levels
+from dpcluster.sweeps.layout import SweepLayout
+
+
+@dataclass
+class ReportData:
+    levels: pd.DataFrame
+    analyses: dict[str, pd.DataFrame]
+
+
+def series_label(frame: pd.DataFrame) -> pd.Series:
+    """A method's line: its name, with the distilled-set size where it has one (distilled-10 ≠ distilled-50)."""
+    ipc = frame["images_per_class"].fillna(0).astype(int)
+    return frame["method"].astype(str).where(ipc == 0, frame["method"].astype(str) + "-" + ipc.astype(str))
+
+
+def load(folder: Path) -> ReportData:
+    layout = SweepLayout(Path(folder))
+    if not layout.results_dir.exists():
+        raise UserError(f"{folder}: not a sweep or run folder with results (no {layout.results_dir})")
+    names = None
+    if layout.spec_file.exists():
+        from dpcluster.sweeps.graph import expand
+        from dpcluster.sweeps.spec import SweepSpec
+
+        names = [job.id for job in expand(SweepSpec.load(layout.spec_file))]
+    levels = read_levels(layout.results_dir, names).to_pandas()
+    if levels.empty:
+        raise UserError(f"{folder}: no results yet (expected Parquet files under {layout.results_dir})")
+    levels["series"] = series_label(levels)
+    analyses = {}
+    for kind in SCHEMAS:
+        frame = read_analysis(layout.analysis_dir(kind), kind, names).to_pandas()
+        if not frame.empty:
+            frame["series"] = series_label(frame)
+        analyses[kind] = frame
+    return ReportData(levels, analyses)
+
+
+def _round(frame: pd.DataFrame) -> pd.DataFrame:
+    # The same level across seeds has the same exact sparsity; rounding only guards against float noise.
+    frame = frame.copy()
+    frame["sparsity"] = frame["sparsity"].round(6)
+    return frame
+
+
+def summary(data: ReportData) -> pd.DataFrame:
+    """One row per data set, model, series and sparsity: accuracy (mean, std, seeds), time-to-mask, and the
+    analyses' means where they were run."""
+    keys = ["dataset", "model", "series", "sparsity"]
+    levels = _round(data.levels)
+    out = levels.groupby(keys).agg(
+        accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", "std"),
+        seeds=("test_accuracy", "count"), mask_search_seconds=("mask_search_seconds", "mean"),
+        time_to_mask_seconds=("time_to_mask_seconds", "mean"),
+        time_to_mask_examples=("time_to_mask_examples", "mean")).reset_index()
+    stability = data.analyses.get("stability")
+    if stability is not None and not stability.empty:
+        per_level = _round(stability).groupby(keys + ["seed"])["instability"].first().reset_index()
+        out = out.merge(per_level.groupby(keys)["instability"].mean().rename("instability").reset_index(),
+                        on=keys, how="left")
+    sharp = data.analyses.get("sharpness")
+    if sharp is not None and not sharp.empty:
+        out = out.merge(_round(sharp).groupby(keys).agg(top_eigenvalue=("top_eigenvalue", "mean"),
+                                                        hessian_trace=("trace", "mean")).reset_index(),
+                        on=keys, how="left")
+    return out.sort_values(keys).reset_index(drop=True)

@@ -1,0 +1,62 @@
+"""The analyses' data sets: one per analysis, one Parquet file per job (a level of one experiment), rows not
+pickles, hive-partitioned by data set, model and method like the results, each read with its own schema.
+
+Every row starts with the level it measures: ``experiment_id, seed, round, sparsity, images_per_class``; then
+
+- ``stability``: one row per point of the path, ``alpha, test_loss, test_error``, and the level's ``instability``
+  (the error barrier) on every row;
+- ``landscape``: one row per grid point, ``a, b, test_loss, test_accuracy``;
+- ``sharpness``: one row, ``top_eigenvalue, eigen_iterations, eigen_converged, trace, trace_std_error,
+  trace_samples, examples``;
+- ``kept_weights``: one row per layer and bin of its initial values, ``layer, low, high, kept, pruned``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from dpcluster.atomic import write_atomic
+from dpcluster.results.levels import PARTITIONING_SCHEMA
+
+LEVEL = [pa.field("experiment_id", pa.string(), nullable=False), pa.field("seed", pa.int64(), nullable=False),
+         pa.field("round", pa.int64(), nullable=False), pa.field("sparsity", pa.float64(), nullable=False),
+         pa.field("images_per_class", pa.int64(), nullable=False)]
+
+SCHEMAS = {
+    "stability": pa.schema(LEVEL + [pa.field("alpha", pa.float64()), pa.field("test_loss", pa.float64()),
+                                    pa.field("test_error", pa.float64()), pa.field("instability", pa.float64())]),
+    "landscape": pa.schema(LEVEL + [pa.field("a", pa.float64()), pa.field("b", pa.float64()),
+                                    pa.field("test_loss", pa.float64()), pa.field("test_accuracy", pa.float64())]),
+    "sharpness": pa.schema(LEVEL + [pa.field("top_eigenvalue", pa.float64()), pa.field("eigen_iterations", pa.int64()),
+                                    pa.field("eigen_converged", pa.bool_()), pa.field("trace", pa.float64()),
+                                    pa.field("trace_std_error", pa.float64()), pa.field("trace_samples", pa.int64()),
+                                    pa.field("examples", pa.int64())]),
+    "kept_weights": pa.schema(LEVEL + [pa.field("layer", pa.string()), pa.field("low", pa.float64()),
+                                       pa.field("high", pa.float64()), pa.field("kept", pa.int64()),
+                                       pa.field("pruned", pa.int64())]),
+}
+
+
+def write_analysis(kind: str, level: dict, rows: list[dict], path: Path) -> None:
+    """``rows`` of analysis ``kind``, each prefixed with the ``level`` columns (the partition columns are in the
+    folder names)."""
+    table = pa.Table.from_pylist([{**level, **row} for row in rows], schema=SCHEMAS[kind])
+    write_atomic(path, lambda handle: pq.write_table(table, handle))
+
+
+def read_analysis(folder: Path, kind: str, names=None) -> pa.Table:
+    """Every file of analysis ``kind`` under ``folder`` (or those of the job ids ``names``), with its schema."""
+    folder = Path(folder)
+    files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
+    if names is not None:
+        wanted = set(names)
+        files = [f for f in files if f.stem in wanted]
+    schema = pa.unify_schemas([SCHEMAS[kind], PARTITIONING_SCHEMA])
+    if not files:
+        return schema.empty_table()
+    return ds.dataset([str(f) for f in files], format="parquet", schema=schema, partition_base_dir=str(folder),
+                      partitioning=ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")).to_table()

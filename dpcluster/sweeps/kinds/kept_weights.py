@@ -1,0 +1,39 @@
+"""``kept_weights``: per layer, histograms of the initial values of the weights a level's mask keeps and prunes
+(the first paper's appendix figure); per-layer sparsity follows from the counts. No training: cheap."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from dpcluster.analyses.kept_weights import kept_weight_histograms
+from dpcluster.methods.engine import level_mask
+from dpcluster.results.analyses import write_analysis
+from dpcluster.specs import ExperimentSpec
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+from dpcluster.sweeps.kinds.analysis_common import label, level_columns, level_key, wants
+from dpcluster.sweeps.kinds.mask import levels
+
+
+def plan(planner: Planner, spec: ExperimentSpec) -> None:
+    if not wants(planner, "kept_weights"):
+        return
+    rounds, deps = levels(planner, spec)
+    for r in rounds:
+        planner.add("kept_weights", level_key(spec, r, bins=planner.sweep.analysis.histogram_bins), spec, r, deps,
+                    planner.sweep.analysis)
+
+
+def run(job: Job, context) -> None:
+    spec, layout = job.experiment, context.layout
+    path = layout.analysis_file("kept_weights", spec, job.id)
+    if path.exists():
+        return
+    search = layout.search_dir(spec) if job.round else None
+    mask, initial = level_mask(spec, context.inputs(spec), search, job.round)
+    bins = kept_weight_histograms(initial, mask, job.settings.histogram_bins)
+    rows = [{**asdict(b), "layer": b.layer} for b in bins]
+    write_analysis("kept_weights", level_columns(spec, job.round, mask), rows, path)
+
+
+KEPT_WEIGHTS = register(JobKind("kept_weights", "initial values each level's mask keeps, per layer", plan, label,
+                                run=run, analysis=True))
