@@ -110,6 +110,7 @@ def test_kept_weight_histograms_count_every_weight_and_show_what_a_mask_keeps():
 
 ANALYSED = {
     "name": "analysed", "methods": ["dense", "imp", "random"], "seeds": [0], "sparsities": [0.36],
+    "rewinds": ["0ep", "1ep"],
     "analyses": ["stability", "landscape", "sharpness", "kept_weights"],
     "analysis": {"points": 5, "grid_size": 3, "grid_span": 0.5, "hessian_examples": 64, "hessian_iterations": 10,
                  "hutchinson_samples": 3, "histogram_bins": 8},
@@ -127,11 +128,16 @@ def analysed(tmp_path_factory):
 
 
 def test_analysis_jobs_measure_the_validated_subnetwork(analysed):
-    levels = {(r.method, r.round): r for r in level_records(read_levels(analysed / "results"))}
+    records = level_records(read_levels(analysed / "results"))
+    # IMP rewound to initialisation and IMP rewound to epoch 1 are two experiments of the one sweep.
+    assert sorted((r.method, r.rewind) for r in records) == [
+        ("dense", None), ("imp", "0ep"), ("imp", "1ep"), ("random", None)]
     stability = read_analysis(analysed / "analyses" / "stability", "stability").to_pandas()
     landscape = read_analysis(analysed / "analyses" / "landscape", "landscape").to_pandas()
-    for (method, round_index), record in levels.items():
-        curve = stability[(stability["method"] == method) & (stability["round"] == round_index)].sort_values("alpha")
+    for record in records:
+        curve = stability[stability["experiment_id"] == record.experiment_id].sort_values("alpha")
+        rewind = curve["rewind"].iloc[0]
+        assert (None if pd.isna(rewind) else rewind) == record.rewind
         assert list(curve["alpha"]) == [0.0, 0.25, 0.5, 0.75, 1.0]
         # Copy a trains exactly as the validation does (same start, same data order): its error is the level's.
         assert curve["test_error"].iloc[0] == pytest.approx(1 - record.test_accuracy, abs=1e-9)
@@ -140,7 +146,7 @@ def test_analysis_jobs_measure_the_validated_subnetwork(analysed):
         barrier = curve["test_error"].max() - (curve["test_error"].iloc[0] + curve["test_error"].iloc[-1]) / 2
         assert curve["instability"].tolist() == pytest.approx([barrier] * len(curve))
         assert curve["sparsity"].iloc[0] == pytest.approx(record.sparsity)
-        plane = landscape[(landscape["method"] == method) & (landscape["round"] == round_index)]
+        plane = landscape[landscape["experiment_id"] == record.experiment_id]
         assert len(plane) == 9
         center = plane[(plane["a"] == 0) & (plane["b"] == 0)]
         assert center["test_accuracy"].iloc[0] == pytest.approx(record.test_accuracy, abs=1e-9)
@@ -148,13 +154,12 @@ def test_analysis_jobs_measure_the_validated_subnetwork(analysed):
 
 def test_sharpness_and_kept_weights_rows(analysed):
     sharp = read_analysis(analysed / "analyses" / "sharpness", "sharpness").to_pandas()
-    assert sorted(zip(sharp["method"], sharp["round"])) == [("dense", 0), ("imp", 2), ("random", 2)]
+    assert sorted(zip(sharp["method"], sharp["round"])) == [("dense", 0), ("imp", 2), ("imp", 2), ("random", 2)]
     assert (sharp["examples"] == 64).all() and (sharp["trace_samples"] == 3).all()
     assert (sharp["eigen_iterations"] <= 10).all() and (sharp["top_eigenvalue"].abs() > 0).all()
     kept = read_analysis(analysed / "analyses" / "kept_weights", "kept_weights").to_pandas()
-    levels = {(r.method, r.round): r for r in level_records(read_levels(analysed / "results"))}
-    for (method, round_index), record in levels.items():
-        part = kept[(kept["method"] == method) & (kept["round"] == round_index)]
+    for record in level_records(read_levels(analysed / "results")):
+        part = kept[kept["experiment_id"] == record.experiment_id]
         # Per-layer counts agree with the level's own per-layer record of its mask.
         by_layer = part.groupby("layer")[["kept", "pruned"]].sum()
         for layer in record.layers:
@@ -192,8 +197,9 @@ def test_the_report_writes_figures_a_summary_and_one_self_contained_page(analyse
         assert (out / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert (out / f"{name}.svg").read_text().lstrip().startswith("<?xml"), name
     summary = pd.read_csv(out / "summary.csv")
-    assert sorted(summary["series"]) == ["dense", "imp", "random"]
-    levels = {(r.method): r for r in level_records(read_levels(analysed / "results"))}
+    assert sorted(summary["series"]) == ["dense", "imp (rewind 0ep)", "imp (rewind 1ep)", "random"]
+    levels = {r.method + (f" (rewind {r.rewind})" if r.rewind else ""): r
+              for r in level_records(read_levels(analysed / "results"))}
     for row in summary.to_dict("records"):
         assert row["accuracy_mean"] == pytest.approx(levels[row["series"]].test_accuracy)
         assert not pd.isna(row["instability"]) and not pd.isna(row["top_eigenvalue"])

@@ -150,3 +150,13 @@ def test_round_trip_and_per_data_settings(tmp_path):
     assert sweep.data_spec("cifar10").root == "/data/cifar"
     with pytest.raises(SpecError, match="root"):
         _sweep(datasets=["cifar10"]).data_spec("cifar10")
+
+
+def test_rewinds_multiply_only_the_methods_that_rewind():
+    sweep = _sweep(rewinds=["0ep", "1ep"], methods=["imp", "hybrid", "distilled", "random"])
+    masks = [j for j in expand(sweep) if j.kind == "mask"]
+    by_method = Counter((j.experiment.method, j.experiment.pruning.rewind) for j in masks)
+    assert by_method == {("imp", "0ep"): 2, ("imp", "1ep"): 2, ("hybrid", "0ep"): 2, ("hybrid", "1ep"): 2,
+                         ("distilled", "0ep"): 2, ("random", "0ep"): 2}
+    with pytest.raises(SpecError, match=r"rewinds\[1\]"):
+        _sweep(rewinds=["0ep", "soon"])

@@ -172,6 +172,7 @@ class Experiment:
             mask_search_examples=sum(r.inner_examples for r in earlier) + inner_examples,
             time_to_mask_seconds=None, time_to_mask_examples=None, mask_hash=mask_hash(mask),
             layers=tuple(LayerCount(*layer) for layer in layer_counts(mask)),
+            rewind=spec.pruning.rewind if self.method.rewinds else None,
         )
         if validation is None:
             return record

@@ -7,5 +7,6 @@ HYBRID = register(Method(
     name="hybrid",
     summary="distilled rounds until pruning.hybrid_switch sparsity, real-data IMP beyond it",
     uses_distilled_set=True,
+    rewinds=True,
     inner_data_at=lambda spec, sparsity: "distilled" if sparsity < spec.pruning.hybrid_switch else "real",
 ))

@@ -6,5 +6,6 @@ from dpcluster.methods.registry import Method, register
 IMP = register(Method(
     name="imp",
     summary="train on real data from the rewind point, prune the smallest magnitudes, rewind",
+    rewinds=True,
     inner_data_at=lambda spec, sparsity: "real",
 ))

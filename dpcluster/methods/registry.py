@@ -34,6 +34,8 @@ class Method:
     uses_distilled_set: bool = False
     # Which data trains the weights that prune a mask of the given sparsity: "real", "distilled" or "none".
     inner_data_at: Callable[["ExperimentSpec", float], str] = lambda spec, sparsity: "none"
+    # Whether its real-data rounds rewind (to ``pruning.rewind``): only then does the rewind point change it.
+    rewinds: bool = False
 
     def __post_init__(self):
         if self.criterion not in CRITERIA:

@@ -21,9 +21,12 @@ class ReportData:
 
 
 def series_label(frame: pd.DataFrame) -> pd.Series:
-    """A method's line: its name, with the distilled-set size where it has one (distilled-10 ≠ distilled-50)."""
+    """A method's line: its name, with the distilled-set size where it has one (distilled-10 ≠ distilled-50) and
+    the rewind point where it rewinds (imp (rewind 0ep) ≠ imp (rewind 1ep))."""
     ipc = frame["images_per_class"].fillna(0).astype(int)
-    return frame["method"].astype(str).where(ipc == 0, frame["method"].astype(str) + "-" + ipc.astype(str))
+    label = frame["method"].astype(str).where(ipc == 0, frame["method"].astype(str) + "-" + ipc.astype(str))
+    rewind = frame["rewind"] if "rewind" in frame else pd.Series(None, index=frame.index, dtype=object)
+    return label.where(rewind.isna(), label + " (rewind " + rewind.astype(str) + ")")
 
 
 def load(folder: Path) -> ReportData:

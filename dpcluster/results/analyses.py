@@ -1,7 +1,8 @@
 """The analyses' data sets: one per analysis, one Parquet file per job (a level of one experiment), rows not
 pickles, hive-partitioned by data set, model and method like the results, each read with its own schema.
 
-Every row starts with the level it measures: ``experiment_id, seed, round, sparsity, images_per_class``; then
+Every row starts with the level it measures: ``experiment_id, seed, round, sparsity, images_per_class,
+rewind``; then
 
 - ``stability``: one row per point of the path, ``alpha, test_loss, test_error``, and the level's ``instability``
   (the error barrier) on every row;
@@ -24,7 +25,7 @@ from dpcluster.results.levels import PARTITIONING_SCHEMA
 
 LEVEL = [pa.field("experiment_id", pa.string(), nullable=False), pa.field("seed", pa.int64(), nullable=False),
          pa.field("round", pa.int64(), nullable=False), pa.field("sparsity", pa.float64(), nullable=False),
-         pa.field("images_per_class", pa.int64(), nullable=False)]
+         pa.field("images_per_class", pa.int64(), nullable=False), pa.field("rewind", pa.string())]
 
 SCHEMAS = {
     "stability": pa.schema(LEVEL + [pa.field("alpha", pa.float64()), pa.field("test_loss", pa.float64()),

@@ -57,6 +57,8 @@ class RoundRecord:
     mask_hash: str
     # Per layer, in the model's order: kept and total weights, so a mask can be inspected without code.
     layers: tuple[LayerCount, ...] = ()
+    # Where real-data training rewinds to ("0ep", "1ep", ...) for methods that rewind; None for the others.
+    rewind: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RoundRecord:
@@ -79,7 +81,7 @@ class RoundRecord:
 LAYER_TYPE = pa.list_(pa.struct([pa.field("name", pa.string(), nullable=False),
                                  pa.field("kept", pa.int64(), nullable=False),
                                  pa.field("total", pa.int64(), nullable=False)]))
-_ARROW_TYPES = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(),
+_ARROW_TYPES = {"str": pa.string(), "str | None": pa.string(), "int": pa.int64(), "float": pa.float64(),
                 "float | None": pa.float64(), "int | None": pa.int64(), "tuple[LayerCount, ...]": LAYER_TYPE}
 SCHEMA = pa.schema([pa.field(f.name, _ARROW_TYPES[f.type], nullable=f.type.endswith("None"))
                     for f in dataclasses.fields(RoundRecord)])

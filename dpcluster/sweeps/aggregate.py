@@ -1,5 +1,5 @@
-"""Aggregation of a sweep's results: mean, std and count of test accuracy per (data set, model, method,
-images per class, sparsity), with the mean cost of the mask search (inner loops) and the papers' time-to-mask
+"""Aggregation of a sweep's results: mean, std and count of test accuracy per (data set, model, method, rewind
+point, images per class, sparsity), with the mean cost of the mask search (inner loops) and the papers' time-to-mask
 (inner loops plus the final real-data training), read from the results data set with its schema."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dpcluster.errors import UserError
 from dpcluster.results.levels import read_levels
 from dpcluster.sweeps.layout import SweepLayout
 
-KEYS = ["dataset", "model", "method", "images_per_class", "sparsity"]
+KEYS = ["dataset", "model", "method", "rewind", "images_per_class", "sparsity"]
 
 
 def read_results(sweep_dir: Path, names: Iterable[str] | None = None) -> pa.Table:

@@ -10,7 +10,8 @@ from dpcluster.sweeps.spec import SweepSpec
 
 
 def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
-    """Every experiment of the sweep (methods that use no distilled set appear once, not once per set size)."""
+    """Every experiment of the sweep (methods that use no distilled set appear once, not once per set size, and
+    methods that do not rewind once, not once per rewind point)."""
     out = []
     for data_name in sweep.datasets:
         data = sweep.data_spec(data_name)
@@ -19,11 +20,13 @@ def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
             for method in sweep.methods:
                 uses_set = get_method(method).uses_distilled_set
                 for ipc in sweep.images_per_class if uses_set else sweep.images_per_class[:1]:
-                    for seed in sweep.seeds:
-                        base = sweep.base
-                        out.append(base.replace(method=method, seed=seed, data=data, model=model,
-                                                distilled=base.distilled.replace(images_per_class=ipc),
-                                                distilled_training=sweep.distilled_training(ipc)))
+                    for rewind in sweep.rewind_choices(method):
+                        for seed in sweep.seeds:
+                            base = sweep.base
+                            out.append(base.replace(method=method, seed=seed, data=data, model=model,
+                                                    pruning=base.pruning.replace(rewind=rewind),
+                                                    distilled=base.distilled.replace(images_per_class=ipc),
+                                                    distilled_training=sweep.distilled_training(ipc)))
     return out
 
 

@@ -6,6 +6,7 @@
     methods = ["imp", "distilled", "random"]
     seeds = [0, 1, 2]
     sparsities = [0.5, 0.8, 0.9]      # validated levels; each is reached by the first round at or past it
+    rewinds = ["0ep", "1ep"]          # for the methods that rewind (imp, hybrid); default: base.pruning.rewind
     images_per_class = [10]           # distilled-set sizes (for distilled and hybrid)
 
     [base]                            # an ExperimentSpec: training, pruning, distilled settings
@@ -107,6 +108,9 @@ class SweepSpec(Spec):
     # Validated sparsity levels; empty: every round of the base spec's pruning schedule.
     sparsities: tuple[float, ...] = ()
     images_per_class: tuple[int, ...] = (10,)
+    # Rewind points for the methods that rewind (imp, hybrid), e.g. ["0ep", "1ep"] to compare IMP rewound to
+    # initialisation with IMP rewound to epoch 1; empty: base.pruning.rewind alone.
+    rewinds: tuple[str, ...] = ()
     base: ExperimentSpec = field(default_factory=ExperimentSpec)
     # Per data set (keyed by name), e.g. its root folder.
     data: tuple[tuple[str, DataChoice], ...] = ()
@@ -138,6 +142,11 @@ class SweepSpec(Spec):
         check(len(self.images_per_class) > 0 and all(k >= 1 for k in self.images_per_class), "images_per_class",
               "must be a non-empty list of counts >= 1")
         check(self.max_retries >= 0, "max_retries", f"must be >= 0, got {self.max_retries}")
+        for i, rewind in enumerate(self.rewinds):
+            try:
+                self.base.pruning.replace(rewind=rewind)
+            except SpecError as error:
+                raise SpecError(f"rewinds[{i}]", error.message) from None
         known = analysis_names()
         for i, name in enumerate(self.analyses):
             check_choice(name, known, f"analyses[{i}]")
@@ -178,6 +187,15 @@ class SweepSpec(Spec):
             return self.base.distilled_training.replace(**choice.to_dict())
         except SpecError as error:
             raise error.under(f"sets.{images_per_class}") from None
+
+    def rewind_choices(self, method: str) -> tuple[str, ...]:
+        """The rewind points a method's experiments take: the sweep's ``rewinds`` for methods that rewind, else
+        the base spec's (which changes nothing for them)."""
+        from dpcluster.methods.registry import get_method
+
+        if self.rewinds and get_method(method).rewinds:
+            return self.rewinds
+        return (self.base.pruning.rewind,)
 
     def model_spec(self, name: str) -> ModelSpec:
         base = self.base.model

@@ -24,9 +24,12 @@ def label(job: Job) -> str:
 
 
 def level_columns(spec: ExperimentSpec, round_index: int, mask) -> dict:
+    from dpcluster.methods.registry import get_method
+
     return {"experiment_id": spec.experiment_id, "seed": spec.seed, "round": round_index,
             "sparsity": sparsity(mask), "images_per_class": spec.distilled.images_per_class
-            if spec.uses_distilled_set else 0}
+            if spec.uses_distilled_set else 0,
+            "rewind": spec.pruning.rewind if get_method(spec.method).rewinds else None}
 
 
 def wants(planner: Planner, kind: str) -> bool:

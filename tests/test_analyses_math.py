@@ -1,0 +1,431 @@
+"""The Hessian and loss-landscape analyses against their definitions: exact Hessians of small models, known
+spectra, finite differences, and the invariants of the subnetwork (pruned weights neither move nor matter)."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from dpcluster.analyses.hessian import Sharpness, hessian_vector_product, hutchinson_trace, sharpness, top_eigenvalue
+from dpcluster.analyses.landscape import filter_normalised_direction, grid, plane
+from dpcluster.data.base import TensorSet
+from dpcluster.models import build_model
+from dpcluster.pruning.model_masks import apply_mask, capture_state, prunable_weights
+from dpcluster.specs import ModelSpec, TrainingSpec
+from dpcluster.training import train
+from dpcluster.training.loop import evaluate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CPU = torch.device("cpu")
+
+
+def _random_mask(model: nn.Module, density: float, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {name: torch.rand(w.shape, generator=generator) < density for name, w in prunable_weights(model).items()}
+
+
+def _mlp(dtype: torch.dtype, seed: int = 0):
+    """A two-layer tanh network with biases, a batch, and a mask pruning about half of each weight matrix."""
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(5, 4), nn.Tanh(), nn.Linear(4, 3)).to(dtype)
+    x = torch.randn(32, 5, dtype=dtype)
+    y = torch.randint(0, 3, (32,))
+    return model, x, y, _random_mask(model, 0.5, seed)
+
+
+def _flat(vector: dict[str, torch.Tensor], names: list[str]) -> torch.Tensor:
+    return torch.cat([vector[n].reshape(-1) for n in names])
+
+
+def _exact_php(model: nn.Module, x: torch.Tensor, y: torch.Tensor, mask) -> tuple[torch.Tensor, list[str]]:
+    """P H P in float64, H from torch.autograd.functional.hessian of the loss of the flattened (masked) parameters."""
+    names = [n for n, _ in model.named_parameters()]
+    point = {n: p.detach().double() * (mask[n].double() if n in mask else 1.0) for n, p in model.named_parameters()}
+    shapes = [point[n].shape for n in names]
+    sizes = [point[n].numel() for n in names]
+    model64 = copy.deepcopy(model).double()  # a float64 twin: the exact reference for any dtype
+
+    def loss(flat: torch.Tensor) -> torch.Tensor:
+        parts = {n: t.reshape(s) for n, t, s in zip(names, flat.split(sizes), shapes)}
+        return F.cross_entropy(functional_call(model64, parts, (x.double(),)), y)
+
+    hessian = torch.autograd.functional.hessian(loss, _flat(point, names))
+    keep = _flat({n: (mask[n] if n in mask else torch.ones(point[n].shape, dtype=torch.bool)).double()
+                  for n in names}, names)
+    return keep[:, None] * hessian * keep[None, :], names
+
+
+def _random_vector(like, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {n: torch.randn(t.shape, generator=generator, dtype=t.dtype) for n, t in like.items()}
+
+
+# ----------------------------------------------------------------------------------------------- Hessian products
+
+
+@pytest.mark.parametrize("dtype, atol", [(torch.float64, 1e-12), (torch.float32, 1e-5)])
+def test_hvp_is_the_exact_projected_hessian_times_v(dtype, atol):
+    model, x, y, mask = _mlp(dtype)
+    php, names = _exact_php(model, x, y, mask)
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    for seed in range(3):
+        v = _random_vector(params, seed)
+        expected = php @ _flat(v, names).double()
+        assert torch.allclose(_flat(hvp(v), names).double(), expected, atol=atol, rtol=0)
+
+
+def test_params_are_every_trainable_parameter_detached_at_the_masked_point():
+    model, x, y, mask = _mlp(torch.float64)
+    before = capture_state(model)
+    _, params = hessian_vector_product(model, mask, x, y)
+    assert set(params) == {n for n, _ in model.named_parameters()}  # biases included
+    for name, p in params.items():
+        assert not p.requires_grad
+        expected = before[name] * mask[name] if name in mask else before[name]
+        assert torch.equal(p, expected)
+    for name, t in capture_state(model).items():  # the model itself is untouched (its pruned weights included)
+        assert torch.equal(t, before[name])
+
+
+def test_a_pruned_direction_never_moves_and_never_matters():
+    model, x, y, mask = _mlp(torch.float64)
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    v = _random_vector(params, 0)
+    product = hvp(v)
+    for name, m in mask.items():
+        assert torch.count_nonzero(product[name][~m]) == 0
+    # Changing v only at pruned entries changes nothing.
+    w = {n: t.clone() for n, t in v.items()}
+    for name, m in mask.items():
+        w[name][~m] = 1e3
+    for name, t in hvp(w).items():
+        assert torch.equal(t, product[name])
+
+
+def _batchnorm_convnet():
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(width=4, depth=2, norm="batchnorm"), (1, 8, 8), 10).double()
+    x = torch.randn(16, 1, 8, 8, dtype=torch.float64)
+    y = torch.randint(0, 10, (16,))
+    with torch.no_grad():  # running statistics far from the batch's own, so train mode would be visibly wrong
+        model.train()
+        model(3 * torch.randn(64, 1, 8, 8, dtype=torch.float64) + 1)
+    return model, x, y, _random_mask(model, 0.6, 1)
+
+
+def test_hvp_on_a_batchnorm_convnet_matches_finite_differences_of_the_eval_mode_gradient():
+    model, x, y, mask = _batchnorm_convnet()
+    buffers = {n: b.clone() for n, b in model.named_buffers()}
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    v = {n: t * mask[n] if n in mask else t for n, t in _random_vector(params, 0).items()}
+
+    def gradient(point):
+        twin = build_model(ModelSpec(width=4, depth=2, norm="batchnorm"), (1, 8, 8), 10).double()
+        twin.load_state_dict({**{n: b for n, b in model.named_buffers()}, **point})
+        twin.eval()
+        F.cross_entropy(twin(x), y).backward()
+        return {n: p.grad for n, p in twin.named_parameters()}
+
+    # The gradient has kinks (ReLU), and the nearest pre-activation here is about 1e-5 from one: a small step in
+    # float64 stays on one side of every kink (a step of 1e-5 does not, and misses by O(1)).
+    eps = 1e-7
+    plus = gradient({n: params[n] + eps * v[n] for n in params})
+    minus = gradient({n: params[n] - eps * v[n] for n in params})
+    product = hvp(v)
+    for name in params:
+        expected = (plus[name] - minus[name]) / (2 * eps)
+        expected = expected * mask[name] if name in mask else expected
+        assert torch.allclose(product[name], expected, atol=1e-7, rtol=1e-5), name
+    # And the double-backward product of plain autograd (no torch.func), in eval mode, exactly.
+    names = list(params)
+    buffers = dict(model.named_buffers())
+
+    def loss(*point):
+        return F.cross_entropy(functional_call(model, ({**buffers, **dict(zip(names, point))},), (x,)), y)
+
+    model.eval()
+    _, reference = torch.autograd.functional.hvp(loss, tuple(params.values()), tuple(v.values()))
+    model.train()
+    for name, expected in zip(names, reference):
+        expected = expected * mask[name] if name in mask else expected
+        assert torch.allclose(product[name], expected, atol=1e-12, rtol=1e-10), name
+    # Eval mode: running statistics are used, not changed, and the model's own mode comes back.
+    assert model.training
+    for name, b in model.named_buffers():
+        assert torch.equal(b, buffers[name])
+
+
+def test_hvp_is_symmetric_on_a_convnet():
+    model, x, y, mask = _batchnorm_convnet()
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    u, v = _random_vector(params, 1), _random_vector(params, 2)
+    u_hv = sum(float((u[n] * t).sum()) for n, t in hvp(v).items())
+    v_hu = sum(float((v[n] * t).sum()) for n, t in hvp(u).items())
+    assert math.isclose(u_hv, v_hu, rel_tol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------- eigenvalue and trace
+
+
+def _matrix_hvp(matrix: torch.Tensor, mask: torch.Tensor):
+    """An hvp over one parameter "w" of len(matrix) entries: P M P v for a known symmetric M."""
+    keep = mask.double()
+
+    def hvp(v):
+        return {"w": keep * (matrix @ (keep * v["w"]))}
+
+    return hvp, {"w": torch.zeros(len(matrix), dtype=torch.float64)}
+
+
+def _with_spectrum(eigenvalues: list[float], seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    q, _ = torch.linalg.qr(torch.randn(len(eigenvalues), len(eigenvalues), generator=generator, dtype=torch.float64))
+    return q @ torch.diag(torch.tensor(eigenvalues, dtype=torch.float64)) @ q.T
+
+
+def test_top_eigenvalue_is_the_largest_magnitude_one_with_its_sign():
+    matrix = _with_spectrum([-5.0, 3.0, 1.0, 0.5, -0.2, 0.1])
+    hvp, like = _matrix_hvp(matrix, torch.ones(6, dtype=torch.bool))
+    value, used, converged = top_eigenvalue(hvp, like, {}, iterations=500, tolerance=1e-12,
+                                            generator=torch.Generator().manual_seed(0))
+    assert converged and used < 500
+    assert math.isclose(value, -5.0, rel_tol=1e-9)
+
+
+def test_top_eigenvalue_ignores_pruned_directions():
+    # The largest eigenvector of M lies on a pruned coordinate: the subnetwork's top eigenvalue is P M P's.
+    matrix = torch.diag(torch.tensor([10.0, 2.0, 1.0, 0.5], dtype=torch.float64))
+    kept = torch.tensor([False, True, True, True])
+    hvp, like = _matrix_hvp(matrix, kept)
+    value, _, converged = top_eigenvalue(hvp, like, {"w": kept}, iterations=500, tolerance=1e-12,
+                                         generator=torch.Generator().manual_seed(0))
+    assert converged and math.isclose(value, 2.0, rel_tol=1e-9)
+
+
+def test_top_eigenvalue_of_a_network_matches_the_exact_projected_hessian():
+    model, x, y, mask = _mlp(torch.float64)
+    php, _ = _exact_php(model, x, y, mask)
+    eigenvalues = torch.linalg.eigvalsh(php)
+    expected = float(eigenvalues[eigenvalues.abs().argmax()])
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    value, used, converged = top_eigenvalue(hvp, params, mask, iterations=1000, tolerance=1e-10,
+                                            generator=torch.Generator().manual_seed(0))
+    assert converged and used < 1000
+    assert math.isclose(value, expected, rel_tol=1e-6)
+    # One product cannot converge: there is no earlier Rayleigh quotient to compare with.
+    value, used, converged = top_eigenvalue(hvp, params, mask, iterations=1, tolerance=1e-3,
+                                            generator=torch.Generator().manual_seed(0))
+    assert (used, converged) == (1, False)
+    assert abs(value) <= abs(expected) + 1e-12  # a Rayleigh quotient never exceeds the spectral radius
+
+
+def test_top_eigenvalue_is_seeded():
+    model, x, y, mask = _mlp(torch.float64)
+    hvp, params = hessian_vector_product(model, mask, x, y)
+
+    def run(seed):
+        return top_eigenvalue(hvp, params, mask, iterations=3, tolerance=0.0,
+                              generator=torch.Generator().manual_seed(seed))
+
+    assert run(0) == run(0)
+    assert run(0) != run(1)
+
+
+def test_hutchinson_is_exact_for_a_diagonal_matrix():
+    # For diagonal D, z^T D z = trace(D) for every Rademacher z: no variance at all.
+    kept = torch.tensor([True, False, True, True, False])
+    hvp, like = _matrix_hvp(torch.diag(torch.tensor([1.0, 100.0, -2.0, 3.5, 7.0], dtype=torch.float64)), kept)
+    mean, error = hutchinson_trace(hvp, like, {"w": kept}, samples=5, generator=torch.Generator().manual_seed(0))
+    assert mean == pytest.approx(2.5, abs=1e-12)
+    assert error == pytest.approx(0.0, abs=1e-12)
+
+
+def test_hutchinson_trace_of_a_network_is_within_three_standard_errors_of_the_exact_trace():
+    model, x, y, mask = _mlp(torch.float64)
+    php, _ = _exact_php(model, x, y, mask)
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    mean, error = hutchinson_trace(hvp, params, mask, samples=1000, generator=torch.Generator().manual_seed(0))
+    exact = float(torch.trace(php))
+    assert error > 0
+    assert abs(mean - exact) < 3 * error
+    # The standard error is the right size: the exact variance of z^T A z for Rademacher z is 2 sum_{i != j} A_ij^2
+    # over the kept coordinates (pruned ones are zero rows and columns of P H P).
+    off_diagonal = php - torch.diag(torch.diag(php))
+    expected_error = math.sqrt(2 * float((off_diagonal ** 2).sum()) / 1000)
+    assert error == pytest.approx(expected_error, rel=0.15)
+
+
+def test_hutchinson_needs_two_samples():
+    hvp, like = _matrix_hvp(torch.eye(3, dtype=torch.float64), torch.ones(3, dtype=torch.bool))
+    with pytest.raises(ValueError):
+        hutchinson_trace(hvp, like, {}, samples=1, generator=torch.Generator())
+
+
+def test_sharpness_on_digits_is_deterministic_and_consistent(digits):
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(width=8, depth=2, norm="batchnorm"), (1, 8, 8), 10)
+    mask = _random_mask(model, 0.5, 0)
+    apply_mask(model, mask)
+    batch = TensorSet(digits.train.x[:128], digits.train.y[:128])
+    first = sharpness(model, mask, batch, device=CPU, iterations=30, samples=4, seed=3)
+    assert isinstance(first, Sharpness)
+    assert first == sharpness(model, mask, batch, device=CPU, iterations=30, samples=4, seed=3)
+    assert 1 <= first.eigen_iterations <= 30 and first.trace_samples == 4
+    assert first.trace_std_error > 0
+    other = sharpness(model, mask, batch, device=CPU, iterations=30, samples=4, seed=4)
+    assert other.trace != first.trace
+
+
+# ------------------------------------------------------------------------------------------ landscape directions
+
+
+def _convnet_weights(seed: int = 0):
+    torch.manual_seed(seed)
+    model = build_model(ModelSpec(width=8, depth=2, norm="batchnorm"), (1, 8, 8), 10)
+    mask = _random_mask(model, 0.5, seed)
+    mask["features.0.weight"][3] = False  # one filter pruned entirely
+    weights = {n: p.detach() for n, p in model.named_parameters()}
+    return weights, mask
+
+
+def test_filter_normalised_direction_has_the_masked_filter_norms():
+    weights, mask = _convnet_weights()
+    before = {n: w.clone() for n, w in weights.items()}
+    direction = filter_normalised_direction(weights, mask, torch.Generator().manual_seed(0))
+    assert set(direction) == set(weights)
+    for name, w in weights.items():
+        d = direction[name]
+        assert d.shape == w.shape and d.dtype == w.dtype
+        if w.dim() == 1:
+            assert torch.count_nonzero(d) == 0  # biases and norm parameters stay put
+            continue
+        assert torch.count_nonzero(d[~mask[name]]) == 0
+        for f in range(w.shape[0]):
+            expected = float((w[f] * mask[name][f]).norm())
+            assert float(d[f].norm()) == pytest.approx(expected, rel=1e-5, abs=1e-7)
+    assert torch.count_nonzero(direction["features.0.weight"][3]) == 0
+    for name, w in weights.items():  # pure
+        assert torch.equal(w, before[name])
+
+
+def test_filter_normalised_directions_depend_on_the_generator_alone():
+    weights, mask = _convnet_weights()
+    a = filter_normalised_direction(weights, mask, torch.Generator().manual_seed(0))
+    b = filter_normalised_direction(weights, mask, torch.Generator().manual_seed(1))
+    again = filter_normalised_direction(weights, mask, torch.Generator().manual_seed(0))
+    assert all(torch.equal(a[n], again[n]) for n in a)
+    assert not torch.equal(a["features.0.weight"], b["features.0.weight"])
+    # Two draws are close to orthogonal, as Li et al. rely on.
+    flat_a = torch.cat([t.flatten() for t in a.values()])
+    flat_b = torch.cat([t.flatten() for t in b.values()])
+    assert abs(float(F.cosine_similarity(flat_a, flat_b, dim=0))) < 0.3
+
+
+def test_grid():
+    assert grid(5, 1.0) == [-1.0, -0.5, 0.0, 0.5, 1.0]
+    assert grid(3, 0.25) == [-0.25, 0.0, 0.25]
+    assert grid(21, 1.0)[10] == 0.0 and len(grid(21, 1.0)) == 21
+    for size in (1, 2, 4):
+        with pytest.raises(ValueError):
+            grid(size, 1.0)
+    with pytest.raises(ValueError):
+        grid(5, 0.0)
+
+
+# ------------------------------------------------------------------------------------------------ landscape plane
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    """A pruned BatchNorm ConvNet trained briefly on digits, with its masked state and two directions."""
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(width=8, depth=2, norm="batchnorm"), (1, 8, 8), 10)
+    mask = _random_mask(model, 0.5, 0)
+    apply_mask(model, mask)
+    train(model, digits.train, TrainingSpec(epochs=4, batch_size=64, lr=0.05, weight_decay=0.0), device=CPU,
+          seed=0, mask=mask)
+    center = capture_state(model)
+    parameters = {n for n, _ in model.named_parameters()}
+    weights = {n: t for n, t in center.items() if n in parameters}
+    directions = tuple(filter_normalised_direction(weights, mask, torch.Generator().manual_seed(s)) for s in (1, 2))
+    test = TensorSet(digits.test.x[:300], digits.test.y[:300])
+    return model, mask, center, directions, test
+
+
+def test_plane_center_is_the_evaluated_center(trained):
+    model, mask, center, directions, test = trained
+    rows = plane(model, center, mask, directions, grid(3, 0.5), test, device=CPU)
+    assert [(a, b) for a, b, _, _ in rows] == [(a, b) for a in grid(3, 0.5) for b in grid(3, 0.5)]
+    model.load_state_dict(center)
+    accuracy, loss = evaluate(model, test, device=CPU)
+    assert rows[4] == (0.0, 0.0, loss, accuracy)
+    # The model ends at the center.
+    for name, t in capture_state(model).items():
+        assert torch.equal(t, center[name])
+
+
+def test_plane_keeps_pruned_weights_zero_and_buffers_as_in_the_center(trained):
+    model, mask, center, directions, test = trained
+    seen = []
+
+    def recompute_batchnorm(m: nn.Module) -> None:
+        seen.append(capture_state(m))
+
+    coordinates = grid(3, 1.0)
+    plane(model, center, mask, directions, coordinates, test, device=CPU, recompute_batchnorm=recompute_batchnorm)
+    assert len(seen) == 9
+    for state, (a, b) in zip(seen, [(a, b) for a in coordinates for b in coordinates]):
+        for name, m in mask.items():
+            assert torch.count_nonzero(state[name][~m]) == 0
+        for name, t in state.items():
+            if name in directions[0]:
+                expected = (center[name] + a * directions[0][name] + b * directions[1][name])
+                assert torch.allclose(t, expected, atol=1e-6)
+            else:  # buffers: running statistics and counters
+                assert torch.equal(t, center[name])
+    # Directions from elsewhere, not zero where the mask prunes, are masked as they are added.
+    generator = torch.Generator().manual_seed(5)
+    raw = tuple({n: torch.randn(d.shape, generator=generator) for n, d in directions[0].items()} for _ in range(2))
+    seen.clear()
+    plane(model, center, mask, raw, coordinates, test, device=CPU, recompute_batchnorm=recompute_batchnorm)
+    assert len(seen) == 9
+    for state in seen:
+        for name, m in mask.items():
+            assert torch.count_nonzero(state[name][~m]) == 0
+
+
+def test_plane_loss_grows_away_from_a_trained_center(trained):
+    model, mask, center, directions, test = trained
+    rows = plane(model, center, mask, directions, grid(5, 1.0), test, device=CPU)
+    by_point = {(a, b): (loss, accuracy) for a, b, loss, accuracy in rows}
+    center_loss, center_accuracy = by_point[(0.0, 0.0)]
+    assert center_accuracy > 0.5  # it did train
+    edge = [loss for (a, b), (loss, _) in by_point.items() if max(abs(a), abs(b)) == 1.0]
+    middle = [loss for (a, b), (loss, _) in by_point.items() if max(abs(a), abs(b)) == 0.5]
+    assert sum(middle) / len(middle) > center_loss
+    assert sum(edge) / len(edge) > sum(middle) / len(middle)
+
+
+def test_plane_refuses_an_unmasked_center_and_a_callback_that_revives_pruned_weights(trained):
+    model, mask, center, directions, test = trained
+    name = next(iter(mask))
+    unmasked = dict(center)
+    unmasked[name] = center[name] + 1.0
+    with pytest.raises(ValueError, match="not masked"):
+        plane(model, unmasked, mask, directions, [0.0], test, device=CPU)
+
+    def revive(m: nn.Module) -> None:
+        with torch.no_grad():
+            dict(m.named_parameters())[name].fill_(1.0)
+
+    with pytest.raises(RuntimeError, match="revived"):
+        plane(model, center, mask, directions, [0.0], test, device=CPU, recompute_batchnorm=revive)
+    for key, t in capture_state(model).items():
+        assert torch.equal(t, center[key])
