@@ -18,7 +18,7 @@ from dpcluster.sweeps.execute import JobCall, execute
 from dpcluster.sweeps.graph import expand
 from dpcluster.sweeps.spec import SweepSpec
 from dpcluster.training import train
-from dpcluster.training.distributed import from_environment
+from dpcluster.training.distributed import from_environment, leave
 
 SPEC = TrainingSpec(epochs=2, batch_size=64, lr=0.05)
 
@@ -52,6 +52,7 @@ def _train_rank(rank, world, port, out, spec):
                    distributed=distributed)
     if distributed.is_main:
         torch.save({"state": capture_state(model), "examples": result.examples_seen}, out)
+    leave(distributed)
 
 
 # Batch 718 on the 1,437 digits: the last batch holds one example, so one of the two ranks gets none.

@@ -23,7 +23,7 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
     """Run the job; returns its id. Idempotent: a finished job's outputs are reused, not recomputed."""
     from dpcluster.runtime import resolve_device, use_granted_cpus
     from dpcluster.sweeps.context import JobContext
-    from dpcluster.training.distributed import from_environment
+    from dpcluster.training.distributed import from_environment, leave
 
     job = call.job
     kind = get_kind(job.kind)
@@ -35,14 +35,23 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
     if distributed is not None:
         device = distributed.device_for(device)
         print(f"{job.name}: process {distributed.rank} of {distributed.world_size} on {device}", flush=True)
-        if not kind.data_parallel:  # of a job started on several processes, the first does the work alone
-            if not distributed.is_main:
-                return job.id
+        if not kind.data_parallel:
+            # Of a job started on several processes, the first does the work alone: all leave the group now,
+            # together (a rank left waiting at the end of a long job would time out).
+            main = distributed.is_main
+            leave(distributed)
             distributed = None
+            if not main:
+                return job.id
     context = JobContext(SweepLayout(Path(call.sweep_dir)), device, distributed, distill_progress=distill_progress)
     if reporter is not None:
         context.reporter = reporter
-    kind.run(job, context)
+    try:
+        kind.run(job, context)
+    except BaseException:
+        leave(distributed, wait=False)
+        raise
+    leave(distributed)
     return job.id
 
 

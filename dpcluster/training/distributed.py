@@ -56,3 +56,13 @@ def from_environment(device: torch.device) -> Distributed | None:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Distributed(dist.get_rank(), dist.get_world_size(), local_rank)
+
+
+def leave(distributed: Distributed | None, wait: bool = True) -> None:
+    """Leave the process group, with ``wait`` once every rank is here: a process that exits while another
+    rank's collective threads still talk to it can abort the other (gloo: "terminate called without an active
+    exception"). Without ``wait`` (after a failure, when the other ranks may never arrive) it only tears down."""
+    if distributed is not None and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        dist.destroy_process_group()
