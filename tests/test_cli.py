@@ -185,3 +185,19 @@ def test_the_expert_progress_bar_ends_at_its_total():
 
     assert expert_bar(1, 5, 0, 10) == (50, 0, "expert 1/5")
     assert expert_bar(5, 5, 10, 10) == (50, 50, "expert 5/5")  # the last epoch of the last expert: 50/50
+
+
+def test_a_run_with_analyses_and_its_report(capsys, tmp_path):
+    _fails_cleanly(capsys, tmp_path / "bad", ["--analyses", "stability,sharpnes"], "--analyses", "sharpnes")
+    spec = ExperimentSpec(model=ModelSpec(width=8), training=TrainingSpec(epochs=1))
+    config = tmp_path / "spec.toml"
+    spec.save(config)
+    out = tmp_path / "out"
+    assert main(["run", "--config", str(config), "--methods", "imp,random", "--seeds", "0", "--rounds", "2",
+                 "--analyses", "kept_weights", "--out", str(out), "--device", "cpu"]) == 0
+    kept = list((out / "analyses" / "kept_weights").rglob("*.parquet"))
+    assert len(kept) == 4  # two methods, two levels
+    capsys.readouterr()
+    assert main(["report", str(out)]) == 0
+    assert (out / "report" / "kept_weights.png").exists() and (out / "report" / "report.html").exists()
+    assert not (out / "report" / "interpolation_curves.png").exists()  # no stability asked for, no figure

@@ -29,6 +29,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                      f"(default {','.join(DEFAULT_METHODS)})")
     p.add_argument("--seeds", help=f"comma-separated seeds, each replacing the spec's seed "
                                    f"(default {','.join(map(str, DEFAULT_SEEDS))})")
+    p.add_argument("--analyses", help="comma-separated analyses of every level: stability, landscape, sharpness, "
+                                      "kept_weights (default none; see dpcluster report)")
     p.add_argument("--rounds", type=int, help="pruning rounds (20%% of the remaining weights each)")
     p.add_argument("--target-sparsity", type=float, help="prune until at least this fraction is removed")
     p.add_argument("--epochs", type=int, help="real-data training epochs")
@@ -91,16 +93,19 @@ def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpe
     return out
 
 
-def as_sweep(specs: list[ExperimentSpec]) -> SweepSpec:
-    """The sweep whose experiments are ``specs`` (one base spec, varied by method and seed)."""
+def as_sweep(specs: list[ExperimentSpec], analyses: str | None = None) -> SweepSpec:
+    """The sweep whose experiments are ``specs`` (one base spec, varied by method and seed), with ``analyses``
+    (comma-separated) of every level."""
     base = specs[0]
     try:
         return SweepSpec(name="run", datasets=(base.data.name,), models=(base.model.name,),
                          methods=tuple(dict.fromkeys(s.method for s in specs)),
                          seeds=tuple(dict.fromkeys(s.seed for s in specs)),
-                         images_per_class=(base.distilled.images_per_class,), base=base)
+                         images_per_class=(base.distilled.images_per_class,), base=base,
+                         analyses=tuple(a.strip() for a in (analyses or "").split(",") if a.strip()))
     except SpecError as error:
-        raise UserError(str(error)) from None
+        option = "--analyses" if error.key.startswith("analyses") else error.key
+        raise UserError(f"{option}: {error.message}") from None
 
 
 def handle(args: argparse.Namespace) -> int:
@@ -115,7 +120,7 @@ def handle(args: argparse.Namespace) -> int:
 
     # Jobs log their output to files; the terminal keeps the progress and tables.
     console = Console(file=sys.stdout)
-    sweep = as_sweep(expand(base_spec(args), args))
+    sweep = as_sweep(expand(base_spec(args), args), args.analyses)
     resolve_device(args.device)
     preflight(sweep, console.print)  # every mistake surfaces here, before anything is written
     failed = []

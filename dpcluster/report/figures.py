@@ -22,7 +22,17 @@ def _groups(frame: pd.DataFrame):
 
 def _mean_std(rows: pd.DataFrame, value: str) -> pd.DataFrame:
     rows = rows.assign(sparsity=rows["sparsity"].round(6))
-    return rows.groupby("sparsity")[value].agg(["mean", "std", "count"]).reset_index().fillna({"std": 0.0})
+    # Population std over seeds, as the run's tables and the aggregate report it.
+    return rows.groupby("sparsity")[value].agg(mean="mean", std=lambda v: v.std(ddof=0),
+                                               count="count").reset_index().fillna({"std": 0.0})
+
+
+def _errorbars(ax, rows: pd.DataFrame, value: str, scale: float = 1.0) -> None:
+    """One line per series: ``value`` against sparsity, mean ± std over seeds."""
+    for series, part in rows.groupby("series"):
+        stats = _mean_std(part, value)
+        ax.errorbar(stats["sparsity"] * PCT, stats["mean"] * scale, yerr=stats["std"] * scale, marker="o", ms=3,
+                    capsize=2, label=series)
 
 
 def accuracy_vs_sparsity(data: ReportData):
@@ -30,15 +40,13 @@ def accuracy_vs_sparsity(data: ReportData):
     groups = list(_groups(data.levels))
     figure, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
     for ax, (title, rows) in zip(axes[0], groups):
-        for series, part in rows.groupby("series"):
-            stats = _mean_std(part, "test_accuracy")
-            if part["method"].iloc[0] == "dense":
-                mean, std = stats["mean"].iloc[0] * PCT, stats["std"].iloc[0] * PCT
-                ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25, label=f"dense {mean:.1f} ± {std:.1f}")
-                ax.axhline(mean, color="grey", lw=1)
-                continue
-            ax.errorbar(stats["sparsity"] * PCT, stats["mean"] * PCT, yerr=stats["std"] * PCT, marker="o",
-                        ms=3, capsize=2, label=series)
+        dense = rows[rows["method"] == "dense"]
+        if not dense.empty:
+            mean, std = dense["test_accuracy"].mean() * PCT, dense["test_accuracy"].std(ddof=0) * PCT
+            std = 0.0 if pd.isna(std) else std
+            ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25, label=f"dense {mean:.1f} ± {std:.1f}")
+            ax.axhline(mean, color="grey", lw=1)
+        _errorbars(ax, rows[rows["method"] != "dense"], "test_accuracy", PCT)
         ax.set(title=title, xlabel="sparsity (% of weights pruned)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -97,10 +105,7 @@ def instability_vs_sparsity(data: ReportData):
         return None
     per_level = frame.groupby(["series", "seed", "sparsity"])["instability"].first().reset_index()
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    for series, part in per_level.groupby("series"):
-        stats = _mean_std(part, "instability")
-        ax.errorbar(stats["sparsity"] * PCT, stats["mean"] * PCT, yerr=stats["std"] * PCT, marker="o", ms=3,
-                    capsize=2, label=series)
+    _errorbars(ax, per_level, "instability", PCT)
     ax.set(xlabel="sparsity (%)", ylabel="instability (error barrier, %)", title="linear mode connectivity")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -137,11 +142,8 @@ def sharpness_vs_sparsity(data: ReportData):
     if frame.empty:
         return None
     figure, (top, trace) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for series, part in frame.groupby("series"):
-        for ax, value in ((top, "top_eigenvalue"), (trace, "trace")):
-            stats = _mean_std(part, value)
-            ax.errorbar(stats["sparsity"] * PCT, stats["mean"], yerr=stats["std"], marker="o", ms=3, capsize=2,
-                        label=series)
+    _errorbars(top, frame, "top_eigenvalue")
+    _errorbars(trace, frame, "trace")
     top.set(xlabel="sparsity (%)", ylabel="top eigenvalue", title="sharpness: top Hessian eigenvalue")
     trace.set(xlabel="sparsity (%)", ylabel="trace", title="Hessian trace (Hutchinson)")
     for ax in (top, trace):

@@ -60,12 +60,12 @@ def _round(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(data: ReportData) -> pd.DataFrame:
-    """One row per data set, model, series and sparsity: accuracy (mean, std, seeds), time-to-mask, and the
-    analyses' means where they were run."""
+    """One row per data set, model, series and sparsity: accuracy (mean, population std over seeds, seeds),
+    time-to-mask, and the analyses' means where they were run."""
     keys = ["dataset", "model", "series", "sparsity"]
     levels = _round(data.levels)
     out = levels.groupby(keys).agg(
-        accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", "std"),
+        accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", lambda v: v.std(ddof=0)),
         seeds=("test_accuracy", "count"), mask_search_seconds=("mask_search_seconds", "mean"),
         time_to_mask_seconds=("time_to_mask_seconds", "mean"),
         time_to_mask_examples=("time_to_mask_examples", "mean")).reset_index()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import torch
 
 from dpcluster.data.base import TensorSet, first_examples
@@ -9,6 +12,7 @@ from dpcluster.methods.engine import TrainedPair
 from dpcluster.pruning.masks import sparsity, unpack_mask
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, Planner
+from dpcluster.sweeps.kinds.mask import levels
 
 # The kinds that measure the trained pair of a level.
 PAIR_ANALYSES = ("stability", "landscape", "sharpness")
@@ -49,3 +53,35 @@ def build(spec: ExperimentSpec, inputs, device: torch.device) -> torch.nn.Module
     from dpcluster.models import build_model
 
     return build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes).to(device)
+
+
+def plan_on_pairs(planner: Planner, spec: ExperimentSpec, kind: str, **settings) -> None:
+    """Jobs of ``kind`` for every level of ``spec``, each after the level's pair; ``settings`` are those of the
+    sweep's ``[analysis]`` that change the job's outputs (they go into its id)."""
+    if not wants(planner, kind):
+        return
+    for r in levels(planner, spec)[0]:
+        pair = planner.find("pair", spec, r)
+        planner.add(kind, level_key(spec, r, **settings), spec, r, (pair.id,), planner.sweep.analysis)
+
+
+@dataclass
+class PairLevel:
+    """What a pair analysis job measures: where its rows go, the experiment's inputs, the level's trained pair,
+    and a network of the experiment's model to load them into."""
+
+    path: Path
+    inputs: object
+    pair: TrainedPair
+    model: torch.nn.Module
+
+
+def open_pair_level(job: Job, context) -> PairLevel | None:
+    """The job's level, or None when its rows are already written."""
+    spec = job.experiment
+    path = context.layout.analysis_file(job.kind, spec, job.id)
+    if path.exists():
+        return None
+    inputs = context.inputs(spec)
+    return PairLevel(path, inputs, load_pair(context.layout.pair_file(spec, job.round)),
+                     build(spec, inputs, context.device))
