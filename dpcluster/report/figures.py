@@ -14,6 +14,12 @@ from dpcluster.report.tables import ReportData  # noqa: E402
 PCT = 100
 
 
+def _palette(data: ReportData) -> dict[str, str]:
+    """One colour per series, the same in every figure."""
+    names = sorted(set(data.levels["series"]))
+    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+
+
 def _groups(frame: pd.DataFrame):
     """(title, rows) per data set and model."""
     for (dataset, model), rows in frame.groupby(["dataset", "model"]):
@@ -27,12 +33,12 @@ def _mean_std(rows: pd.DataFrame, value: str) -> pd.DataFrame:
                                                count="count").reset_index().fillna({"std": 0.0})
 
 
-def _errorbars(ax, rows: pd.DataFrame, value: str, scale: float = 1.0) -> None:
+def _errorbars(ax, rows: pd.DataFrame, value: str, palette: dict[str, str], scale: float = 1.0) -> None:
     """One line per series: ``value`` against sparsity, mean ± std over seeds."""
     for series, part in rows.groupby("series"):
         stats = _mean_std(part, value)
         ax.errorbar(stats["sparsity"] * PCT, stats["mean"] * scale, yerr=stats["std"] * scale, marker="o", ms=3,
-                    capsize=2, label=series)
+                    capsize=2, label=series, color=palette.get(series))
 
 
 def accuracy_vs_sparsity(data: ReportData):
@@ -46,7 +52,7 @@ def accuracy_vs_sparsity(data: ReportData):
             std = 0.0 if pd.isna(std) else std
             ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25, label=f"dense {mean:.1f} ± {std:.1f}")
             ax.axhline(mean, color="grey", lw=1)
-        _errorbars(ax, rows[rows["method"] != "dense"], "test_accuracy", PCT)
+        _errorbars(ax, rows[rows["method"] != "dense"], "test_accuracy", _palette(data), PCT)
         ax.set(title=title, xlabel="sparsity (% of weights pruned)", ylabel="test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -64,10 +70,11 @@ def cost_vs_sparsity(data: ReportData):
     for series, part in levels.groupby("series"):
         for ax, search, total in ((seconds, "mask_search_seconds", "time_to_mask_seconds"),
                                   (examples, "mask_search_examples", "time_to_mask_examples")):
-            line = ax.plot(_mean_std(part, total)["sparsity"] * PCT, _mean_std(part, total)["mean"], marker="o", ms=3,
-                           label=f"{series} time-to-mask")[0]
+            color = _palette(data).get(series)
+            ax.plot(_mean_std(part, total)["sparsity"] * PCT, _mean_std(part, total)["mean"], marker="o", ms=3,
+                    color=color, label=f"{series} time-to-mask")
             ax.plot(_mean_std(part, search)["sparsity"] * PCT, _mean_std(part, search)["mean"], ls="--",
-                    color=line.get_color(), label=f"{series} search")
+                    color=color, label=f"{series} search")
     seconds.set(xlabel="sparsity (%)", ylabel="seconds", title="time to find the mask")
     examples.set(xlabel="sparsity (%)", ylabel="training examples", title="training examples used")
     for ax in (seconds, examples):
@@ -88,12 +95,17 @@ def interpolation_curves(data: ReportData):
     for ax, level in zip(axes[0], levels):
         for series, part in frame[frame["sparsity"] == level].groupby("series"):
             curve = part.groupby("alpha")["test_error"].mean()
-            ax.plot(curve.index, curve.values * PCT, marker=".", label=series)
+            ax.plot(curve.index, curve.values * PCT, marker=".", label=series, color=_palette(data).get(series))
         ax.set(title=f"{level * PCT:.1f}% sparse", xlabel="interpolation α")
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("test error (%)")
-    axes[0][0].legend(fontsize=7)
-    figure.tight_layout()
+    # One legend for every panel: a series may be missing from some levels (dense has only its own).
+    handles = {}
+    for ax in axes[0]:
+        for handle, name in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(name, handle)
+    figure.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6), fontsize=8)
+    figure.tight_layout(rect=(0, 0.12, 1, 1))
     return figure
 
 
@@ -105,7 +117,7 @@ def instability_vs_sparsity(data: ReportData):
         return None
     per_level = frame.groupby(["series", "seed", "sparsity"])["instability"].first().reset_index()
     figure, ax = plt.subplots(figsize=(7, 4.5))
-    _errorbars(ax, per_level, "instability", PCT)
+    _errorbars(ax, per_level, "instability", _palette(data), PCT)
     ax.set(xlabel="sparsity (%)", ylabel="instability (error barrier, %)", title="linear mode connectivity")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -142,8 +154,8 @@ def sharpness_vs_sparsity(data: ReportData):
     if frame.empty:
         return None
     figure, (top, trace) = plt.subplots(1, 2, figsize=(12, 4.5))
-    _errorbars(top, frame, "top_eigenvalue")
-    _errorbars(trace, frame, "trace")
+    _errorbars(top, frame, "top_eigenvalue", _palette(data))
+    _errorbars(trace, frame, "trace", _palette(data))
     top.set(xlabel="sparsity (%)", ylabel="top eigenvalue", title="sharpness: top Hessian eigenvalue")
     trace.set(xlabel="sparsity (%)", ylabel="trace", title="Hessian trace (Hutchinson)")
     for ax in (top, trace):
