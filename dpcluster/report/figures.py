@@ -41,6 +41,15 @@ def _errorbars(ax, rows: pd.DataFrame, value: str, palette: dict[str, str], scal
                     capsize=2, label=series, color=palette.get(series))
 
 
+def _finish(figure, axes, legend_size: int = 8):
+    """Grid and legend on every panel, laid out tight."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=legend_size)
+    figure.tight_layout()
+    return figure
+
+
 def accuracy_vs_sparsity(data: ReportData):
     """Test accuracy against sparsity per method, mean ± std over seeds, with the dense accuracy as a band."""
     groups = list(_groups(data.levels))
@@ -54,10 +63,7 @@ def accuracy_vs_sparsity(data: ReportData):
             ax.axhline(mean, color="grey", lw=1)
         _errorbars(ax, rows[rows["method"] != "dense"], "test_accuracy", _palette(data), PCT)
         ax.set(title=title, xlabel="sparsity (% of weights pruned)", ylabel="test accuracy (%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, axes[0])
 
 
 def cost_vs_sparsity(data: ReportData):
@@ -77,11 +83,7 @@ def cost_vs_sparsity(data: ReportData):
                     color=color, label=f"{series} search")
     seconds.set(xlabel="sparsity (%)", ylabel="seconds", title="time to find the mask")
     examples.set(xlabel="sparsity (%)", ylabel="training examples", title="training examples used")
-    for ax in (seconds, examples):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, (seconds, examples), 7)
 
 
 def interpolation_curves(data: ReportData):
@@ -119,10 +121,7 @@ def instability_vs_sparsity(data: ReportData):
     figure, ax = plt.subplots(figsize=(7, 4.5))
     _errorbars(ax, per_level, "instability", _palette(data), PCT)
     ax.set(xlabel="sparsity (%)", ylabel="instability (error barrier, %)", title="linear mode connectivity")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, (ax,))
 
 
 def landscapes(data: ReportData):
@@ -158,11 +157,7 @@ def sharpness_vs_sparsity(data: ReportData):
     _errorbars(trace, frame, "trace", _palette(data))
     top.set(xlabel="sparsity (%)", ylabel="top eigenvalue", title="sharpness: top Hessian eigenvalue")
     trace.set(xlabel="sparsity (%)", ylabel="trace", title="Hessian trace (Hutchinson)")
-    for ax in (top, trace):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.tight_layout()
-    return figure
+    return _finish(figure, (top, trace))
 
 
 def kept_weights(data: ReportData):
