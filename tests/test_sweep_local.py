@@ -1,6 +1,7 @@
 """Sweeps on the local backend: every level validated once, resuming after a kill, retries, aggregation."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -241,3 +242,37 @@ def test_a_job_starts_when_its_own_dependencies_are_done_not_its_stage(tmp_path)
     assert log.index(("submit", "validate-random-s0-digits-convnet-r1")) < imp_ends
     assert log.index(("end", "validate-random-s0-digits-convnet-r1")) < imp_ends
     assert log.index(("submit", "validate-imp-s0-digits-convnet-r1")) > imp_ends
+
+
+def test_a_validation_killed_mid_training_resumes_there_with_the_same_result(tmp_path):
+    spec = {"name": "long", "methods": ["dense"], "seeds": [0],
+            "base": {"model": {"width": 32}, "training": {"epochs": 40}}}
+    sweep = SweepSpec.from_dict(spec)
+    path = tmp_path / "sweep.toml"
+    sweep.save(path)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dpcluster", "sweep", str(path), "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # Kill it once the validation has written its progress after a few epochs.
+    while not list((out / "progress").glob("*/*.pt")) if (out / "progress").exists() else True:
+        assert process.poll() is None, "the sweep ended before the kill"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not list((out / "results").rglob("*.parquet")) if (out / "results").exists() else True
+    finished = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    log = (out / "logs" / "validate-dense-s0-digits-convnet-r0.log").read_text()
+    resumed = re.search(r"round 0: validation: resumed from its progress at step (\d+)", log)
+    assert resumed and int(resumed.group(1)) > 0, log
+    assert not list((out / "progress").rglob("*.pt")), "progress is removed once training ends"
+    # The same numbers as a run that was never interrupted.
+    alone = tmp_path / "alone"
+    run_sweep(sweep, alone, LocalBackend(), "cpu")
+    (killed,), (whole,) = rows(out), rows(alone)
+    for key in ("test_accuracy", "test_loss", "validation_examples", "mask_hash"):
+        assert killed[key] == whole[key], key

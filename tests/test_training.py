@@ -135,3 +135,47 @@ def test_a_job_uses_the_cpus_it_was_granted(monkeypatch):
         assert granted_cpus() == len(os.sched_getaffinity(0))  # outside a scheduler: the CPUs we may run on
     finally:
         torch.set_num_threads(threads)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_interrupted_training_resumes_mid_training_to_the_same_weights(tmp_path, optimizer):
+    from dpcluster.training.loop import Progress
+
+    spec = TrainingSpec(epochs=5, batch_size=32, lr=0.01, optimizer=optimizer, augmentation="dsa",
+                        milestones=(3,))
+    data = _data()
+    model = _model()
+    mask = _pruned_mask(model)
+    apply_mask(model, mask)
+    start = capture_state(model)
+    whole = train(model, data, spec, device=CPU, seed=7, mask=mask)
+    expected = capture_state(model)
+
+    progress = Progress(tmp_path / "progress" / "run.pt", "the-training")
+
+    def stop_after_three(epoch, total):
+        if epoch == 3:
+            raise _Stop  # before the third epoch's progress is written: two epochs are kept
+
+    restore_state(model, start)
+    with pytest.raises(_Stop):
+        train(model, data, spec, device=CPU, seed=7, mask=mask, progress=progress, on_epoch=stop_after_three)
+    assert progress.path.exists()
+    # Another training's file (another key) is ignored, not resumed.
+    restore_state(model, start)
+    other = train(model, data, spec, device=CPU, seed=7, mask=mask, progress=Progress(progress.path, "another"))
+    assert other.resumed_from is None
+    restore_state(model, start)
+    with pytest.raises(_Stop):
+        train(model, data, spec, device=CPU, seed=7, mask=mask, progress=progress, on_epoch=stop_after_three)
+    restore_state(model, start)
+    resumed = train(model, data, spec, device=CPU, seed=7, mask=mask, progress=progress)
+    per_epoch = 3  # 96 examples in batches of 32
+    assert resumed.resumed_from == 2 * per_epoch
+    assert resumed.examples_seen == whole.examples_seen and resumed.steps == whole.steps
+    assert all(torch.equal(expected[k], v) for k, v in capture_state(model).items())
+    assert not progress.path.exists() and not progress.path.parent.exists()

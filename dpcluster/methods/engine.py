@@ -39,6 +39,7 @@ from dpcluster.results.records import LayerCount, RoundRecord, read_records, wri
 from dpcluster.runtime import granted_cpus
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
+from dpcluster.training.loop import Progress
 from dpcluster.training.batches import steps_per_epoch
 from dpcluster.training.distributed import Distributed
 
@@ -46,6 +47,8 @@ RESULTS_FILE = "rounds.parquet"
 REWIND_FILE = "rewind.pt"
 SPEC_FILE = "spec.toml"
 CHECKPOINT_FILE = "checkpoint.pt"
+# Per-epoch progress of the training under way, so a stopped run resumes mid-training.
+PROGRESS_DIR = "progress"
 
 
 @dataclass
@@ -102,8 +105,10 @@ class Experiment:
     """One experiment's run: the model, its initial state, and the trainings the rounds are made of."""
 
     def __init__(self, spec: ExperimentSpec, inputs: Inputs, device: torch.device, reporter: Reporter,
-                 distributed: Distributed | None = None):
+                 distributed: Distributed | None = None, progress_dir: Path | None = None):
         self.spec, self.inputs, self.device, self.reporter = spec, inputs, device, reporter
+        # Where each training keeps its per-epoch progress, so an interrupted job resumes mid-training.
+        self.progress_dir = progress_dir
         self.method = get_method(spec.method)
         self.distributed = distributed
         torch.manual_seed(spec.seed)
@@ -115,6 +120,15 @@ class Experiment:
         self.workers = min(spec.data.workers, granted_cpus())
 
     # --- trainings ------------------------------------------------------------------------------
+    def _progress(self, label: str, *identity) -> Progress | None:
+        """The progress file of the training ``label`` (distinct within an experiment), keyed by what makes it
+        that training."""
+        if self.progress_dir is None:
+            return None
+        name = "".join(c if c.isalnum() else "-" for c in label).strip("-")
+        key = ":".join(map(str, (self.spec.experiment_id, label, *identity)))
+        return Progress(self.progress_dir / f"{name}.pt", key)
+
     def _start(self, state: State, mask: Mask) -> None:
         restore_state(self.model, masked_state(state, mask))
 
@@ -132,12 +146,15 @@ class Experiment:
             if from_rewind:
                 # The first real-data training of the run sets the rewind point as it passes it.
                 snapshot_step = self.rewind_at
-        result = train(self.model, self.inputs.data.train, spec.training, device=self.device,
-                       seed=spec.seed if data_seed is None else data_seed, mask=mask, start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
+        seed = spec.seed if data_seed is None else data_seed
+        result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=seed, mask=mask,
+                       start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
                        on_epoch=self.reporter.start_training(label, spec.training.epochs),
-                       distributed=self.distributed)
+                       distributed=self.distributed,
+                       progress=self._progress(label, mask_hash(mask), start_step, seed))
         if snapshot_step is not None:
             checkpoint.rewind_state = result.snapshot
+        self._say_resumed(label, result)
         return Carry(capture_state(self.model), result.seconds, result.examples_seen)
 
     def train_distilled(self, mask: Mask, label: str) -> Carry:
@@ -147,8 +164,14 @@ class Experiment:
         training = spec.distilled_training.with_auto_augmentation(self.inputs.distilled_augmentation)
         result = train(self.model, self.inputs.distilled, training, device=self.device,
                        seed=spec.seed, mask=mask, lr=lr,
-                       on_epoch=self.reporter.start_training(label, spec.distilled_training.epochs))
+                       on_epoch=self.reporter.start_training(label, spec.distilled_training.epochs),
+                       progress=self._progress(label, mask_hash(mask)))
+        self._say_resumed(label, result)
         return Carry(capture_state(self.model), result.seconds, result.examples_seen)
+
+    def _say_resumed(self, label: str, result) -> None:
+        if result.resumed_from is not None:
+            self.reporter.message(f"{label}: resumed from its progress at step {result.resumed_from}")
 
     def test(self, state: State) -> tuple[float, float]:
         restore_state(self.model, state)
@@ -235,7 +258,7 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec.save(run_dir / SPEC_FILE)
 
-    experiment = Experiment(spec, inputs, device, reporter)
+    experiment = Experiment(spec, inputs, device, reporter, progress_dir=run_dir / PROGRESS_DIR)
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists():
         checkpoint = Checkpoint.load(checkpoint_path)
@@ -280,7 +303,7 @@ def searched_validation(mask_run_dir: Path, round_index: int) -> RoundRecord | N
 
 def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
                    device: torch.device, reporter: Reporter | None = None,
-                   distributed: Distributed | None = None) -> RoundRecord:
+                   distributed: Distributed | None = None, progress_dir: Path | None = None) -> RoundRecord:
     """Train round ``round_index``'s subnetwork (kept by a ``keep_masks`` run in ``mask_run_dir``) on real data
     and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run. A round the
     search already validated (its validation was the next inner loop) is that record, not trained again. With
@@ -288,7 +311,7 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
     if round_index and (searched := searched_validation(mask_run_dir, round_index)) is not None:
         return searched
     experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
-                                                       distributed)
+                                                       distributed, progress_dir)
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
                                        label=f"round {round_index}: validation")
     if round_index == 0:
@@ -299,11 +322,11 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
 
 
 def _level(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int, device: torch.device,
-           reporter: Reporter | None, distributed: Distributed | None = None):
+           reporter: Reporter | None, distributed: Distributed | None = None, progress_dir: Path | None = None):
     """Round ``round_index``'s subnetwork as its validation starts it: the experiment, the mask, a checkpoint
     holding the rewind state, and whether training starts from the rewind point (else initialisation)."""
     check_experiment(spec, inputs)
-    experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed)
+    experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed, progress_dir)
     if round_index == 0:
         mask = full_mask(experiment.weights)
         return experiment, mask, Checkpoint(spec.experiment_id, 0, mask), False
@@ -327,10 +350,12 @@ class TrainedPair:
 
 
 def train_pair(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
-               device: torch.device, reporter: Reporter | None = None) -> TrainedPair:
+               device: torch.device, reporter: Reporter | None = None,
+               progress_dir: Path | None = None) -> TrainedPair:
     """Copy ``a`` trains with the experiment's own data order (it is the validated network); copy ``b`` with
     another, drawn from a seed no experiment of a sweep uses for its data."""
-    experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter)
+    experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
+                                                       progress_dir=progress_dir)
     start = masked_state(checkpoint.rewind_state if from_rewind else experiment.init_state, mask)
     copies = [experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
                                     data_seed=data_seed).state

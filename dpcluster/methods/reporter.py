@@ -8,7 +8,7 @@ from dpcluster.results.records import RoundRecord
 
 
 class Reporter:
-    """Does nothing; subclasses show progress."""
+    """Shows no progress (subclasses do); messages are printed."""
 
     def start_experiment(self, name: str, rounds: int, done: int) -> None:
         pass
@@ -26,4 +26,5 @@ class Reporter:
         """A level validated on its own (a sweep's validation job)."""
 
     def message(self, text: str) -> None:
-        pass
+        """A line worth keeping (a job's log has it): printed."""
+        print(text, flush=True)

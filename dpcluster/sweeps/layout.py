@@ -8,6 +8,7 @@
     SWEEP/analyses/<analysis>/dataset=/model=/method=/<job id>.parquet   the analyses' rows, one file per level
     SWEEP/analyses/pairs/<experiment>/round-NNN.pt   two copies of a level's subnetwork, trained for the analyses
     SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
+    SWEEP/progress/<job id>/              a training's per-epoch progress while it runs
     SWEEP/logs/                           one log per job
 """
 
@@ -68,6 +69,10 @@ class SweepLayout:
 
     def pair_file(self, spec: ExperimentSpec, round_index: int) -> Path:
         return self.analyses_dir / "pairs" / spec.name / f"round-{round_index:03d}.pt"
+
+    def progress_dir(self, job_id: str) -> Path:
+        """Where a job's trainings keep their per-epoch progress (removed as each training ends)."""
+        return self.root / "progress" / job_id
 
     def log_file(self, job_name: str) -> Path:
         return self.logs_dir / f"{job_name}.log"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +34,38 @@ class TrainResult:
     steps: int
     # The model's state after ``snapshot_step`` steps, when one was asked for.
     snapshot: dict[str, torch.Tensor] | None = None
+    # The step this call resumed from (a progress file of an interrupted run of the same training), else None.
+    resumed_from: int | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where a training keeps its progress so an interrupted run resumes mid-training: ``path``, written after
+    every epoch (atomically), and ``key``, what identifies the training (a file with another key is ignored)."""
+
+    path: Path
+    key: str
+
+    def load(self) -> dict | None:
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, weights_only=True, map_location="cpu")
+        except Exception:  # noqa: BLE001 - a damaged progress file only costs the work since the last round
+            return None
+        return saved if saved.get("key") == self.key else None
+
+    def save(self, state: dict) -> None:
+        from dpcluster.atomic import torch_save_atomic
+
+        torch_save_atomic({**state, "key": self.key}, self.path)
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()  # the folder goes with its last file
+        except OSError:
+            pass
 
 
 def make_optimizer(params: list[nn.Parameter], spec: TrainingSpec, lr: float,
@@ -64,10 +97,13 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
           mask: Mask | None = None, lr: float | None = None, start_step: int = 0,
           snapshot_step: int | None = None, workers: int = 0,
           on_epoch: Callable[[int, int], None] | None = None,
-          distributed: Distributed | None = None) -> TrainResult:
+          distributed: Distributed | None = None, progress: Progress | None = None) -> TrainResult:
     """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step``.
 
-    With ``distributed``, every process trains its share of each batch and DDP averages the gradients."""
+    With ``distributed``, every process trains its share of each batch and DDP averages the gradients. With
+    ``progress``, the model, optimizer and counters are saved after every epoch, and a run that finds the same
+    training's progress continues from it: batches, augmentation and learning rate depend only on (seed, epoch),
+    so the result is the uninterrupted run's. The file is removed when training ends."""
     _prepare(model, device)
     stepped = model
     if distributed is not None:
@@ -86,12 +122,19 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
 
     model.train()
     snapshot = capture_state(model) if snapshot_step == start_step else None
-    step, examples = start_step, 0
+    step, examples, before = start_step, 0, 0.0
+    saved = progress.load() if progress is not None else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        step, examples, before, snapshot = saved["step"], saved["examples"], saved["seconds"], saved["snapshot"]
+    resumed_from = step if saved is not None else None
+    first = step  # where this call starts: the start step, or the resumed one (always an epoch's end)
     started = time.perf_counter()
-    for epoch in range(start_step // per_epoch, spec.epochs):
+    for epoch in range(first // per_epoch, spec.epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(spec, base_lr, epoch)
-        skip = start_step - epoch * per_epoch if epoch == start_step // per_epoch else 0
+        skip = first - epoch * per_epoch if epoch == first // per_epoch else 0
         augment_generator = epoch_generator(seed, epoch, stream=1)
         shard = distributed.shard if distributed is not None else None
         for x, y, batch_examples in epoch_batches(data, spec.batch_size, seed, epoch, skip, device, workers, shard):
@@ -118,9 +161,15 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
                 snapshot = capture_state(model)
         if on_epoch is not None:
             on_epoch(epoch + 1, spec.epochs)
+        if progress is not None and epoch + 1 < spec.epochs and (distributed is None or distributed.is_main):
+            progress.save({"model": capture_state(model), "optimizer": optimizer.state_dict(), "step": step,
+                           "examples": examples, "snapshot": snapshot,
+                           "seconds": before + time.perf_counter() - started})
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-    return TrainResult(examples, time.perf_counter() - started, step - start_step, snapshot)
+    if progress is not None and (distributed is None or distributed.is_main):
+        progress.clear()
+    return TrainResult(examples, before + time.perf_counter() - started, step - start_step, snapshot, resumed_from)
 
 
 @torch.no_grad()

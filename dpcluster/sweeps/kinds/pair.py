@@ -27,7 +27,8 @@ def run(job: Job, context) -> None:
     if path.exists():
         return
     search = layout.search_dir(spec) if job.round else None
-    pair = train_pair(spec, context.inputs(spec), search, job.round, context.device, context.reporter)
+    pair = train_pair(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
+                      progress_dir=layout.progress_dir(job.id))
     torch_save_atomic({"mask": pack_mask(pair.mask), "start": pair.start, "a": pair.a, "b": pair.b}, path)
 
 

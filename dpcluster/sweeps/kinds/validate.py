@@ -49,7 +49,7 @@ def run(job: Job, context) -> None:
         return
     search = layout.search_dir(spec) if job.round else None
     record = validate_round(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
-                            distributed=context.distributed)
+                            distributed=context.distributed, progress_dir=layout.progress_dir(job.id))
     if context.writes:
         _write(job, layout, record)
     context.reporter.end_validation(record)
