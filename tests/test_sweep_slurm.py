@@ -80,3 +80,56 @@ def test_failing_jobs_in_a_pack_each_report_and_the_pack_goes_on(slurm_cluster, 
     assert all("Error" in s.error and "log " in s.error for s in failed), [s.error for s in failed]
     # Four jobs in two tasks of two: the second job of each pack ran after the first had failed.
     assert len(list((tmp_path / "logs").rglob("*_log.out"))) == 2
+
+
+def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster, tmp_path):
+    import re
+    import subprocess
+    import threading
+    import time
+
+    from dpcluster.sweeps.backends import LocalBackend
+    from dpcluster.sweeps.slurm_backend import SlurmBackend
+
+    sweep = SweepSpec.from_dict({"name": "requeue", "methods": ["dense"], "seeds": [0],
+                                 "base": {"model": {"width": 32}, "training": {"epochs": 40}}})
+    out = tmp_path / "out"
+    backend = SlurmBackend(out / "logs", partition="debug", time_min=10)
+    finished = {}
+    thread = threading.Thread(target=lambda: finished.update(manifest=run_sweep(sweep, out, backend, "cpu")))
+    thread.start()
+    deadline = time.time() + 300
+    while not list((out / "progress").glob("*/*.pt")) if (out / "progress").exists() else True:
+        assert thread.is_alive() and time.time() < deadline, "the job ended before it could be requeued"
+        time.sleep(0.05)
+    (pack,) = backend.running
+    job_id = pack.job.job_id
+    requeued = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
+    assert requeued.returncode == 0, requeued.stderr
+    # Slurm defers a requeued job's start (BeginTime); let it start as soon as it is pending again.
+    while "JobState=PENDING" not in subprocess.run(["scontrol", "show", "job", job_id], capture_output=True,
+                                                   text=True).stdout:
+        assert time.time() < deadline
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], capture_output=True, text=True)
+    thread.join(timeout=600)
+    assert not thread.is_alive()
+    assert all(state.state == "done" for state in finished["manifest"].jobs.values()), finished["manifest"].jobs
+    restarts = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True).stdout
+    assert re.search(r"Restarts=([1-9])", restarts), restarts
+    log = " ".join(p.read_text() for p in (out / "logs").rglob("*_log.out"))
+    resumed = re.search(r"round 0: validation: resumed from its progress at step (\d+)", log)
+    assert resumed and int(resumed.group(1)) > 0, log
+    # The same numbers as a run that was never interrupted.
+    alone = tmp_path / "alone"
+    import torch
+
+    threads = torch.get_num_threads()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SLURM_CPUS_PER_TASK", "1")  # one thread, as the Slurm job had: the same float sums
+        run_sweep(sweep, alone, LocalBackend(), "cpu")
+    torch.set_num_threads(threads)
+    (requeued_row,), (whole,) = (ds.dataset(f / "results", format="parquet", partitioning="hive").to_table()
+                                 .to_pylist() for f in (out, alone))
+    for key in ("test_accuracy", "test_loss", "validation_examples"):
+        assert requeued_row[key] == whole[key], key

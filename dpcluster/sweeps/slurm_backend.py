@@ -42,8 +42,17 @@ def _outcome_file(folder: Path, job_id: str) -> Path:
 def _run_pack(calls: list[JobCall], folder: str) -> None:
     """One array task: run its jobs in turn; after each, its outcome file (written by the first process of a
     data-parallel job). A requeued task skips the jobs it already finished."""
+    import signal
+
     import submitit
 
+    def stop(signum, frame):
+        # Slurm sends SIGTERM when it requeues, preempts or cancels a job; submitit ignores it (it checkpoints on
+        # its own timeout signal). Every training keeps its progress on disk after each epoch, so stopping at
+        # once loses at most an epoch, and the requeued task resumes there.
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, stop)
     first = submitit.JobEnvironment().global_rank == 0
     for call in calls:
         path = _outcome_file(Path(folder), call.job.id)
@@ -111,7 +120,10 @@ class SlurmBackend:
 
         executor = submitit.SlurmExecutor(folder=Path(self.folder) / "%j", max_num_timeout=3)
         params = {"time": self.time_min, "cpus_per_task": self.cpus_per_task,
-                  "array_parallelism": self.array_parallelism, "job_name": "dpcluster"}
+                  "array_parallelism": self.array_parallelism, "job_name": "dpcluster",
+                  # A requeued job (preempted, timed out, scontrol requeue) adds to its log instead of
+                  # overwriting the first attempt's.
+                  "additional_parameters": {"open-mode": "append"}}
         for key in ("partition", "account", "qos", "constraint"):
             if getattr(self, key):
                 params[key] = getattr(self, key)
