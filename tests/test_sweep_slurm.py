@@ -133,3 +133,52 @@ def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster,
                                  .to_pylist() for f in (out, alone))
     for key in ("test_accuracy", "test_loss", "validation_examples"):
         assert requeued_row[key] == whole[key], key
+
+
+def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_cluster, tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from collections import Counter
+    from pathlib import Path
+
+    from submitit.core.utils import pickle_load
+
+    sweep = SweepSpec.from_dict({"name": "killed", "methods": ["dense", "random"], "seeds": [0, 1],
+                                 "sparsities": [0.2, 0.36],
+                                 "base": {"model": {"width": 32}, "pruning": {"rounds": 2},
+                                          "training": {"epochs": 8}}})
+    spec = tmp_path / "sweep.toml"
+    sweep.save(spec)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dpcluster", "sweep", str(spec), "--backend", "slurm", "--partition", "debug",
+               "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    manifest = out / "manifest.json"
+    deadline = time.time() + 300
+
+    def submitted() -> bool:
+        try:
+            return any(job["scheduler_id"] for job in json.loads(manifest.read_text()).values())
+        except (OSError, ValueError, KeyError):
+            return False
+
+    while not submitted():
+        assert process.poll() is None and time.time() < deadline, "the sweep ended before the kill"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)  # while its first jobs are queued or running
+    process.wait()
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "following" in again.stdout, again.stdout[-3000:]
+    # Every job went to Slurm exactly once: no job id is in two submissions.
+    sent = Counter(call.job.id for path in (out / "logs").rglob("*_submitted.pkl")
+                   for call in pickle_load(path).args[0])
+    assert sent and all(count == 1 for count in sent.values()), sent
+    rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
+    keys = sorted((r["method"], r["seed"], r["round"]) for r in rows)
+    assert keys == sorted([("dense", s, 0) for s in (0, 1)] + [("random", s, r) for s in (0, 1) for r in (1, 2)])

@@ -41,9 +41,26 @@ class _Run:
         self.jobs, self.manifest = prepare(sweep, sweep_dir)
         self.by_id = {job.id: job for job in self.jobs}
         self.submitted: set[str] = set()
-        for job in self.jobs:  # a job left "running" by a killed coordinator is simply run again
-            if self.manifest.jobs[job.id].state == "running":
-                self.manifest.jobs[job.id].state = "pending"
+        if hasattr(backend, "on_submitted"):
+            backend.on_submitted = self.manifest.submitted
+        self.reattach()
+
+    def reattach(self) -> None:
+        """Jobs a killed coordinator left "running": those the scheduler knows (their ids are in the manifest) are
+        followed again, not submitted twice; the others run again."""
+        attachable: dict[str, list[JobCall]] = {}
+        for job in self.jobs:
+            state = self.manifest.jobs[job.id]
+            if state.state != "running":
+                continue
+            if state.scheduler_id is not None and hasattr(self.backend, "attach"):
+                attachable.setdefault(state.scheduler_id, []).append(JobCall(job, self.layout.root, self.device))
+            else:
+                state.state = "pending"
+        for scheduler_id, calls in attachable.items():
+            self.backend.attach(calls, scheduler_id)
+            self.submitted.update(call.job.id for call in calls)
+            self.say(f"following {len(calls)} job(s) submitted earlier ({self.backend.name} {scheduler_id})")
 
     def state(self, job_id: str) -> str:
         return self.manifest.jobs[job_id].state

@@ -18,6 +18,9 @@ class JobState:
     state: str = "pending"
     attempts: int = 0
     error: str | None = None
+    # The scheduler's id for the job's current attempt (a Slurm job or array task id), so a later run of the
+    # coordinator can follow the job instead of submitting it again.
+    scheduler_id: str | None = None
 
 
 class Manifest:
@@ -38,6 +41,13 @@ class Manifest:
         job.state, job.error = state, error
         if state == "running":
             job.attempts += 1
+            job.scheduler_id = None
+        self.save()
+
+    def submitted(self, ids: dict[str, str]) -> None:
+        """Record the scheduler's ids of jobs just submitted (job id -> scheduler id)."""
+        for job_id, scheduler_id in ids.items():
+            self.jobs[job_id].scheduler_id = scheduler_id
         self.save()
 
     def release(self, job_id: str) -> None:

@@ -110,6 +110,8 @@ class SlurmBackend:
     resolves_dependencies = False
     queued: list[JobCall] = field(default_factory=list)
     running: list[_Pack] = field(default_factory=list)
+    # Called with {job id: Slurm id} right after each sbatch, so the ids are on disk before anything can stop us.
+    on_submitted: object = None
 
     @property
     def tasks(self) -> int:
@@ -170,6 +172,15 @@ class SlurmBackend:
             message = " ".join(str(error).split()) or "sbatch failed"
             raise UserError(f"Slurm refused the jobs: {message}") from None
         self.running += [_Pack(list(group), job) for group, job in zip(groups, jobs)]
+        if self.on_submitted is not None:
+            self.on_submitted({call.job.id: job.job_id for group, job in zip(groups, jobs) for call in group})
+
+    def attach(self, calls: list[JobCall], scheduler_id: str) -> None:
+        """Follow a Slurm job an earlier run of the coordinator submitted for ``calls`` (queued, running or
+        ended: its outcome files, or its end without them, are read as for a job submitted now)."""
+        from submitit.slurm.slurm import SlurmJob
+
+        self.running.append(_Pack(list(calls), SlurmJob(folder=Path(self.folder) / "%j", job_id=scheduler_id)))
 
     def wait(self) -> list[Outcome]:
         if self.queued:
