@@ -182,3 +182,43 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
     rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
     keys = sorted((r["method"], r["seed"], r["round"]) for r in rows)
     assert keys == sorted([("dense", s, 0) for s in (0, 1)] + [("random", s, r) for s in (0, 1) for r in (1, 2)])
+
+
+def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluster, tmp_path, capsys):
+    import json
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from dpcluster.cli.main import main
+
+    sweep = SweepSpec.from_dict({"name": "cancelled", "methods": ["dense"], "seeds": [0, 1, 2, 3],
+                                 "base": {"model": {"width": 32}, "training": {"epochs": 200}}})
+    spec = tmp_path / "sweep.toml"
+    sweep.save(spec)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dpcluster", "sweep", str(spec), "--backend", "slurm", "--partition", "debug",
+               "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "progress").exists() or not list((out / "progress").glob("*/*.pt")):
+        assert process.poll() is None and time.time() < deadline
+        time.sleep(0.1)
+    assert main(["status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "Slurm's view" in printed and "RUNNING" in printed, printed
+    assert main(["cancel", str(out)]) == 0
+    assert "cancelled 4 job(s)" in capsys.readouterr().out
+    assert process.wait(timeout=120) == 1  # the coordinator ends by itself, submitting nothing more
+    ids = {job["scheduler_id"] for job in json.loads((out / "manifest.json").read_text()).values()
+           if job["scheduler_id"]}
+    queued = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True).stdout.split()
+    assert not ids & set(queued), queued
+    states = {job["state"] for job in json.loads((out / "manifest.json").read_text()).values()
+              if job["kind"] == "validate"}
+    assert states == {"cancelled"}, states
+    assert main(["status", str(out)]) == 0
+    assert "CANCELLED" in capsys.readouterr().out

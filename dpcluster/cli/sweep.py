@@ -38,9 +38,12 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     ray = p.add_argument_group("ray")
     ray.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(handler=handle_sweep)
-    s = commands.add_parser("status", help="show a sweep's jobs by stage and state")
+    s = commands.add_parser("status", help="show a sweep's jobs by stage and state, with Slurm's view of each")
     s.add_argument("dir", type=Path, help="sweep folder")
     s.set_defaults(handler=handle_status)
+    c = commands.add_parser("cancel", help="cancel a sweep's queued and running Slurm jobs")
+    c.add_argument("dir", type=Path, help="sweep folder")
+    c.set_defaults(handler=handle_cancel)
     a = commands.add_parser("aggregate", help="mean, std and count of accuracy per data set, model, method, sparsity")
     a.add_argument("dir", type=Path, help="sweep folder")
     a.set_defaults(handler=handle_aggregate)
@@ -95,7 +98,8 @@ def status_table(manifest) -> Table:
 
     counts = Counter((state.kind, state.state) for state in manifest.jobs.values())
     table = Table(title="Jobs by stage and state")
-    states = ("pending", "running", "done", "failed")
+    from dpcluster.sweeps.manifest import STATES as states
+
     table.add_column("stage")
     for state in states:
         table.add_column(state, justify="right")
@@ -105,19 +109,56 @@ def status_table(manifest) -> Table:
     return table
 
 
-def handle_status(args: argparse.Namespace) -> int:
+def _manifest(folder: Path):
     from dpcluster.sweeps.layout import SweepLayout
     from dpcluster.sweeps.manifest import Manifest
 
-    path = SweepLayout(args.dir).manifest_file
+    path = SweepLayout(folder).manifest_file
     if not path.exists():
-        raise UserError(f"{args.dir}: not a sweep folder (no {path.name})")
-    manifest = Manifest.open(path)
+        raise UserError(f"{folder}: not a sweep folder (no {path.name})")
+    return Manifest.open(path)
+
+
+def handle_status(args: argparse.Namespace) -> int:
+    from dpcluster.sweeps.scheduler_state import slurm_states
+
+    manifest = _manifest(args.dir)
     console = Console()
     console.print(status_table(manifest))
+    followed = {job_id: s for job_id, s in manifest.jobs.items() if s.scheduler_id}
+    slurm = slurm_states([s.scheduler_id for s in followed.values()])
+    if slurm:
+        table = Table(title="Slurm's view of the jobs not done")
+        for name in ("job", "Slurm id", "Slurm state", "elapsed"):
+            table.add_column(name)
+        counts = Counter(slurm[s.scheduler_id].state for s in followed.values() if s.scheduler_id in slurm)
+        for state in followed.values():
+            known = slurm.get(state.scheduler_id)
+            if known is not None and state.state != "done":
+                table.add_row(state.name, state.scheduler_id, known.state, known.elapsed)
+        console.print(table)
+        console.print("Slurm states: " + ", ".join(f"{state} {count}" for state, count in sorted(counts.items())))
     for state in manifest.jobs.values():
         if state.state == "failed":
             console.print(f"failed ({state.attempts} attempts): {state.name}: {state.error}")
+    return 0
+
+
+def handle_cancel(args: argparse.Namespace) -> int:
+    from dpcluster.sweeps.scheduler_state import cancel_slurm
+
+    from dpcluster.sweeps.layout import SweepLayout
+
+    manifest = _manifest(args.dir)
+    # First the marker, so a coordinator still running submits nothing more; then Slurm's jobs.
+    SweepLayout(args.dir).cancel_file.touch()
+    running = {job_id: s for job_id, s in manifest.jobs.items() if s.state == "running" and s.scheduler_id}
+    cancel_slurm([s.scheduler_id for s in running.values()])
+    for job_id in running:
+        manifest.jobs[job_id].state, manifest.jobs[job_id].error = "cancelled", "cancelled by dpcluster cancel"
+    manifest.save()
+    Console().print(f"cancelled {len(running)} job(s) in {len({s.scheduler_id for s in running.values()})} "
+                    f"Slurm job(s); run the sweep again to start them anew")
     return 0
 
 

@@ -23,6 +23,7 @@ def prepare(sweep: SweepSpec, sweep_dir: Path) -> tuple[list[Job], Manifest]:
     layout = SweepLayout(Path(sweep_dir))
     jobs = expand(sweep)
     layout.root.mkdir(parents=True, exist_ok=True)
+    layout.cancel_file.unlink(missing_ok=True)  # running the sweep again undoes a cancel
     sweep.save(layout.spec_file)
     manifest = Manifest.open(layout.manifest_file)
     for job in jobs:
@@ -51,6 +52,8 @@ class _Run:
         attachable: dict[str, list[JobCall]] = {}
         for job in self.jobs:
             state = self.manifest.jobs[job.id]
+            if state.state == "cancelled":  # stopped by dpcluster cancel: run it again
+                state.state = "pending"
             if state.state != "running":
                 continue
             if state.scheduler_id is not None and hasattr(self.backend, "attach"):
@@ -86,6 +89,8 @@ class _Run:
 
     def dispatch(self) -> bool:
         """Settle or submit every job that may start now; whether anything changed."""
+        if self.layout.cancel_file.exists():  # dpcluster cancel: start nothing more
+            return False
         changed, sent = False, Counter()
         for job in self.jobs:
             if not self.may_start(job):
@@ -114,6 +119,9 @@ class _Run:
             self.manifest.release(outcome.job_id)
             return
         self.on_end(self.by_id[outcome.job_id])
+        if not outcome.ok and self.layout.cancel_file.exists():
+            self.manifest.set(outcome.job_id, "cancelled", "cancelled by dpcluster cancel")
+            return
         self.manifest.set(outcome.job_id, "done" if outcome.ok else "failed", outcome.error)
         if not outcome.ok:
             self.say(f"failed: {self.manifest.jobs[outcome.job_id].name}: {outcome.error}")

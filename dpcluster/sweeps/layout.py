@@ -38,6 +38,12 @@ class SweepLayout:
         return self.root / "distilled"
 
     @property
+    def cancel_file(self) -> Path:
+        """Left by ``dpcluster cancel``: a coordinator still running submits nothing more; the next run removes
+        it."""
+        return self.root / "cancelled"
+
+    @property
     def results_dir(self) -> Path:
         return self.root / "results"
 

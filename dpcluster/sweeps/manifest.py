@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dpcluster.atomic import write_atomic
 
-STATES = ("pending", "running", "done", "failed")
+# "cancelled": stopped by dpcluster cancel; the next run of the sweep starts it again.
+STATES = ("pending", "running", "done", "failed", "cancelled")
 
 
 @dataclass
