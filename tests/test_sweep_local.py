@@ -100,11 +100,9 @@ def test_failed_jobs_are_retried_up_to_the_limit(tmp_path, monkeypatch):
     assert all(state.state == "done" for state in manifest.jobs.values())
 
 
-def test_a_killed_sweep_resumes_and_writes_every_row_exactly_once(tmp_path):
-    spec = dict(TINY, methods=["imp", "random"], base={**TINY["base"], "model": {"width": 32},
-                                                     "training": {"epochs": 8}, "pruning": {"rounds": 3}},
-                sparsities=[0.2, 0.36, 0.488])
-    sweep = SweepSpec.from_dict(spec)
+def _kill_sweep_when(sweep, tmp_path, ready, settle: float = 0.0):
+    """Run ``dpcluster sweep`` in a process of its own, SIGKILL it once ``ready(out)`` holds (after ``settle``
+    seconds more), and return the command (to run it again) and its folder."""
     path = tmp_path / "sweep.toml"
     sweep.save(path)
     out = tmp_path / "out"
@@ -112,13 +110,27 @@ def test_a_killed_sweep_resumes_and_writes_every_row_exactly_once(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    # Kill it in the middle of a mask search, after its first round's checkpoint.
-    while not list((out / "masks").glob("*/checkpoint.pt")) if (out / "masks").exists() else True:
+    while not ready(out):
         assert process.poll() is None, "the sweep ended before the kill"
         assert time.time() < deadline
         time.sleep(0.02)
+    time.sleep(settle)
     process.send_signal(signal.SIGKILL)
     process.wait()
+    return command, env, out
+
+
+def _any(folder, pattern):
+    return folder.exists() and bool(list(folder.glob(pattern)))
+
+
+def test_a_killed_sweep_resumes_and_writes_every_row_exactly_once(tmp_path):
+    spec = dict(TINY, methods=["imp", "random"], base={**TINY["base"], "model": {"width": 32},
+                                                     "training": {"epochs": 8}, "pruning": {"rounds": 3}},
+                sparsities=[0.2, 0.36, 0.488])
+    # Kill it in the middle of a mask search, after its first round's checkpoint.
+    command, env, out = _kill_sweep_when(SweepSpec.from_dict(spec), tmp_path,
+                                         lambda out: _any(out / "masks", "*/checkpoint.pt"))
     assert not (out / "results").exists() or not list((out / "results").rglob("*.parquet"))
     finished = subprocess.run(command, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stdout + finished.stderr
@@ -248,21 +260,8 @@ def test_a_validation_killed_mid_training_resumes_there_with_the_same_result(tmp
     spec = {"name": "long", "methods": ["dense"], "seeds": [0],
             "base": {"model": {"width": 32}, "training": {"epochs": 40}}}
     sweep = SweepSpec.from_dict(spec)
-    path = tmp_path / "sweep.toml"
-    sweep.save(path)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "dpcluster", "sweep", str(path), "--out", str(out), "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
     # Kill it once the validation has written its progress after a few epochs.
-    while not list((out / "progress").glob("*/*.pt")) if (out / "progress").exists() else True:
-        assert process.poll() is None, "the sweep ended before the kill"
-        assert time.time() < deadline
-        time.sleep(0.02)
-    time.sleep(0.3)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    command, env, out = _kill_sweep_when(sweep, tmp_path, lambda out: _any(out / "progress", "*/*.pt"), 0.3)
     assert not list((out / "results").rglob("*.parquet")) if (out / "results").exists() else True
     finished = subprocess.run(command, env=env, capture_output=True, text=True)
     assert finished.returncode == 0, finished.stdout + finished.stderr

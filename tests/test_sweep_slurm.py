@@ -135,22 +135,14 @@ def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster,
         assert requeued_row[key] == whole[key], key
 
 
-def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_cluster, tmp_path):
-    import json
+def _start_slurm_sweep(sweep, tmp_path):
+    """``dpcluster sweep --backend slurm`` in a process of its own: the command, its environment, the sweep
+    folder and the process."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
-    from collections import Counter
     from pathlib import Path
 
-    from submitit.core.utils import pickle_load
-
-    sweep = SweepSpec.from_dict({"name": "killed", "methods": ["dense", "random"], "seeds": [0, 1],
-                                 "sparsities": [0.2, 0.36],
-                                 "base": {"model": {"width": 32}, "pruning": {"rounds": 2},
-                                          "training": {"epochs": 8}}})
     spec = tmp_path / "sweep.toml"
     sweep.save(spec)
     out = tmp_path / "out"
@@ -158,6 +150,23 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
                "--out", str(out), "--device", "cpu"]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return command, env, out, process
+
+
+def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_cluster, tmp_path):
+    import json
+    import signal
+    import subprocess
+    import time
+    from collections import Counter
+
+    from submitit.core.utils import pickle_load
+
+    sweep = SweepSpec.from_dict({"name": "killed", "methods": ["dense", "random"], "seeds": [0, 1],
+                                 "sparsities": [0.2, 0.36],
+                                 "base": {"model": {"width": 32}, "pruning": {"rounds": 2},
+                                          "training": {"epochs": 8}}})
+    command, env, out, process = _start_slurm_sweep(sweep, tmp_path)
     manifest = out / "manifest.json"
     deadline = time.time() + 300
 
@@ -186,23 +195,14 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
 
 def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluster, tmp_path, capsys):
     import json
-    import os
     import subprocess
-    import sys
     import time
-    from pathlib import Path
 
     from dpcluster.cli.main import main
 
     sweep = SweepSpec.from_dict({"name": "cancelled", "methods": ["dense"], "seeds": [0, 1, 2, 3],
                                  "base": {"model": {"width": 32}, "training": {"epochs": 200}}})
-    spec = tmp_path / "sweep.toml"
-    sweep.save(spec)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "dpcluster", "sweep", str(spec), "--backend", "slurm", "--partition", "debug",
-               "--out", str(out), "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    command, env, out, process = _start_slurm_sweep(sweep, tmp_path)
     deadline = time.time() + 300
     while not (out / "progress").exists() or not list((out / "progress").glob("*/*.pt")):
         assert process.poll() is None and time.time() < deadline
