@@ -41,6 +41,10 @@ class Backend(Protocol):
     def outstanding(self) -> int:
         """Submitted jobs not yet reported by ``wait``."""
 
+    # Optional, for schedulers whose jobs outlive the coordinator (Slurm): ``on_submitted`` (set by the
+    # coordinator) is called with {job id: scheduler id} after each submission, and ``attach(calls, scheduler_id)``
+    # follows a job an earlier coordinator submitted.
+
 
 class LocalBackend:
     """Runs jobs one after another in this process, in the order they were submitted."""

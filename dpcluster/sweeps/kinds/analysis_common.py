@@ -7,7 +7,6 @@ from pathlib import Path
 
 import torch
 
-from dpcluster.data.base import TensorSet, first_examples
 from dpcluster.methods.engine import TrainedPair
 from dpcluster.pruning.masks import sparsity, unpack_mask
 from dpcluster.specs import ExperimentSpec
@@ -43,10 +42,6 @@ def wants(planner: Planner, kind: str) -> bool:
 def load_pair(path) -> TrainedPair:
     saved = torch.load(path, weights_only=True)
     return TrainedPair(unpack_mask(saved["mask"]), saved["start"], saved["a"], saved["b"])
-
-
-def subset(split, count: int | None) -> TensorSet:
-    return first_examples(split, count)
 
 
 def build(spec: ExperimentSpec, inputs, device: torch.device) -> torch.nn.Module:

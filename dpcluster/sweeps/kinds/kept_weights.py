@@ -31,8 +31,7 @@ def run(job: Job, context) -> None:
     search = layout.search_dir(spec) if job.round else None
     mask, initial = level_mask(spec, context.inputs(spec), search, job.round)
     bins = kept_weight_histograms(initial, mask, job.settings.histogram_bins)
-    rows = [{**asdict(b), "layer": b.layer} for b in bins]
-    write_analysis("kept_weights", level_columns(spec, job.round, mask), rows, path)
+    write_analysis("kept_weights", level_columns(spec, job.round, mask), [asdict(b) for b in bins], path)
 
 
 KEPT_WEIGHTS = register(JobKind("kept_weights", "initial values each level's mask keeps, per layer", plan, label,

@@ -7,10 +7,11 @@ import torch
 
 from dpcluster.analyses.interpolation import has_batchnorm, recompute_batchnorm
 from dpcluster.analyses.landscape import filter_normalised_direction, grid, plane
+from dpcluster.data.base import first_examples
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs, subset
+from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -28,10 +29,11 @@ def run(job: Job, context) -> None:
     generator = torch.Generator().manual_seed(job.experiment.seed)
     directions = (filter_normalised_direction(params, pair.mask, generator),
                   filter_normalised_direction(params, pair.mask, generator))
-    batchnorm_data = subset(data.train, settings.batchnorm_examples)
+    batchnorm_data = first_examples(data.train, settings.batchnorm_examples)
     recompute = (lambda m: recompute_batchnorm(m, batchnorm_data, context.device)) if has_batchnorm(model) else None
     rows = plane(model, pair.a, pair.mask, directions, grid(settings.grid_size, settings.grid_span),
-                 subset(data.test, settings.test_examples), device=context.device, recompute_batchnorm=recompute)
+                 first_examples(data.test, settings.test_examples), device=context.device,
+                 recompute_batchnorm=recompute)
     write_analysis("landscape", level_columns(job.experiment, job.round, pair.mask),
                    [{"a": a, "b": b, "test_loss": loss, "test_accuracy": accuracy} for a, b, loss, accuracy in rows],
                    level.path)

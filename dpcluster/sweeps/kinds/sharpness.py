@@ -8,10 +8,11 @@ from dataclasses import asdict
 
 from dpcluster.analyses.hessian import sharpness
 from dpcluster.pruning.model_masks import restore_state
+from dpcluster.data.base import first_examples
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs, subset
+from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -25,7 +26,7 @@ def run(job: Job, context) -> None:
     if level is None:
         return
     restore_state(level.model, level.pair.a)
-    data = subset(level.inputs.data.train, settings.hessian_examples)
+    data = first_examples(level.inputs.data.train, settings.hessian_examples)
     measured = sharpness(level.model, level.pair.mask, data, device=context.device,
                          iterations=settings.hessian_iterations, tolerance=settings.hessian_tolerance,
                          samples=settings.hutchinson_samples, seed=job.experiment.seed)

@@ -7,10 +7,11 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from dpcluster.analyses.interpolation import error_barrier, interpolation_curve
+from dpcluster.data.base import first_examples
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs, subset
+from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -25,8 +26,8 @@ def run(job: Job, context) -> None:
         return
     data = level.inputs.data
     curve = interpolation_curve(level.model, level.pair.a, level.pair.b, level.pair.mask, settings.points,
-                                subset(data.test, settings.test_examples), context.device,
-                                batchnorm_data=subset(data.train, settings.batchnorm_examples))
+                                first_examples(data.test, settings.test_examples), context.device,
+                                batchnorm_data=first_examples(data.train, settings.batchnorm_examples))
     barrier = error_barrier(curve)
     write_analysis("stability", level_columns(job.experiment, job.round, level.pair.mask),
                    [{**asdict(point), "instability": barrier} for point in curve], level.path)
