@@ -64,6 +64,16 @@ def use_granted_cpus() -> int:
     return cpus
 
 
+def progress_seconds() -> float:
+    """How often a training saves its progress (``DPCLUSTER_PROGRESS_SECONDS``, default 30): at the end of the
+    first epoch that ends this long after the last save. 0 saves after every epoch."""
+    text = os.environ.get("DPCLUSTER_PROGRESS_SECONDS", "").strip()
+    try:
+        return max(0.0, float(text)) if text else 30.0
+    except ValueError:
+        raise UserError(f"DPCLUSTER_PROGRESS_SECONDS: expected a number of seconds, got {text!r}") from None
+
+
 def fits_on(device: torch.device, nbytes: int) -> bool:
     """Whether a training set of ``nbytes`` can live on ``device`` with room left for training."""
     if device.type != "cuda":

@@ -134,6 +134,10 @@ def test_analysis_jobs_measure_the_validated_subnetwork(analysed):
         ("dense", None), ("imp", "0ep"), ("imp", "1ep"), ("random", None)]
     stability = read_analysis(analysed / "analyses" / "stability", "stability").to_pandas()
     landscape = read_analysis(analysed / "analyses" / "landscape", "landscape").to_pandas()
+    # Copy a is the validation's own trained network, taken over rather than trained a second time.
+    pair_logs = " ".join(p.read_text() for p in (analysed / "logs").glob("pair-*.log"))
+    assert pair_logs.count("copy a is the validation's trained network") == len(records), pair_logs
+    assert not list((analysed / "analyses" / "pairs").rglob("*.validated.pt"))
     for record in records:
         curve = stability[stability["experiment_id"] == record.experiment_id].sort_values("alpha")
         rewind = curve["rewind"].iloc[0]

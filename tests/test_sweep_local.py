@@ -107,7 +107,8 @@ def _kill_sweep_when(sweep, tmp_path, ready, settle: float = 0.0):
     sweep.save(path)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "dpcluster", "sweep", str(path), "--out", str(out), "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # Progress after every epoch, however short (by default a training saves every 30 s).
+    env = {**os.environ, "PYTHONPATH": str(REPO), "DPCLUSTER_PROGRESS_SECONDS": "0"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not ready(out):
@@ -249,11 +250,11 @@ def test_a_job_starts_when_its_own_dependencies_are_done_not_its_stage(tmp_path)
     backend = _HeldBackend(holds="mask-imp")
     run_sweep(sweep, tmp_path, backend, "cpu")
     log = backend.log
-    imp_ends = log.index(("end", "mask-imp-s0-digits-convnet"))
+    imp_ends = log.index(("end", "mask-imp-0ep-s0-digits-convnet"))
     # random's validations were submitted and ended while IMP's mask search was still running.
     assert log.index(("submit", "validate-random-s0-digits-convnet-r1")) < imp_ends
     assert log.index(("end", "validate-random-s0-digits-convnet-r1")) < imp_ends
-    assert log.index(("submit", "validate-imp-s0-digits-convnet-r1")) > imp_ends
+    assert log.index(("submit", "validate-imp-0ep-s0-digits-convnet-r1")) > imp_ends
 
 
 def test_a_validation_killed_mid_training_resumes_there_with_the_same_result(tmp_path):

@@ -82,7 +82,7 @@ def test_failing_jobs_in_a_pack_each_report_and_the_pack_goes_on(slurm_cluster, 
     assert len(list((tmp_path / "logs").rglob("*_log.out"))) == 2
 
 
-def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster, tmp_path):
+def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster, tmp_path, monkeypatch):
     import re
     import subprocess
     import threading
@@ -94,6 +94,7 @@ def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster,
     sweep = SweepSpec.from_dict({"name": "requeue", "methods": ["dense"], "seeds": [0],
                                  "base": {"model": {"width": 32}, "training": {"epochs": 40}}})
     out = tmp_path / "out"
+    monkeypatch.setenv("DPCLUSTER_PROGRESS_SECONDS", "0")  # the Slurm job inherits it: progress every epoch
     backend = SlurmBackend(out / "logs", partition="debug", time_min=10)
     finished = {}
     thread = threading.Thread(target=lambda: finished.update(manifest=run_sweep(sweep, out, backend, "cpu")))
@@ -148,7 +149,8 @@ def _start_slurm_sweep(sweep, tmp_path):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "dpcluster", "sweep", str(spec), "--backend", "slurm", "--partition", "debug",
                "--out", str(out), "--device", "cpu"]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # Progress after every epoch, however short (by default a training saves every 30 s).
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DPCLUSTER_PROGRESS_SECONDS": "0"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return command, env, out, process
 

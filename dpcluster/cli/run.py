@@ -115,7 +115,7 @@ def handle(args: argparse.Namespace) -> int:
     from dpcluster.cli.tables import accuracy_table, cost_table
     from dpcluster.runtime import resolve_device
     from dpcluster.sweeps.backends import LocalBackend
-    from dpcluster.sweeps.coordinator import pending_jobs, run_sweep, sweep_records
+    from dpcluster.sweeps.coordinator import run_sweep, sweep_records, unfinished
     from dpcluster.sweeps.preflight import preflight
 
     # Jobs log their output to files; the terminal keeps the progress and tables.
@@ -123,25 +123,20 @@ def handle(args: argparse.Namespace) -> int:
     sweep = as_sweep(expand(base_spec(args), args), args.analyses)
     resolve_device(args.device)
     preflight(sweep, console.print)  # every mistake surfaces here, before anything is written
-    failed = []
-    with RichReporter(console, len(pending_jobs(sweep, args.out))) as reporter, \
+    with RichReporter(console, len(unfinished(sweep, args.out))) as reporter, \
             distill_progress(console) as on_iteration:
         backend = LocalBackend(on_start=reporter.start_job, reporter=reporter, distill_progress=on_iteration)
-
-        def on_end(job) -> None:
-            reporter.end_job()
-
-        run_sweep(sweep, args.out, backend, args.device, on_end=on_end,
-                             say=lambda text: failed.append(text) if text.startswith("failed") else None)
-    for line in failed:
-        console.print(line)
+        run_sweep(sweep, args.out, backend, args.device, on_end=lambda job: reporter.end_job())
     records = sweep_records(sweep, args.out)
     if records:
         console.print(accuracy_table(records))
         console.print(cost_table(records))
     console.print(f"Results: {args.out}/results (one Parquet file per validated level; "
                   f"mask searches under {args.out}/masks)")
-    not_done = pending_jobs(sweep, args.out)
+    not_done = unfinished(sweep, args.out)
+    for state in not_done:
+        if state.state == "failed":
+            console.print(f"failed: {state.name}: {state.error}")
     if not_done:
         console.print(f"{len(not_done)} job(s) not done (logs under {args.out}/logs); run the same command again "
                       f"to retry")

@@ -51,7 +51,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 def handle_sweep(args: argparse.Namespace) -> int:
     from dpcluster.runtime import resolve_device
-    from dpcluster.sweeps.coordinator import pending_jobs, run_sweep
+    from dpcluster.sweeps.coordinator import run_sweep, unfinished
     from dpcluster.sweeps.graph import expand
     from dpcluster.sweeps.preflight import preflight
     from dpcluster.sweeps.spec import SweepSpec
@@ -67,7 +67,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
     backend = make_backend(args, out, console)
     manifest = run_sweep(sweep, out, backend, args.device, console.print)
     console.print(status_table(manifest))
-    not_done = pending_jobs(sweep, out)
+    not_done = unfinished(sweep, out)
     if not_done:
         console.print(f"{len(not_done)} job(s) not done; run the same command again to retry")
         return 1

@@ -36,7 +36,7 @@ from dpcluster.pruning.masks import (
 )
 from dpcluster.pruning.model_masks import capture_state, masked_state, prunable_weights, restore_state
 from dpcluster.results.records import LayerCount, RoundRecord, read_records, write_records
-from dpcluster.runtime import granted_cpus
+from dpcluster.runtime import granted_cpus, progress_seconds
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
 from dpcluster.training.loop import Progress
@@ -127,7 +127,7 @@ class Experiment:
             return None
         name = "".join(c if c.isalnum() else "-" for c in label).strip("-")
         key = ":".join(map(str, (self.spec.experiment_id, label, *identity)))
-        return Progress(self.progress_dir / f"{name}.pt", key)
+        return Progress(self.progress_dir / f"{name}.pt", key, progress_seconds())
 
     def _start(self, state: State, mask: Mask) -> None:
         restore_state(self.model, masked_state(state, mask))
@@ -195,7 +195,7 @@ class Experiment:
             mask_search_examples=sum(r.inner_examples for r in earlier) + inner_examples,
             time_to_mask_seconds=None, time_to_mask_examples=None, mask_hash=mask_hash(mask),
             layers=tuple(LayerCount(*layer) for layer in layer_counts(mask)),
-            rewind=spec.pruning.rewind if self.method.rewinds else None,
+            rewind=spec.rewind_point_used,
         )
         if validation is None:
             return record
@@ -303,17 +303,21 @@ def searched_validation(mask_run_dir: Path, round_index: int) -> RoundRecord | N
 
 def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
                    device: torch.device, reporter: Reporter | None = None,
-                   distributed: Distributed | None = None, progress_dir: Path | None = None) -> RoundRecord:
+                   distributed: Distributed | None = None, progress_dir: Path | None = None,
+                   keep_trained: Path | None = None) -> RoundRecord:
     """Train round ``round_index``'s subnetwork (kept by a ``keep_masks`` run in ``mask_run_dir``) on real data
     and test it, exactly as the round engine validates it; round 0 of ``dense`` needs no mask run. A round the
     search already validated (its validation was the next inner loop) is that record, not trained again. With
-    ``distributed``, the training is data-parallel across the processes of the group."""
+    ``distributed``, the training is data-parallel across the processes of the group. With ``keep_trained``,
+    the trained network is saved there (for the level's analyses, which start from it)."""
     if round_index and (searched := searched_validation(mask_run_dir, round_index)) is not None:
         return searched
     experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
                                                        distributed, progress_dir)
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
                                        label=f"round {round_index}: validation")
+    if keep_trained is not None and (distributed is None or distributed.is_main):
+        torch_save_atomic(validation.state, keep_trained)
     if round_index == 0:
         return experiment.record(0, mask, "none", None, validation, [])
     searched = {r.round: r for r in read_records(mask_run_dir / RESULTS_FILE)}[round_index]
@@ -344,30 +348,35 @@ class TrainedPair:
     different data orders and augmentation draws: the raw material of stability, landscape and sharpness."""
 
     mask: Mask
-    start: State
     a: State
     b: State
 
 
 def train_pair(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
-               device: torch.device, reporter: Reporter | None = None,
-               progress_dir: Path | None = None) -> TrainedPair:
-    """Copy ``a`` trains with the experiment's own data order (it is the validated network); copy ``b`` with
-    another, drawn from a seed no experiment of a sweep uses for its data."""
+               device: torch.device, reporter: Reporter | None = None, progress_dir: Path | None = None,
+               validated: State | None = None) -> TrainedPair:
+    """Copy ``a`` trains with the experiment's own data order, so it is the validated network: ``validated``
+    when the validation kept it, else trained here. Copy ``b`` trains with another data order, drawn from a seed
+    no experiment of a sweep uses for its data."""
     experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
                                                        progress_dir=progress_dir)
-    start = masked_state(checkpoint.rewind_state if from_rewind else experiment.init_state, mask)
-    copies = [experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
-                                    data_seed=data_seed).state
-              for name, data_seed in (("a", spec.seed), ("b", PAIR_SEED_OFFSET + spec.seed))]
-    return TrainedPair(mask, start, *copies)
+
+    def copy(name: str, data_seed: int) -> State:
+        return experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
+                                     data_seed=data_seed).state
+
+    if validated is not None:
+        experiment.reporter.message(f"round {round_index}: copy a is the validation's trained network")
+    a = validated if validated is not None else copy("a", spec.seed)
+    return TrainedPair(mask, a, copy("b", PAIR_SEED_OFFSET + spec.seed))
 
 
 # Copy b's data seed: the experiment's seed shifted past any seed a sweep would list.
 PAIR_SEED_OFFSET = 1_000_003
 
 
-def level_mask(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int) -> tuple[Mask, State]:
+def level_mask(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None,
+               round_index: int) -> tuple[Mask, State]:
     """Round ``round_index``'s mask (everything kept at round 0) and the experiment's initial weights."""
     experiment, mask, _, _ = _level(spec, inputs, mask_run_dir, round_index, torch.device("cpu"), None)
     return mask, experiment.init_state

@@ -17,11 +17,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from dpcluster.atomic import write_atomic
-from dpcluster.results.levels import PARTITIONING_SCHEMA
+from dpcluster.results.levels import read_partitioned
 
 LEVEL = [pa.field("experiment_id", pa.string(), nullable=False), pa.field("seed", pa.int64(), nullable=False),
          pa.field("round", pa.int64(), nullable=False), pa.field("sparsity", pa.float64(), nullable=False),
@@ -51,13 +50,4 @@ def write_analysis(kind: str, level: dict, rows: list[dict], path: Path) -> None
 
 def read_analysis(folder: Path, kind: str, names=None) -> pa.Table:
     """Every file of analysis ``kind`` under ``folder`` (or those of the job ids ``names``), with its schema."""
-    folder = Path(folder)
-    files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
-    if names is not None:
-        wanted = set(names)
-        files = [f for f in files if f.stem in wanted]
-    schema = pa.unify_schemas([SCHEMAS[kind], PARTITIONING_SCHEMA])
-    if not files:
-        return schema.empty_table()
-    return ds.dataset([str(f) for f in files], format="parquet", schema=schema, partition_base_dir=str(folder),
-                      partitioning=ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")).to_table()
+    return read_partitioned(folder, SCHEMAS[kind], names)

@@ -46,21 +46,26 @@ def write_level(record: RoundRecord, images_per_class: int, path: Path) -> None:
 
 
 def read_levels(results_dir: Path, names: Iterable[str] | None = None) -> pa.Table:
-    """Every level under ``results_dir`` (or those of the given file names), with the project's schema: files
-    written before a column existed read it as null instead of hiding it from every other file (pyarrow would
-    otherwise take the schema of the first file it finds)."""
-    results_dir = Path(results_dir)
-    files = sorted(results_dir.rglob("*.parquet")) if results_dir.exists() else []
+    """Every level under ``results_dir`` (or those of the given file names), with the project's schema."""
+    return read_partitioned(results_dir, LEVEL_SCHEMA, names)
+
+
+def read_partitioned(folder: Path, file_schema: pa.Schema, names: Iterable[str] | None = None) -> pa.Table:
+    """The hive-partitioned Parquet files under ``folder`` (or those named ``<name>.parquet`` for ``names``) read
+    with ``file_schema`` and the typed partition columns: files written before a column existed read it as null
+    instead of hiding it from every other file (pyarrow would otherwise take the schema of the first file it
+    finds)."""
+    folder = Path(folder)
+    files = sorted(folder.rglob("*.parquet")) if folder.exists() else []
     if names is not None:
         wanted = set(names)
         files = [f for f in files if f.stem in wanted]
-    schema = pa.unify_schemas([LEVEL_SCHEMA, PARTITIONING_SCHEMA])
+    schema = pa.unify_schemas([file_schema, PARTITIONING_SCHEMA])
     if not files:
         return schema.empty_table()
     partitioning = ds.partitioning(PARTITIONING_SCHEMA, flavor="hive")
-    dataset = ds.dataset([str(f) for f in files], format="parquet", partitioning=partitioning, schema=schema,
-                         partition_base_dir=str(results_dir))
-    return dataset.to_table()
+    return ds.dataset([str(f) for f in files], format="parquet", partitioning=partitioning, schema=schema,
+                      partition_base_dir=str(folder)).to_table()
 
 
 def level_records(table: pa.Table) -> list[RoundRecord]:

@@ -352,5 +352,15 @@ class ExperimentSpec(Spec):
         return get_method(self.method).uses_distilled_set
 
     @property
+    def set_size(self) -> int:
+        """Images per class of the distilled set the method trains on; 0 for methods that use none."""
+        return self.distilled.images_per_class if self.uses_distilled_set else 0
+
+    @property
+    def rewind_point_used(self) -> str | None:
+        """Where real-data training rewinds to, for methods that rewind; None for the others."""
+        return self.pruning.rewind if get_method(self.method).rewinds else None
+
+    @property
     def name(self) -> str:
         return f"{self.method}-s{self.seed}-{self.experiment_id}"

@@ -14,7 +14,7 @@ from dpcluster.sweeps.execute import JobCall
 from dpcluster.sweeps.graph import expand
 from dpcluster.sweeps.jobs import Job, get_kind
 from dpcluster.sweeps.layout import SweepLayout
-from dpcluster.sweeps.manifest import Manifest
+from dpcluster.sweeps.manifest import JobState, Manifest
 from dpcluster.sweeps.spec import SweepSpec
 
 
@@ -144,10 +144,12 @@ def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str =
     return _Run(sweep, sweep_dir, backend, device, say, on_end).run()
 
 
-def pending_jobs(sweep: SweepSpec, sweep_dir: Path) -> list[Job]:
-    """The sweep's jobs that are not done in ``sweep_dir`` (all of them in a new folder)."""
+def unfinished(sweep: SweepSpec, sweep_dir: Path) -> list[JobState]:
+    """The states of the sweep's jobs that are not done in ``sweep_dir`` (all of them, pending, in a new
+    folder), with each one's last error."""
     manifest = Manifest.open(SweepLayout(Path(sweep_dir)).manifest_file)
-    return [job for job in expand(sweep) if job.id not in manifest.jobs or manifest.jobs[job.id].state != "done"]
+    states = [manifest.jobs.get(job.id) or JobState(job.name, job.kind) for job in expand(sweep)]
+    return [state for state in states if state.state != "done"]
 
 
 def sweep_records(sweep: SweepSpec, sweep_dir: Path) -> list:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from dpcluster.methods.reporter import Reporter
 from dpcluster.sweeps.jobs import Job, get_kind
 from dpcluster.sweeps.layout import SweepLayout
 
@@ -43,9 +44,8 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
             distributed = None
             if not main:
                 return job.id
-    context = JobContext(SweepLayout(Path(call.sweep_dir)), device, distributed, distill_progress=distill_progress)
-    if reporter is not None:
-        context.reporter = reporter
+    context = JobContext(SweepLayout(Path(call.sweep_dir)), device, distributed, reporter or Reporter(),
+                         distill_progress)
     try:
         kind.run(job, context)
     except BaseException:

@@ -43,6 +43,21 @@ class Job:
         return get_kind(self.kind).label(self)
 
 
+def experiment_label(job: Job) -> str:
+    """``<kind>-<method>[-ipc<N>][-<rewind>]-s<seed>-<data>-<model>``: a job of one experiment, in logs and status
+    tables; the set size and rewind point appear for the methods they change, so a sweep over several keeps
+    every job's log apart."""
+    spec = job.experiment
+    variant = (f"-ipc{spec.set_size}" if spec.set_size else "") + \
+        (f"-{spec.rewind_point_used}" if spec.rewind_point_used else "")
+    return f"{job.kind}-{spec.method}{variant}-s{spec.seed}-{spec.data.name}-{spec.model.name}"
+
+
+def level_label(job: Job) -> str:
+    """``experiment_label`` with ``-r<round>``: a job of one level."""
+    return f"{experiment_label(job)}-r{job.round}"
+
+
 @dataclass(frozen=True)
 class JobKind:
     name: str

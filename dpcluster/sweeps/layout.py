@@ -7,6 +7,7 @@
     SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level
     SWEEP/analyses/<analysis>/dataset=/model=/method=/<job id>.parquet   the analyses' rows, one file per level
     SWEEP/analyses/pairs/<experiment>/round-NNN.pt   two copies of a level's subnetwork, trained for the analyses
+    SWEEP/analyses/pairs/<experiment>/round-NNN.validated.pt   the validation's trained network (copy a)
     SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
     SWEEP/progress/<job id>/              a training's per-epoch progress while it runs
     SWEEP/logs/                           one log per job
@@ -75,6 +76,10 @@ class SweepLayout:
 
     def pair_file(self, spec: ExperimentSpec, round_index: int) -> Path:
         return self.analyses_dir / "pairs" / spec.name / f"round-{round_index:03d}.pt"
+
+    def validated_file(self, spec: ExperimentSpec, round_index: int) -> Path:
+        """A level's network as its validation trained it, kept when the level's analyses need it."""
+        return self.pair_file(spec, round_index).with_suffix(".validated.pt")
 
     def progress_dir(self, job_id: str) -> Path:
         """Where a job's trainings keep their per-epoch progress (removed as each training ends)."""

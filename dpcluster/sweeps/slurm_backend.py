@@ -112,6 +112,8 @@ class SlurmBackend:
     running: list[_Pack] = field(default_factory=list)
     # Called with {job id: Slurm id} right after each sbatch, so the ids are on disk before anything can stop us.
     on_submitted: object = None
+    _slots: int | None = field(default=None, init=False, repr=False)
+    _slots_known: bool = field(default=False, init=False, repr=False)
 
     @property
     def tasks(self) -> int:
@@ -141,7 +143,13 @@ class SlurmBackend:
 
     def slots(self) -> int | None:
         """How many jobs of this size the partition can run side by side (its CPUs over the CPUs per job);
-        None where packing does not apply (GPU or multi-process jobs) or ``sinfo`` cannot say."""
+        None where packing does not apply (GPU or multi-process jobs) or ``sinfo`` cannot say. Asked once per
+        sweep: a partition's size does not change between two submissions."""
+        if not self._slots_known:
+            self._slots, self._slots_known = self._partition_slots(), True
+        return self._slots
+
+    def _partition_slots(self) -> int | None:
         if self.gpus_per_task or self.tasks > 1:
             return None
         command = ["sinfo", "--noheader", "--format=%C"] + (["--partition", self.partition] if self.partition else [])

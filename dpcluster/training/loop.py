@@ -40,11 +40,15 @@ class TrainResult:
 
 @dataclass(frozen=True)
 class Progress:
-    """Where a training keeps its progress so an interrupted run resumes mid-training: ``path``, written after
-    every epoch (atomically), and ``key``, what identifies the training (a file with another key is ignored)."""
+    """Where a training keeps its progress so an interrupted run resumes mid-training: ``path``, written at the
+    end of an epoch (atomically) once ``every_seconds`` have passed since the last write, and ``key``, what
+    identifies the training (a file with another key is ignored)."""
 
     path: Path
     key: str
+    # Saving costs a copy of the model and optimizer: on a small network about as much as an epoch, so trainings
+    # that take seconds are cheaper to redo than to save.
+    every_seconds: float = 0.0
 
     def load(self) -> dict | None:
         if not self.path.exists():
@@ -130,7 +134,7 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
         step, examples, before, snapshot = saved["step"], saved["examples"], saved["seconds"], saved["snapshot"]
     resumed_from = step if saved is not None else None
     first = step  # where this call starts: the start step, or the resumed one (always an epoch's end)
-    started = time.perf_counter()
+    started = saved_at = time.perf_counter()
     for epoch in range(first // per_epoch, spec.epochs):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(spec, base_lr, epoch)
@@ -161,10 +165,12 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
                 snapshot = capture_state(model)
         if on_epoch is not None:
             on_epoch(epoch + 1, spec.epochs)
-        if progress is not None and epoch + 1 < spec.epochs and (distributed is None or distributed.is_main):
+        now = time.perf_counter()
+        if (progress is not None and epoch + 1 < spec.epochs and now - saved_at >= progress.every_seconds
+                and (distributed is None or distributed.is_main)):
             progress.save({"model": capture_state(model), "optimizer": optimizer.state_dict(), "step": step,
-                           "examples": examples, "snapshot": snapshot,
-                           "seconds": before + time.perf_counter() - started})
+                           "examples": examples, "snapshot": snapshot, "seconds": before + now - started})
+            saved_at = now
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     if progress is not None and (distributed is None or distributed.is_main):

@@ -21,18 +21,9 @@ def level_key(spec: ExperimentSpec, round_index: int, **settings) -> dict:
     return {"experiment": spec.experiment_id, "round": round_index, **settings}
 
 
-def label(job: Job) -> str:
-    spec = job.experiment
-    return f"{job.kind}-{spec.method}-s{spec.seed}-{spec.data.name}-{spec.model.name}-r{job.round}"
-
-
 def level_columns(spec: ExperimentSpec, round_index: int, mask) -> dict:
-    from dpcluster.methods.registry import get_method
-
     return {"experiment_id": spec.experiment_id, "seed": spec.seed, "round": round_index,
-            "sparsity": sparsity(mask), "images_per_class": spec.distilled.images_per_class
-            if spec.uses_distilled_set else 0,
-            "rewind": spec.pruning.rewind if get_method(spec.method).rewinds else None}
+            "sparsity": sparsity(mask), "images_per_class": spec.set_size, "rewind": spec.rewind_point_used}
 
 
 def wants(planner: Planner, kind: str) -> bool:
@@ -41,7 +32,7 @@ def wants(planner: Planner, kind: str) -> bool:
 
 def load_pair(path) -> TrainedPair:
     saved = torch.load(path, weights_only=True)
-    return TrainedPair(unpack_mask(saved["mask"]), saved["start"], saved["a"], saved["b"])
+    return TrainedPair(unpack_mask(saved["mask"]), saved["a"], saved["b"])
 
 
 def build(spec: ExperimentSpec, inputs, device: torch.device) -> torch.nn.Module:

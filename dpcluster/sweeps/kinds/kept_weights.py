@@ -9,8 +9,8 @@ from dpcluster.analyses.kept_weights import kept_weight_histograms
 from dpcluster.methods.engine import level_mask
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, level_key, wants
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
+from dpcluster.sweeps.kinds.analysis_common import level_columns, level_key, wants
 from dpcluster.sweeps.kinds.mask import levels
 
 
@@ -34,5 +34,5 @@ def run(job: Job, context) -> None:
     write_analysis("kept_weights", level_columns(spec, job.round, mask), [asdict(b) for b in bins], path)
 
 
-KEPT_WEIGHTS = register(JobKind("kept_weights", "initial values each level's mask keeps, per layer", plan, label,
+KEPT_WEIGHTS = register(JobKind("kept_weights", "initial values each level's mask keeps, per layer", plan, level_label,
                                 run=run, analysis=True))

@@ -10,8 +10,8 @@ from dpcluster.analyses.landscape import filter_normalised_direction, grid, plan
 from dpcluster.data.base import first_examples
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
+from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -39,5 +39,5 @@ def run(job: Job, context) -> None:
                    level.path)
 
 
-LANDSCAPE = register(JobKind("landscape", "the loss plane around a level's trained subnetwork", plan, label,
+LANDSCAPE = register(JobKind("landscape", "the loss plane around a level's trained subnetwork", plan, level_label,
                              run=run, analysis=True))

@@ -7,17 +7,12 @@ from __future__ import annotations
 from dpcluster.methods.engine import run_experiment
 from dpcluster.methods.registry import get_method
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, experiment_label, register
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     if get_method(spec.method).prunes:
         planner.add("mask", {"experiment": spec.experiment_id}, spec, deps=planner.deps_of(spec, "distill"))
-
-
-def label(job: Job) -> str:
-    spec = job.experiment
-    return f"mask-{spec.method}-s{spec.seed}-{spec.data.name}-{spec.model.name}"
 
 
 def run(job: Job, context) -> None:
@@ -26,7 +21,8 @@ def run(job: Job, context) -> None:
                    keep_masks=True, validate=False)
 
 
-MASK = register(JobKind("mask", "find the masks: every pruning round of one method and seed", plan, label, run=run))
+MASK = register(JobKind("mask", "find the masks: every pruning round of one method and seed", plan, experiment_label,
+                        run=run))
 
 
 def levels(planner: Planner, spec: ExperimentSpec) -> tuple[tuple[int, ...], tuple[str, ...]]:

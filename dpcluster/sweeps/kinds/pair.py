@@ -4,21 +4,23 @@ sharpness) measures, and kept in the sweep folder for them."""
 
 from __future__ import annotations
 
+import torch
+
 from dpcluster.atomic import torch_save_atomic
 from dpcluster.methods.engine import train_pair
 from dpcluster.pruning.masks import pack_mask
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, label, level_key, wants
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
+from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, level_key, wants
 from dpcluster.sweeps.kinds.mask import levels
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     if not any(wants(planner, kind) for kind in PAIR_ANALYSES):
         return
-    rounds, deps = levels(planner, spec)
-    for r in rounds:
-        planner.add("pair", level_key(spec, r), spec, r, deps)
+    for r in levels(planner, spec)[0]:
+        # After the level's validation, whose trained network is copy a when it kept it.
+        planner.add("pair", level_key(spec, r), spec, r, (planner.find("validate", spec, r).id,))
 
 
 def run(job: Job, context) -> None:
@@ -27,10 +29,13 @@ def run(job: Job, context) -> None:
     if path.exists():
         return
     search = layout.search_dir(spec) if job.round else None
+    validated = layout.validated_file(spec, job.round)
     pair = train_pair(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
-                      progress_dir=layout.progress_dir(job.id))
-    torch_save_atomic({"mask": pack_mask(pair.mask), "start": pair.start, "a": pair.a, "b": pair.b}, path)
+                      progress_dir=layout.progress_dir(job.id),
+                      validated=torch.load(validated, weights_only=True) if validated.exists() else None)
+    torch_save_atomic({"mask": pack_mask(pair.mask), "a": pair.a, "b": pair.b}, path)
+    validated.unlink(missing_ok=True)  # now in the pair file
 
 
-PAIR = register(JobKind("pair", "train two copies of a level's subnetwork with different data orders", plan, label,
-                        run=run))
+PAIR = register(JobKind("pair", "train two copies of a level's subnetwork with different data orders", plan,
+                        level_label, run=run))

@@ -11,8 +11,8 @@ from dpcluster.pruning.model_masks import restore_state
 from dpcluster.data.base import first_examples
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
+from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -35,4 +35,4 @@ def run(job: Job, context) -> None:
 
 
 SHARPNESS = register(JobKind("sharpness", "top Hessian eigenvalue and trace at a level's trained subnetwork", plan,
-                             label, run=run, analysis=True))
+                             level_label, run=run, analysis=True))

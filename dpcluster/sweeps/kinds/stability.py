@@ -10,8 +10,8 @@ from dpcluster.analyses.interpolation import error_barrier, interpolation_curve
 from dpcluster.data.base import first_examples
 from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
-from dpcluster.sweeps.kinds.analysis_common import label, level_columns, open_pair_level, plan_on_pairs
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
+from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -33,5 +33,5 @@ def run(job: Job, context) -> None:
                    [{**asdict(point), "instability": barrier} for point in curve], level.path)
 
 
-STABILITY = register(JobKind("stability", "linear mode connectivity of a level's two trained copies", plan, label,
+STABILITY = register(JobKind("stability", "linear mode connectivity of a level's two trained copies", plan, level_label,
                              run=run, analysis=True))

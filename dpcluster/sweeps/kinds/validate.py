@@ -9,26 +9,23 @@ from dpcluster.methods.engine import searched_validation, validate_round
 from dpcluster.results.levels import write_level
 from dpcluster.results.records import RoundRecord
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
+from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES
 from dpcluster.sweeps.kinds.mask import levels
 from dpcluster.sweeps.layout import SweepLayout
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     rounds, deps = levels(planner, spec)
+    # Its settings: whether to keep the trained network for the level's pair analyses (not part of the id: it
+    # changes no result).
+    keep = any(kind in planner.sweep.analyses for kind in PAIR_ANALYSES)
     for r in rounds:
-        planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps)
-
-
-def label(job: Job) -> str:
-    spec = job.experiment
-    return f"validate-{spec.method}-s{spec.seed}-{spec.data.name}-{spec.model.name}-r{job.round}"
+        planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps, settings=keep)
 
 
 def _write(job: Job, layout: SweepLayout, record: RoundRecord) -> None:
-    spec = job.experiment
-    write_level(record, spec.distilled.images_per_class if spec.uses_distilled_set else 0,
-                layout.result_file(spec, job.id))
+    write_level(record, job.experiment.set_size, layout.result_file(job.experiment, job.id))
 
 
 def settle(job: Job, layout: SweepLayout) -> bool:
@@ -49,11 +46,12 @@ def run(job: Job, context) -> None:
         return
     search = layout.search_dir(spec) if job.round else None
     record = validate_round(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
-                            distributed=context.distributed, progress_dir=layout.progress_dir(job.id))
+                            distributed=context.distributed, progress_dir=layout.progress_dir(job.id),
+                            keep_trained=layout.validated_file(spec, job.round) if job.settings else None)
     if context.writes:
         _write(job, layout, record)
     context.reporter.end_validation(record)
 
 
-VALIDATE = register(JobKind("validate", "train one level's subnetwork on real data and test it", plan, label,
+VALIDATE = register(JobKind("validate", "train one level's subnetwork on real data and test it", plan, level_label,
                             run=run, settle=settle, data_parallel=True))
