@@ -164,14 +164,11 @@ def handle_cancel(args: argparse.Namespace) -> int:
 
 def handle_aggregate(args: argparse.Namespace) -> int:
     from dpcluster.sweeps.aggregate import aggregate
-    from dpcluster.sweeps.graph import expand
+    from dpcluster.sweeps.coordinator import current_job_ids
     from dpcluster.sweeps.layout import SweepLayout
-    from dpcluster.sweeps.spec import SweepSpec
 
     layout = SweepLayout(args.dir)
-    # The folder's current spec decides which results belong to it (earlier specs' results stay beside them).
-    names = [job.id for job in expand(SweepSpec.load(layout.spec_file))] if layout.spec_file.exists() else None
-    summary = aggregate(args.dir, names)
+    summary = aggregate(args.dir, current_job_ids(args.dir))
     table = Table(title="Test accuracy (%) by data set, model, method and sparsity")
     for name in ("dataset", "model", "method", "ipc", "sparsity", "mean", "std", "count"):
         table.add_column(name, justify="right" if name not in ("dataset", "model", "method") else "left")

@@ -33,12 +33,9 @@ def load(folder: Path) -> ReportData:
     layout = SweepLayout(Path(folder))
     if not layout.results_dir.exists():
         raise UserError(f"{folder}: not a sweep or run folder with results (no {layout.results_dir})")
-    names = None
-    if layout.spec_file.exists():
-        from dpcluster.sweeps.graph import expand
-        from dpcluster.sweeps.spec import SweepSpec
+    from dpcluster.sweeps.coordinator import current_job_ids
 
-        names = [job.id for job in expand(SweepSpec.load(layout.spec_file))]
+    names = current_job_ids(folder)
     levels = read_levels(layout.results_dir, names).to_pandas()
     if levels.empty:
         raise UserError(f"{folder}: no results yet (expected Parquet files under {layout.results_dir})")

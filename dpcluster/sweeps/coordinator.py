@@ -152,6 +152,13 @@ def unfinished(sweep: SweepSpec, sweep_dir: Path) -> list[JobState]:
     return [state for state in states if state.state != "done"]
 
 
+def current_job_ids(sweep_dir: Path) -> list[str] | None:
+    """The job ids of the spec last run into ``sweep_dir`` (its results are those files; earlier specs' stay
+    beside them), or None for a folder without a spec (every file counts)."""
+    spec_file = SweepLayout(Path(sweep_dir)).spec_file
+    return [job.id for job in expand(SweepSpec.load(spec_file))] if spec_file.exists() else None
+
+
 def sweep_records(sweep: SweepSpec, sweep_dir: Path) -> list:
     """The round records of the sweep's validated levels found in ``sweep_dir`` (of this spec's jobs only)."""
     from dpcluster.results.levels import level_records, read_levels
