@@ -201,3 +201,36 @@ def test_a_run_with_analyses_and_its_report(capsys, tmp_path):
     assert main(["report", str(out)]) == 0
     assert (out / "report" / "kept_weights.png").exists() and (out / "report" / "report.html").exists()
     assert not (out / "report" / "interpolation_curves.png").exists()  # no stability asked for, no figure
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--backend", "slurm", "--stage", "nosuch:gpus=1"], "KIND one of"),
+    (["--backend", "slurm", "--stage", "validate:gpu=1"], "KEY one of"),
+    (["--backend", "slurm", "--stage", "validate:time_min=long"], "time_min must be a int"),
+    (["--backend", "slurm", "--sbatch", "=x"], "expected KEY=VALUE"),
+    (["--backend", "slurm", "--requeues", "-1"], "--requeues must be >= 0"),
+    (["--wait"], "--wait: only for --backend slurm"),
+    (["--backend", "ray", "--setup", "module load cuda"], "--setup: only for --backend slurm"),
+])
+def test_sweep_option_mistakes_are_one_line(capsys, tmp_path, argv, expected):
+    spec = tmp_path / "sweep.toml"
+    SweepSpec.from_dict({"name": "x", "methods": ["dense"]}).save(spec)
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--dry-run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dpcluster: error:") and err.count("\n") == 1 and expected in err, err
+    assert not out.exists()
+
+
+def test_a_local_dry_run_lists_the_jobs_with_what_they_wait_on(capsys, tmp_path):
+    spec = tmp_path / "sweep.toml"
+    SweepSpec.from_dict({"name": "x", "methods": ["dense", "random"], "sparsities": [0.2]}).save(spec)
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out), "--dry-run"]) == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("would run")]
+    assert [line.split()[2] for line in lines] == [
+        "mask-random-s0-digits-convnet", "validate-dense-s0-digits-convnet-r0", "validate-random-s0-digits-convnet-r1",
+        "aggregate"]
+    mask_id = lines[0].split("(")[1].split(")")[0]
+    assert lines[2].endswith(f"after {mask_id}") and "after" not in lines[1]
+    assert not out.exists()

@@ -71,7 +71,7 @@ def test_ray_job_submit_runs_the_coordinator_on_the_cluster(ray_head, tmp_path):
                           env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     # Every job went to Ray at once: the validations were handed over before their mask searches ended.
-    assert "6 job(s) to ray: 2 mask, 4 validate" in done.stdout, done.stdout[-3000:]
+    assert "7 job(s) to ray: 2 mask, 4 validate, 1 aggregate" in done.stdout, done.stdout[-3000:]
     rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
     assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
         ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]

@@ -103,8 +103,8 @@ def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster,
     while not list((out / "progress").glob("*/*.pt")) if (out / "progress").exists() else True:
         assert thread.is_alive() and time.time() < deadline, "the job ended before it could be requeued"
         time.sleep(0.05)
-    (pack,) = backend.running
-    job_id = pack.job.job_id
+    # The validation's Slurm job (the aggregate's waits on it).
+    (job_id,) = [pack.task for pack in backend.running if pack.calls[0].job.kind == "validate"]
     requeued = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     assert requeued.returncode == 0, requeued.stderr
     # Slurm defers a requeued job's start (BeginTime); let it start as soon as it is pending again.
@@ -136,8 +136,8 @@ def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster,
         assert requeued_row[key] == whole[key], key
 
 
-def _start_slurm_sweep(sweep, tmp_path):
-    """``dpcluster sweep --backend slurm`` in a process of its own: the command, its environment, the sweep
+def _start_slurm_sweep(sweep, tmp_path, *options):
+    """``dpcluster sweep --backend slurm --wait`` in a process of its own: the command, its environment, the sweep
     folder and the process."""
     import os
     import subprocess
@@ -148,7 +148,7 @@ def _start_slurm_sweep(sweep, tmp_path):
     sweep.save(spec)
     out = tmp_path / "out"
     command = [sys.executable, "-m", "dpcluster", "sweep", str(spec), "--backend", "slurm", "--partition", "debug",
-               "--out", str(out), "--device", "cpu"]
+               "--out", str(out), "--device", "cpu", *(options or ["--wait"])]
     # Progress after every epoch, however short (by default a training saves every 30 s).
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "DPCLUSTER_PROGRESS_SECONDS": "0"}
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -213,7 +213,7 @@ def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluste
     printed = capsys.readouterr().out
     assert "Slurm's view" in printed and "RUNNING" in printed, printed
     assert main(["cancel", str(out)]) == 0
-    assert "cancelled 4 job(s)" in capsys.readouterr().out
+    assert "cancelled 5 job(s)" in capsys.readouterr().out  # four validations and the aggregate
     assert process.wait(timeout=120) == 1  # the coordinator ends by itself, submitting nothing more
     ids = {job["scheduler_id"] for job in json.loads((out / "manifest.json").read_text()).values()
            if job["scheduler_id"]}
@@ -224,3 +224,116 @@ def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluste
     assert states == {"cancelled"}, states
     assert main(["status", str(out)]) == 0
     assert "CANCELLED" in capsys.readouterr().out
+
+
+def _submissions(out) -> "Counter[str]":
+    """How often each job went to Slurm (submitit keeps every submitted pack's pickle)."""
+    from collections import Counter
+
+    from submitit.core.utils import pickle_load
+
+    return Counter(call.job.id for path in (out / "logs").rglob("*_submitted.pkl")
+                   for call in pickle_load(path).args[0])
+
+
+def _sweep_queued(out) -> set:
+    import json
+    import subprocess
+
+    ids = {job["scheduler_id"] for job in json.loads((out / "manifest.json").read_text()).values()
+           if job["scheduler_id"]}
+    listed = subprocess.run(["squeue", "--noheader", "--array", "--format=%i"], capture_output=True, text=True)
+    return ids & set(listed.stdout.split())
+
+
+def test_submit_log_off_and_rerun_after_a_failure_repeats_only_the_failed_chain(slurm_cluster, tmp_path, capsys):
+    import json
+    import subprocess
+    import time
+
+    from dpcluster.cli.main import main
+    from dpcluster.sweeps.graph import expand
+    from dpcluster.sweeps.layout import SweepLayout
+
+    sweep = SweepSpec.from_dict({"name": "logoff", "methods": ["random"], "seeds": [0, 1], "sparsities": [0.2, 0.36],
+                                 "base": {"model": {"width": 8}, "pruning": {"rounds": 2},
+                                          "training": {"epochs": 1}}})
+    jobs = expand(sweep)
+    broken = next(job for job in jobs if job.kind == "mask" and job.experiment.seed == 1)
+    chain = {broken.id} | {job.id for job in jobs if broken.id in job.deps} | \
+        {job.id for job in jobs if job.kind == "aggregate"}
+    # A file where seed 1's mask search keeps its rounds makes that job fail.
+    blocker = SweepLayout(tmp_path / "out").search_dir(broken.experiment)
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("in the way")
+    command, env, out, process = _start_slurm_sweep(sweep, tmp_path, "--time-min", "10")
+    assert process.wait(timeout=120) == 0  # it returns once Slurm holds the graph, before the jobs end
+    states = json.loads((out / "manifest.json").read_text())
+    assert {s["state"] for s in states.values()} == {"running"}, states
+    assert all(s["after"] for s in states.values() if s["kind"] in ("validate", "aggregate")), states
+    deadline = time.time() + 300
+    while _sweep_queued(out):  # nothing waits forever on the failed search: Slurm cancels its dependents
+        assert time.time() < deadline, _sweep_queued(out)
+        time.sleep(1)
+    assert main(["status", str(out)]) == 0
+    printed = capsys.readouterr().out
+    failed = [line for line in printed.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and broken.name in failed[0], printed
+    log = failed[0].rsplit("log ", 1)[1].rstrip(")")
+    assert "Error" in failed[0] and open(log).read(), failed[0]  # its last error line and a log that exists
+    assert json.loads((out / "manifest.json").read_text()) == states, "status changes nothing"
+    first = _submissions(out)
+    assert set(first) == {job.id for job in jobs} and set(first.values()) == {1}
+    # Fixed, and run again: only the failed search and what waited on it go to Slurm again.
+    blocker.unlink()
+    again = subprocess.run(command[:-2] + ["--wait"], env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    second = _submissions(out) - first
+    assert set(second) == chain and set(second.values()) == {1}, (second, chain)
+    rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert sorted((r["seed"], r["round"]) for r in rows) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert (out / "aggregate.parquet").exists()
+
+
+def test_dry_run_prints_the_sbatch_scripts_and_submits_nothing(slurm_cluster, tmp_path, capsys):
+    import subprocess
+
+    from dpcluster.cli.main import main
+
+    spec = tmp_path / "sweep.toml"
+    SweepSpec.from_dict(SWEEP).save(spec)
+
+    def accounted() -> list[str]:
+        return subprocess.run(["sacct", "--noheader", "--allocations", "--format=JobID", "--starttime", "now-1day"],
+                              capture_output=True, text=True).stdout.split()
+
+    before = accounted()
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--backend", "slurm", "--partition", "debug", "--out", str(out), "--dry-run",
+                 "--setup", "echo site setup", "--sbatch", "comment=dp-test", "--stage", "validate:time_min=7",
+                 "--requeues", "5"]) == 0
+    printed = capsys.readouterr().out
+    assert accounted() == before and not out.exists()
+    scripts = printed.split("# sbatch ")[1:]
+    # Masks, validations of dense, validations of each random seed, the aggregate: one array each.
+    assert len(scripts) == 5, printed
+    assert all("#SBATCH --kill-on-invalid-dep=yes" in s and "#SBATCH --comment=dp-test" in s and
+               "# setup\necho site setup" in s for s in scripts), printed
+    validations = [s for s in scripts if "validate-" in s.splitlines()[0]]
+    assert validations and all("#SBATCH --time=7" in s for s in validations)
+    after_masks = [s for s in validations if "#SBATCH --dependency='afterok:<1>_" in s]
+    assert len(after_masks) == 2, printed  # each random seed's validation after its own mask search
+    # The aggregate waits on every array, each named whole.
+    assert "aggregate" in scripts[-1].splitlines()[0]
+    assert "#SBATCH --dependency='afterok:<1>:<2>:<3>:<4>'" in scripts[-1], scripts[-1]
+
+
+def test_a_snapshot_runs_the_code_as_it_was_submitted(slurm_cluster, tmp_path):
+    sweep = SweepSpec.from_dict({"name": "snap", "methods": ["dense"], "seeds": [0],
+                                 "base": {"model": {"width": 8}, "training": {"epochs": 1}}})
+    command, env, out, process = _start_slurm_sweep(sweep, tmp_path, "--snapshot", "--wait")
+    assert process.wait(timeout=300) == 0
+    (snapshot,) = (out / "code").iterdir()
+    assert (snapshot / "dpcluster" / "sweeps" / "slurm_backend.py").exists()
+    log = " ".join(p.read_text() for p in (out / "logs").rglob("*_log.out"))
+    assert f"dpcluster from {snapshot.resolve() / 'dpcluster'}" in log, log

@@ -21,6 +21,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                    help="where jobs run: this process, Slurm through submitit, or Ray (default local)")
     p.add_argument("--out", type=Path, help="sweep folder (default sweeps/<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would be submitted (for Slurm, each sbatch script and its dependencies) and "
+                        "submit and write nothing")
     slurm = p.add_argument_group("slurm")
     slurm.add_argument("--partition")
     slurm.add_argument("--account")
@@ -35,6 +38,22 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     slurm.add_argument("--tasks-per-job", type=int,
                        help="processes per job; validations train data-parallel across them (Slurm; default: "
                             "one per GPU)")
+    slurm.add_argument("--stage", action="append", default=[], metavar="KIND:KEY=VALUE,...",
+                       help="resources of one stage that differ from the above, e.g. "
+                            "distill:gpus=1,mem_gb=32,time_min=240 (keys: cpus, gpus, mem_gb, time_min, tasks, "
+                            "partition); repeatable")
+    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
+                       help="a shell line each job runs first (module load, source venv/bin/activate); repeatable")
+    slurm.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                       help="an sbatch option passed through as --KEY=VALUE (e.g. mail-type=END); repeatable")
+    slurm.add_argument("--requeues", type=int, default=3,
+                       help="times a task is requeued after a timeout or preemption (default 3)")
+    slurm.add_argument("--snapshot", action="store_true",
+                       help="copy the code (a git checkout's tracked files) into SWEEP/code/ and run the jobs "
+                            "from that copy, so later edits do not reach jobs already submitted")
+    slurm.add_argument("--wait", action="store_true",
+                       help="follow the sweep to its end here (by default the command ends once Slurm holds "
+                            "every job)")
     ray = p.add_argument_group("ray")
     ray.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(handler=handle_sweep)
@@ -58,15 +77,35 @@ def handle_sweep(args: argparse.Namespace) -> int:
 
     console = Console()
     sweep = SweepSpec.load(args.spec)
-    expand(sweep)  # every spec mistake surfaces here, before the folder is made
-    if args.backend == "local":
+    jobs = expand(sweep)  # every spec mistake surfaces here, before the folder is made
+    out = args.out or Path("sweeps") / sweep.name
+    backend = make_backend(args, out, console)
+    if args.backend == "local" and not args.dry_run:
         # Elsewhere the device, the data and the set files are those of the job's machine, checked there.
         resolve_device(args.device)
         preflight(sweep, console.print)
-    out = args.out or Path("sweeps") / sweep.name
-    backend = make_backend(args, out, console)
-    manifest = run_sweep(sweep, out, backend, args.device, console.print)
+    if args.dry_run:
+        run_sweep(sweep, out, backend, args.device, console.print, dry_run=True)
+        console.print(f"dry run: nothing submitted, nothing written to {out}")
+        return 0
+    follow = args.backend != "slurm" or args.wait
+    ended = Counter()
+
+    def on_end(job) -> None:
+        if follow and args.backend != "local":  # the local backend names each job as it starts
+            ended[job.kind] += 1
+            console.print(f"  ended: {job.name} ({sum(ended.values())} this run)")
+
+    manifest = run_sweep(sweep, out, backend, args.device, console.print, on_end, follow=follow)
     console.print(status_table(manifest))
+    if not follow:
+        waiting = sum(state.state == "running" for job_id, state in manifest.jobs.items()
+                      if job_id in {job.id for job in jobs})
+        if waiting:
+            console.print(f"Slurm holds {waiting} job(s) of this sweep; this command is done and you may log "
+                          f"off.\nFollow it with: dpcluster status {out}\nAfter a failure, run the same command "
+                          f"again: it resubmits only what failed and what waited on it.")
+            return 0
     not_done = unfinished(sweep, out)
     if not_done:
         console.print(f"{len(not_done)} job(s) not done; run the same command again to retry")
@@ -76,18 +115,35 @@ def handle_sweep(args: argparse.Namespace) -> int:
 
 
 def make_backend(args: argparse.Namespace, out: Path, console: Console):
-    from dpcluster.sweeps.backends import LocalBackend
+    from dpcluster.sweeps.backends import DryRunBackend, LocalBackend
+    from dpcluster.sweeps.layout import SweepLayout
 
+    slurm_only = {"--stage": args.stage, "--setup": args.setup, "--sbatch": args.sbatch, "--snapshot": args.snapshot,
+                  "--wait": args.wait, "--requeues": args.requeues != 3}
+    if args.backend != "slurm" and (given := [name for name, value in slurm_only.items() if value]):
+        raise UserError(f"{', '.join(given)}: only for --backend slurm")
+    if args.dry_run and args.backend != "slurm":
+        return DryRunBackend(args.backend, lambda text: console.print(text, soft_wrap=True, markup=False))
     if args.backend == "local":
         return LocalBackend(on_start=lambda job: console.print(f"  {job.name}"))
     if args.backend == "slurm":
-        from dpcluster.sweeps.slurm_backend import SlurmBackend
+        import time
+
+        from dpcluster.sweeps.jobs import kind_names
+        from dpcluster.sweeps.slurm_backend import SlurmBackend, parse_sbatch, parse_stage
 
         if args.gpus_per_job != int(args.gpus_per_job) or args.cpus_per_job != int(args.cpus_per_job):
             raise UserError("--gpus-per-job and --cpus-per-job must be whole numbers on Slurm")
-        return SlurmBackend(out / "logs", args.partition, args.account, args.qos, args.constraint,
+        if args.requeues < 0:
+            raise UserError(f"--requeues must be >= 0, got {args.requeues}")
+        layout = SweepLayout(out)
+        stages = dict(parse_stage(text, kind_names()) for text in args.stage)
+        return SlurmBackend(layout.logs_dir, args.partition, args.account, args.qos, args.constraint,
                             int(args.gpus_per_job), int(args.cpus_per_job), args.mem_gb, args.time_min,
-                            args.array_parallelism, args.tasks_per_job)
+                            args.array_parallelism, args.tasks_per_job, stages=stages, setup=tuple(args.setup),
+                            sbatch=dict(parse_sbatch(text) for text in args.sbatch), requeues=args.requeues,
+                            snapshot=layout.snapshot_dir(time.strftime("%Y%m%d-%H%M%S")) if args.snapshot else None,
+                            dry_run=console.out if args.dry_run else None)
     from dpcluster.sweeps.ray_backend import RayBackend
 
     return RayBackend(args.address, args.gpus_per_job, args.cpus_per_job)
@@ -120,27 +176,40 @@ def _manifest(folder: Path):
 
 
 def handle_status(args: argparse.Namespace) -> int:
-    from dpcluster.sweeps.scheduler_state import slurm_states
+    from dpcluster.sweeps.coordinator import observe
+    from dpcluster.sweeps.scheduler_state import queued, slurm_states
 
-    manifest = _manifest(args.dir)
+    _manifest(args.dir)  # a clear error for a folder that is not a sweep's
+    # Brought up to date with what Slurm's jobs reported since the submitting command ended (nothing is saved).
+    manifest = observe(args.dir)
     console = Console()
     console.print(status_table(manifest))
-    followed = {job_id: s for job_id, s in manifest.jobs.items() if s.scheduler_id}
-    slurm = slurm_states([s.scheduler_id for s in followed.values()])
-    if slurm:
+    followed = {job_id: s for job_id, s in manifest.jobs.items() if s.scheduler_id and s.state != "done"}
+    if followed:
+        ids = [s.scheduler_id for s in followed.values()]
+        # The queue for what waits or runs (with why it waits), accounting for how the rest ended.
+        slurm = {**slurm_states(ids), **(queued() or {})}
         table = Table(title="Slurm's view of the jobs not done")
-        for name in ("job", "Slurm id", "Slurm state", "elapsed"):
+        for name in ("job", "Slurm id", "Slurm state", "waits for", "elapsed"):
             table.add_column(name)
-        counts = Counter(slurm[s.scheduler_id].state for s in followed.values() if s.scheduler_id in slurm)
+        counts = Counter()
         for state in followed.values():
             known = slurm.get(state.scheduler_id)
-            if known is not None and state.state != "done":
-                table.add_row(state.name, state.scheduler_id, known.state, known.elapsed)
+            if known is not None:
+                counts[(state.kind, known.state)] += 1
+                table.add_row(state.name, state.scheduler_id, known.state,
+                              known.reason if known.state == "PENDING" else "", known.elapsed)
+        by_stage = {}
+        for (kind, slurm_state), count in sorted(counts.items()):
+            by_stage.setdefault(kind, []).append(f"{slurm_state} {count}")
+        for kind, parts in by_stage.items():
+            console.print(f"Slurm, {kind}: " + ", ".join(parts))
         console.print(table)
-        console.print("Slurm states: " + ", ".join(f"{state} {count}" for state, count in sorted(counts.items())))
     for state in manifest.jobs.values():
         if state.state == "failed":
-            console.print(f"failed ({state.attempts} attempts): {state.name}: {state.error}")
+            # Unwrapped, so the log path can be copied.
+            console.print(f"failed ({state.attempts} attempt(s)): {state.name}: {state.error}", markup=False,
+                          highlight=False, soft_wrap=True)
     return 0
 
 

@@ -41,9 +41,11 @@ class Backend(Protocol):
     def outstanding(self) -> int:
         """Submitted jobs not yet reported by ``wait``."""
 
-    # Optional, for schedulers whose jobs outlive the coordinator (Slurm): ``on_submitted`` (set by the
-    # coordinator) is called with {job id: scheduler id} after each submission, and ``attach(calls, scheduler_id)``
-    # follows a job an earlier coordinator submitted.
+    # Optional, for schedulers whose jobs outlive the coordinator (Slurm): ``flush()`` sends what was submitted
+    # (the coordinator may leave after it); ``on_submitted`` (set by the coordinator) is called with {job id:
+    # (scheduler id, scheduler ids it waits on)} after each submission; ``attach(calls, scheduler_id, after)``
+    # follows a job an earlier coordinator submitted, and ``poll(cancel_blocked)`` returns what ended since,
+    # without waiting.
 
 
 class LocalBackend:
@@ -73,3 +75,22 @@ class LocalBackend:
             raise
         except Exception as error:  # noqa: BLE001 - a failed job is recorded and retried, not fatal
             return [Outcome(call.job.id, False, last_line(error))]
+
+
+class DryRunBackend:
+    """Submits nothing: says which jobs would run, each with the jobs it would wait on (``--dry-run`` of the
+    backends that show no scripts of their own)."""
+
+    resolves_dependencies = True
+
+    def __init__(self, name: str, say):
+        self.name, self.say = name, say
+
+    def submit(self, call: JobCall, after: tuple[str, ...] = ()) -> None:
+        self.say(f"would run {call.job.name} ({call.job.id})" + (f" after {', '.join(after)}" if after else ""))
+
+    def outstanding(self) -> int:
+        return 0
+
+    def wait(self) -> list[Outcome]:
+        return []

@@ -1,7 +1,10 @@
 """The coordinator: expands a sweep, records its jobs in the sweep folder, and starts each job as soon as its own
-dependencies are done (no stage barriers). Running it again resumes: finished jobs are skipped, failed ones
-retried up to ``max_retries``. Another spec run into the same folder reuses every job the two have in common
-(ids are content hashes); jobs whose settings changed are new jobs beside the old ones."""
+dependencies are done (no stage barriers). On a scheduler that holds the graph itself (Slurm, Ray), every job
+is handed over at once with its dependencies, and following the sweep to its end is optional (Slurm). Running
+it again resumes: finished jobs are skipped, jobs still queued or running are followed instead of submitted
+twice, and failed ones are retried up to ``max_retries`` together with the jobs that waited on them. Another
+spec run into the same folder reuses every job the two have in common (ids are content hashes); jobs whose
+settings changed are new jobs beside the old ones."""
 
 from __future__ import annotations
 
@@ -18,14 +21,16 @@ from dpcluster.sweeps.manifest import JobState, Manifest
 from dpcluster.sweeps.spec import SweepSpec
 
 
-def prepare(sweep: SweepSpec, sweep_dir: Path) -> tuple[list[Job], Manifest]:
-    """The sweep's jobs and the folder's manifest, with the spec saved as the folder's current one."""
+def prepare(sweep: SweepSpec, sweep_dir: Path, read_only: bool = False) -> tuple[list[Job], Manifest]:
+    """The sweep's jobs and the folder's manifest, with the spec saved as the folder's current one (read-only:
+    nothing written, for a dry run or a look)."""
     layout = SweepLayout(Path(sweep_dir))
     jobs = expand(sweep)
-    layout.root.mkdir(parents=True, exist_ok=True)
-    layout.cancel_file.unlink(missing_ok=True)  # running the sweep again undoes a cancel
-    sweep.save(layout.spec_file)
-    manifest = Manifest.open(layout.manifest_file)
+    if not read_only:
+        layout.root.mkdir(parents=True, exist_ok=True)
+        layout.cancel_file.unlink(missing_ok=True)  # running the sweep again undoes a cancel
+        sweep.save(layout.spec_file)
+    manifest = Manifest.open(layout.manifest_file, read_only)
     for job in jobs:
         manifest.add(job.id, job.name, job.kind)
     manifest.save()
@@ -36,20 +41,21 @@ class _Run:
     """One pass of the coordinator over a sweep's jobs."""
 
     def __init__(self, sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str,
-                 say: Callable[[str], None], on_end: Callable[[Job], None] | None):
+                 say: Callable[[str], None], on_end: Callable[[Job], None] | None, read_only: bool = False):
         self.sweep, self.layout, self.backend, self.device = sweep, SweepLayout(Path(sweep_dir)), backend, device
         self.say, self.on_end = say, on_end or (lambda job: None)
-        self.jobs, self.manifest = prepare(sweep, sweep_dir)
+        self.jobs, self.manifest = prepare(sweep, sweep_dir, read_only)
         self.by_id = {job.id: job for job in self.jobs}
         self.submitted: set[str] = set()
         if hasattr(backend, "on_submitted"):
             backend.on_submitted = self.manifest.submitted
-        self.reattach()
 
-    def reattach(self) -> None:
-        """Jobs a killed coordinator left "running": those the scheduler knows (their ids are in the manifest) are
-        followed again, not submitted twice; the others run again."""
+    def reattach(self, cancel_blocked: bool = True) -> None:
+        """Jobs an earlier run left "running": those the scheduler knows (their ids are in the manifest) are
+        followed again, not submitted twice, and what they reported since is taken in; the others run again.
+        With ``cancel_blocked``, jobs still queued behind one that failed are cancelled, to be resubmitted."""
         attachable: dict[str, list[JobCall]] = {}
+        after: dict[str, tuple[str, ...]] = {}
         for job in self.jobs:
             state = self.manifest.jobs[job.id]
             if state.state == "cancelled":  # stopped by dpcluster cancel: run it again
@@ -58,12 +64,20 @@ class _Run:
                 continue
             if state.scheduler_id is not None and hasattr(self.backend, "attach"):
                 attachable.setdefault(state.scheduler_id, []).append(JobCall(job, self.layout.root, self.device))
+                after[state.scheduler_id] = tuple(state.after or ())
             else:
                 state.state = "pending"
         for scheduler_id, calls in attachable.items():
-            self.backend.attach(calls, scheduler_id)
+            self.backend.attach(calls, scheduler_id, after[scheduler_id])
             self.submitted.update(call.job.id for call in calls)
-            self.say(f"following {len(calls)} job(s) submitted earlier ({self.backend.name} {scheduler_id})")
+        if attachable:
+            for outcome in self.backend.poll(cancel_blocked):
+                self.finish(outcome)
+            still = [job_id for calls in attachable.values() for call in calls if (job_id := call.job.id)
+                     in self.submitted]
+            if still:
+                self.say(f"following {len(still)} job(s) submitted earlier, still queued or running "
+                         f"({self.backend.name} {', '.join(sorted({self.manifest.jobs[j].scheduler_id for j in still}))})")
 
     def state(self, job_id: str) -> str:
         return self.manifest.jobs[job_id].state
@@ -99,13 +113,14 @@ class _Run:
             if deps_done and self.settle(job) is not False:
                 changed = True
                 continue
-            if get_kind(job.kind).run is None:  # the coordinator's own job, once its dependencies are done
-                continue
             deps_sent = all(self.state(dep) == "done" or dep in self.submitted for dep in job.deps)
             if deps_done or (self.backend.resolves_dependencies and deps_sent):
                 self.manifest.set(job.id, "running")
                 self.submitted.add(job.id)
-                self.backend.submit(JobCall(job, self.layout.root, self.device), job.deps)
+                # It waits only on what is not done yet (a done job's scheduler entry may have ended badly for
+                # another job it ran beside).
+                waits_on = tuple(dep for dep in job.deps if self.state(dep) != "done")
+                self.backend.submit(JobCall(job, self.layout.root, self.device), waits_on)
                 sent[job.kind] += 1
                 changed = True
         if sent:
@@ -115,7 +130,7 @@ class _Run:
 
     def finish(self, outcome: Outcome) -> None:
         self.submitted.discard(outcome.job_id)
-        if outcome.blocked:
+        if outcome.blocked:  # it never ran: a job it waits on failed; it goes again with that job's retry
             self.manifest.release(outcome.job_id)
             return
         self.on_end(self.by_id[outcome.job_id])
@@ -126,11 +141,14 @@ class _Run:
         if not outcome.ok:
             self.say(f"failed: {self.manifest.jobs[outcome.job_id].name}: {outcome.error}")
 
-    def run(self) -> Manifest:
+    def run(self, follow: bool = True) -> Manifest:
+        self.reattach()
         while True:
             while self.dispatch():
                 pass
-            if not self.backend.outstanding():
+            if hasattr(self.backend, "flush"):
+                self.backend.flush()
+            if not follow or not self.backend.outstanding():
                 return self.manifest
             for outcome in self.backend.wait():
                 self.finish(outcome)
@@ -138,10 +156,28 @@ class _Run:
 
 def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
               say: Callable[[str], None] = lambda text: None,
-              on_end: Callable[[Job], None] | None = None) -> Manifest:
+              on_end: Callable[[Job], None] | None = None, follow: bool = True, dry_run: bool = False) -> Manifest:
     """Run the sweep's jobs that are not done into ``sweep_dir``; ``say`` tells what is submitted and what
-    failed, ``on_end`` is called with every job that ends (done or failed)."""
-    return _Run(sweep, sweep_dir, backend, device, say, on_end).run()
+    failed, ``on_end`` is called with every job that ends (done or failed). Without ``follow``, returns once
+    everything is submitted (on a backend that holds the graph: Slurm). ``dry_run`` writes nothing (the backend
+    shows what it would submit)."""
+    return _Run(sweep, sweep_dir, backend, device, say, on_end, read_only=dry_run).run(follow and not dry_run)
+
+
+def observe(sweep_dir: Path) -> Manifest:
+    """The folder's manifest brought up to date with what its Slurm jobs reported since it was last written, for
+    display: nothing is saved, cancelled or submitted."""
+    from dpcluster.sweeps.slurm_backend import SlurmBackend
+
+    layout = SweepLayout(Path(sweep_dir))
+    manifest = Manifest.open(layout.manifest_file, read_only=True)
+    if not layout.spec_file.exists() or not any(s.state == "running" and s.scheduler_id
+                                                for s in manifest.jobs.values()):
+        return manifest
+    run = _Run(SweepSpec.load(layout.spec_file), layout.root, SlurmBackend(layout.logs_dir), "auto",
+               lambda text: None, None, read_only=True)
+    run.reattach(cancel_blocked=False)
+    return run.manifest
 
 
 def unfinished(sweep: SweepSpec, sweep_dir: Path) -> list[JobState]:

@@ -28,6 +28,16 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
 
     job = call.job
     kind = get_kind(job.kind)
+    import dpcluster
+
+    print(f"{job.name}: dpcluster from {Path(dpcluster.__file__).parent}", flush=True)
+    # What the coordinator finishes itself when it is there (bookkeeping, aggregating) is finished here when the
+    # scheduler started the job on its own (Slurm and Ray hold the graph).
+    if kind.settle(job, SweepLayout(Path(call.sweep_dir))):
+        print(f"{job.name}: settled without training", flush=True)
+        return job.id
+    if kind.run is None:
+        raise RuntimeError(f"{job.name}: a {job.kind} job could not be settled: its inputs are missing")
     use_granted_cpus()
     threads = torch.get_num_threads()  # what torch really runs on, for the log
     print(f"{job.name}: {threads} CPU thread{'s' if threads > 1 else ''}", flush=True)

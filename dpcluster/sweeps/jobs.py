@@ -69,11 +69,11 @@ class JobKind:
     # The job's name in logs and status tables.
     label: Callable[[Job], str]
     scope: str = "experiment"
-    # Runs the job where a backend put it (this process, a Slurm job, a Ray task). None: the coordinator alone
-    # runs it, through ``settle``.
+    # Runs the job where a backend put it (this process, a Slurm job, a Ray task). None: it is only ever settled
+    # (by the coordinator, or where a scheduler that holds the graph starts it).
     run: Callable[[Job, JobContext], None] | None = None
-    # Finishes the job in the coordinator, once its dependencies are done, when that costs no training;
-    # returns whether it did.
+    # Finishes the job without training once its dependencies are done, when it can (in the coordinator, or first
+    # thing where a backend started it); returns whether it did.
     settle: Callable[[Job, SweepLayout], bool] = lambda job, layout: False
     # Whether a job of this kind started on several processes trains data-parallel across them (otherwise the
     # first process does the work alone).

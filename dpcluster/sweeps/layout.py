@@ -10,7 +10,8 @@
     SWEEP/analyses/pairs/<experiment>/round-NNN.validated.pt   the validation's trained network (copy a)
     SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
     SWEEP/progress/<job id>/              a training's per-epoch progress while it runs
-    SWEEP/logs/                           one log per job
+    SWEEP/logs/                           one log per job (Slurm: submitit's folders, one per task, and outcomes/)
+    SWEEP/code/<time>/                    the code Slurm jobs run, copied at submission (``--snapshot``)
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class SweepLayout:
     @property
     def logs_dir(self) -> Path:
         return self.root / "logs"
+
+    def snapshot_dir(self, stamp: str) -> Path:
+        """A copy of the code made at submission, for the jobs submitted then."""
+        return self.root / "code" / stamp
 
     def search_dir(self, spec: ExperimentSpec) -> Path:
         """One experiment's mask search (experiment names carry their content hash)."""

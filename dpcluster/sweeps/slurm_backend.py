@@ -1,25 +1,78 @@
-"""Jobs as Slurm jobs through submitit: the jobs that become ready together go in one job array (one ``sbatch``),
-each task requeued on timeout or preemption (it then resumes from its last finished round, which every job
-checkpoints). The coordinator submits a job as soon as its own dependencies are done.
+"""Jobs as Slurm jobs through submitit, with Slurm holding the sweep's graph: every job is submitted up front with
+an ``afterok`` dependency on the Slurm jobs of its own dependencies, so Slurm starts each job when they are done
+and the submitting process may leave. Jobs with the same dependencies and resources go in one job array (one
+``sbatch``); each task is requeued on timeout or preemption (submitit), and resumes from its training progress.
 
 Starting a Slurm job costs seconds (a fresh Python that imports torch and loads the data), which dwarfs a small
-validation. So when more jobs become ready at once than the partition could ever run side by side (its CPUs over
-the CPUs per job, from ``sinfo``), they are packed: each array task runs its share one after another in one
-process, and says when each job ends (an outcome file per job), so dependents still start as soon as their own
-dependencies are done. On a cluster larger than the batch, every job is a task of its own."""
+validation. So when a batch holds more jobs than the partition could ever run side by side (its CPUs over the
+CPUs per job, from ``sinfo``), they are packed: each array task runs its share one after another in one process
+and writes an outcome file per job. A task that had a failed job exits with an error, so Slurm never starts what
+waits on it: those dependents are cancelled (``--kill-on-invalid-dep``, and by the backend itself as soon as the
+failure is known) and reported as blocked, so the coordinator resubmits them with their dependency."""
 
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from dpcluster.atomic import write_atomic
 from dpcluster.errors import UserError
 from dpcluster.sweeps.backends import Outcome, last_line
 from dpcluster.sweeps.execute import JobCall, execute
+from dpcluster.sweeps.scheduler_state import cancel_slurm, queued, slurm_states
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What each job of a stage asks Slurm for."""
+
+    cpus: int = 1
+    gpus: int = 0
+    mem_gb: float | None = None
+    time_min: int = 60
+    # Processes per job: validation jobs train data-parallel across them. Default: one per GPU.
+    tasks: int | None = None
+    partition: str | None = None
+
+    @property
+    def processes(self) -> int:
+        return self.tasks or max(self.gpus, 1)
+
+
+def parse_stage(text: str, kinds: list[str]) -> tuple[str, dict]:
+    """``KIND:KEY=VALUE[,KEY=VALUE...]`` (e.g. ``distill:gpus=1,mem_gb=32,time_min=240``) as the stage and its
+    resource overrides; a mistake is a one-line UserError."""
+    kind, sep, rest = text.partition(":")
+    if not sep or kind not in kinds:
+        raise UserError(f"--stage {text!r}: expected KIND:KEY=VALUE,... with KIND one of {', '.join(kinds)}")
+    types = {f.name: f.type for f in fields(Resources)}
+    overrides = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep or key not in types:
+            raise UserError(f"--stage {text!r}: expected KEY=VALUE with KEY one of {', '.join(types)}")
+        cast = str if key == "partition" else float if key == "mem_gb" else int
+        try:
+            overrides[key] = cast(value)
+        except ValueError:
+            raise UserError(f"--stage {text!r}: {key} must be a {cast.__name__}, got {value!r}") from None
+        if cast is not str and overrides[key] < 0:
+            raise UserError(f"--stage {text!r}: {key} must be >= 0, got {value}")
+    if not overrides:
+        raise UserError(f"--stage {text!r}: no KEY=VALUE given")
+    return kind, overrides
+
+
+def parse_sbatch(text: str) -> tuple[str, str | bool]:
+    """``KEY=VALUE`` (or a bare flag ``KEY``) for an sbatch option submitit does not name."""
+    key, sep, value = text.partition("=")
+    key = key.strip().lstrip("-")
+    if not key or any(c.isspace() for c in key):
+        raise UserError(f"--sbatch {text!r}: expected KEY=VALUE, e.g. mail-type=END")
+    return key, value if sep else True
 
 
 def packs(calls: list, slots: int | None) -> list[list]:
@@ -41,15 +94,16 @@ def _outcome_file(folder: Path, job_id: str) -> Path:
 
 def _run_pack(calls: list[JobCall], folder: str) -> None:
     """One array task: run its jobs in turn; after each, its outcome file (written by the first process of a
-    data-parallel job). A requeued task skips the jobs it already finished."""
+    data-parallel job). A requeued task skips the jobs it already finished. Ends with an error if any of its
+    jobs failed, so Slurm does not start what depends on it."""
     import signal
 
     import submitit
 
     def stop(signum, frame):
         # Slurm sends SIGTERM when it requeues, preempts or cancels a job; submitit ignores it (it checkpoints on
-        # its own timeout signal). Every training keeps its progress on disk after each epoch, so stopping at
-        # once loses at most an epoch, and the requeued task resumes there.
+        # its own timeout signal). Every training keeps its progress on disk, so stopping at once loses little,
+        # and the requeued task resumes there.
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop)
@@ -69,6 +123,11 @@ def _run_pack(calls: list[JobCall], folder: str) -> None:
         if first:
             text = json.dumps(outcome)
             write_atomic(path, lambda handle: handle.write(text.encode()))
+    if first:
+        failed = [call.job.name for call in calls
+                  if not json.loads(_outcome_file(Path(folder), call.job.id).read_text())["ok"]]
+        if failed:
+            raise RuntimeError(f"{len(failed)} of {len(calls)} job(s) failed: {', '.join(failed)}")
 
 
 def _requeueable():
@@ -76,7 +135,7 @@ def _requeueable():
 
     class ExecutePack(submitit.helpers.Checkpointable):
         """A pack as submitit runs it: on timeout or preemption, submitit calls ``checkpoint`` and requeues the
-        same pack, which skips finished jobs and picks up the current one's per-round checkpoint."""
+        same pack, which skips finished jobs and resumes the current one from its training progress."""
 
         def __call__(self, calls: list[JobCall], folder: str) -> None:
             _run_pack(calls, folder)
@@ -87,7 +146,18 @@ def _requeueable():
 @dataclass
 class _Pack:
     calls: list[JobCall]
-    job: object  # the submitit job of its array task
+    task: str  # its Slurm job or array task id
+    after: tuple[str, ...]  # the Slurm ids it waits on (afterok)
+    failed: bool = False  # a job of it failed: the task ends with an error
+
+
+def _last_error_line(path: Path) -> str | None:
+    try:
+        lines = [line.strip() for line in path.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return None
+    errors = [line for line in lines if "Error" in line or "error" in line or "Killed" in line]
+    return (errors or lines or [None])[-1]
 
 
 @dataclass
@@ -104,109 +174,265 @@ class SlurmBackend:
     array_parallelism: int = 64
     # Processes per job: validation jobs train data-parallel across them (one per GPU). Default: one per GPU.
     tasks_per_job: int | None = None
-    # How often finished jobs are looked for.
+    # Resources of one stage (a job kind) that differ from the above: {"distill": {"gpus": 1, "mem_gb": 32}}.
+    stages: dict = field(default_factory=dict)
+    # Shell lines run before each job (module loads, environment activation).
+    setup: tuple[str, ...] = ()
+    # sbatch options submitit does not name, passed through as ``--KEY=VALUE``.
+    sbatch: dict = field(default_factory=dict)
+    # How often a task is requeued after a timeout or preemption before it counts as failed.
+    requeues: int = 3
+    # A folder to copy the code into (a git checkout's tracked files) before submitting: jobs run that copy, so
+    # editing the checkout later changes nothing that was submitted.
+    snapshot: Path | None = None
+    # Print what would be submitted (sbatch scripts with their dependencies) instead of submitting.
+    dry_run: Callable[[str], None] | None = None
+    # How often outcome files are looked for, and how often squeue is asked.
     poll_seconds: float = 0.5
+    queue_seconds: float = 2.0
     name: str = "slurm"
-    resolves_dependencies = False
-    queued: list[JobCall] = field(default_factory=list)
-    running: list[_Pack] = field(default_factory=list)
-    # Called with {job id: Slurm id} right after each sbatch, so the ids are on disk before anything can stop us.
+    resolves_dependencies = True
+    # Called with {job id: (Slurm id, Slurm ids it waits on)} right after each sbatch, so the ids are on disk
+    # before anything can stop us.
     on_submitted: object = None
-    _slots: int | None = field(default=None, init=False, repr=False)
-    _slots_known: bool = field(default=False, init=False, repr=False)
+    queue: list = field(default_factory=list, init=False, repr=False)  # (call, dependency job ids), not yet sent
+    running: list = field(default_factory=list, init=False, repr=False)  # _Pack, submitted and not yet over
+    task_of: dict = field(default_factory=dict, init=False, repr=False)  # job id -> Slurm id
+    failed_tasks: set = field(default_factory=set, init=False, repr=False)
+    array_sizes: dict = field(default_factory=dict, init=False, repr=False)
+    _unchecked: set = field(default_factory=set, init=False, repr=False)
+    _slots: dict = field(default_factory=dict, init=False, repr=False)
+    _queued: tuple = field(default=(float("-inf"), None), init=False, repr=False)
+    _dry_arrays: int = field(default=0, init=False, repr=False)
 
-    @property
-    def tasks(self) -> int:
-        return self.tasks_per_job or max(self.gpus_per_task, 1)
+    def resources(self, kind: str) -> Resources:
+        base = Resources(self.cpus_per_task, self.gpus_per_task, self.mem_gb, self.time_min, self.tasks_per_job,
+                         self.partition)
+        return replace(base, **self.stages.get(kind, {}))
 
-    def executor(self):
+    def executor(self, resources: Resources, dependency: str | None = None):
         import submitit
 
-        executor = submitit.SlurmExecutor(folder=Path(self.folder) / "%j", max_num_timeout=3)
-        params = {"time": self.time_min, "cpus_per_task": self.cpus_per_task,
+        executor = submitit.SlurmExecutor(folder=Path(self.folder).resolve() / "%j", max_num_timeout=self.requeues)
+        params = {"time": resources.time_min, "cpus_per_task": resources.cpus,
                   "array_parallelism": self.array_parallelism, "job_name": "dpcluster",
-                  # A requeued job (preempted, timed out, scontrol requeue) adds to its log instead of
-                  # overwriting the first attempt's.
-                  "additional_parameters": {"open-mode": "append"}}
-        for key in ("partition", "account", "qos", "constraint"):
+                  # Slurm cancels a job whose dependency failed instead of keeping it pending forever.
+                  "additional_parameters": {"kill-on-invalid-dep": "yes", **self.sbatch}}
+        if resources.partition:
+            params["partition"] = resources.partition
+        for key in ("account", "qos", "constraint"):
             if getattr(self, key):
                 params[key] = getattr(self, key)
-        if self.tasks > 1:
-            params["ntasks_per_node"] = self.tasks
-        if self.gpus_per_task:
+        if resources.processes > 1:
+            params["ntasks_per_node"] = resources.processes
+        if resources.gpus:
             # One GPU per process; a job asking for several GPUs gets as many processes (DDP).
-            params["gpus_per_task"] = 1 if self.tasks > 1 else self.gpus_per_task
-        if self.mem_gb:
-            params["mem"] = f"{int(self.mem_gb * 1024)}MB"
-        executor.update_parameters(**params)
+            params["gpus_per_task"] = 1 if resources.processes > 1 else resources.gpus
+        if resources.mem_gb:
+            params["mem"] = f"{int(resources.mem_gb * 1024)}MB"
+        if self.setup:
+            params["setup"] = list(self.setup)
+        if dependency:
+            params["dependency"] = dependency
+        try:
+            executor.update_parameters(**params)
+        except ValueError as error:
+            raise UserError(f"Slurm parameters: {' '.join(str(error).split())}") from None
         return executor
 
-    def slots(self) -> int | None:
+    def slots(self, resources: Resources | None = None) -> int | None:
         """How many jobs of this size the partition can run side by side (its CPUs over the CPUs per job);
         None where packing does not apply (GPU or multi-process jobs) or ``sinfo`` cannot say. Asked once per
-        sweep: a partition's size does not change between two submissions."""
-        if not self._slots_known:
-            self._slots, self._slots_known = self._partition_slots(), True
-        return self._slots
+        size: a partition does not change between two submissions."""
+        resources = resources or self.resources("")
+        if resources not in self._slots:
+            self._slots[resources] = self._partition_slots(resources)
+        return self._slots[resources]
 
-    def _partition_slots(self) -> int | None:
-        if self.gpus_per_task or self.tasks > 1:
+    @staticmethod
+    def _partition_slots(resources: Resources) -> int | None:
+        import subprocess
+
+        if resources.gpus or resources.processes > 1:
             return None
-        command = ["sinfo", "--noheader", "--format=%C"] + (["--partition", self.partition] if self.partition else [])
+        command = ["sinfo", "--noheader", "--format=%C"] + \
+            (["--partition", resources.partition] if resources.partition else [])
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=30)
             # %C is allocated/idle/other/total CPUs, one line per partition.
             total = sum(int(line.split("/")[3]) for line in done.stdout.split())
         except (OSError, subprocess.SubprocessError, ValueError, IndexError):
             return None
-        return max(1, total // max(1, self.cpus_per_task)) if done.returncode == 0 and total else None
+        return max(1, total // max(1, resources.cpus)) if done.returncode == 0 and total else None
+
+    # -- submitting ------------------------------------------------------------------------------------------------
 
     def submit(self, call: JobCall, after: tuple[str, ...] = ()) -> None:
-        self.queued.append(call)  # sent with the other jobs that become ready now, as one array
+        """Queue ``call``, to start when the jobs ``after`` (submitted before it, or earlier) have succeeded."""
+        self.queue.append((call, tuple(after)))
 
     def outstanding(self) -> int:
-        return len(self.queued) + sum(len(pack.calls) for pack in self.running)
+        return len(self.queue) + sum(len(pack.calls) for pack in self.running)
 
-    def _send(self) -> None:
-        from submitit.core.utils import FailedJobError
+    def _dependency(self, tasks: list[str]) -> str | None:
+        """``afterok:`` on ``tasks``, naming a whole array where every task of it is there."""
+        if not tasks:
+            return None
+        by_array: dict[str, list[str]] = {}
+        for task in tasks:
+            by_array.setdefault(task.split("_")[0], []).append(task)
+        names = []
+        for array, members in by_array.items():
+            whole = self.array_sizes.get(array) == len(set(members)) and all("_" in m for m in members)
+            names += [array] if whole else sorted(set(members))
+        return "afterok:" + ":".join(names)
 
-        calls, self.queued = self.queued, []
-        for call in calls:  # an earlier attempt's outcome is not this one's
-            _outcome_file(self.folder, call.job.id).unlink(missing_ok=True)
-        groups = packs(calls, self.slots())
-        try:
-            jobs = self.executor().map_array(_requeueable(), groups, [str(self.folder)] * len(groups))
-        except FailedJobError as error:  # sbatch refused: show Slurm's own words, on one line
-            message = " ".join(str(error).split()) or "sbatch failed"
-            raise UserError(f"Slurm refused the jobs: {message}") from None
-        self.running += [_Pack(list(group), job) for group, job in zip(groups, jobs)]
+    def flush(self) -> None:
+        """Send every queued job: one array per group of jobs with the same resources and dependencies, in the
+        order they were queued (a job's dependencies are queued before it)."""
+        if not self.queue:
+            return
+        items, self.queue = self.queue, []
+        groups: dict[tuple, list[JobCall]] = {}
+        for call, after in items:
+            groups.setdefault((self.resources(call.job.kind), after), []).append(call)
+        from contextlib import nullcontext
+
+        with self._snapshot() if self.snapshot and not self.dry_run else nullcontext():
+            for (resources, after), calls in groups.items():
+                tasks = sorted({self.task_of[job_id] for job_id in after if job_id in self.task_of})
+                self._send(calls, resources, tasks)
+        self._queued = (float("-inf"), None)  # what was just sent is in the queue now
+
+    def _send(self, calls: list[JobCall], resources: Resources, after: list[str]) -> None:
+        from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+        groups = packs(calls, self.slots(resources))
+        executor = self.executor(resources, self._dependency(after))
+        if self.dry_run is not None:
+            ids = self._print_script(executor, groups, after)
+        else:
+            for call in calls:  # an earlier attempt's outcome is not this one's
+                _outcome_file(self.folder, call.job.id).unlink(missing_ok=True)
+            try:
+                ids = [job.job_id for job in executor.map_array(_requeueable(), groups,
+                                                                [str(self.folder)] * len(groups))]
+            except (FailedJobError, FailedSubmissionError) as error:  # sbatch refused: Slurm's words, one line
+                message = " ".join(str(error).split()) or "sbatch failed"
+                raise UserError(f"Slurm refused the jobs: {message}") from None
+        if len(ids) > 1:
+            self.array_sizes[ids[0].split("_")[0]] = len(ids)
+        self.running += [_Pack(list(group), task, tuple(after)) for group, task in zip(groups, ids)]
+        for group, task in zip(groups, ids):
+            self.task_of.update({call.job.id: task for call in group})
         if self.on_submitted is not None:
-            self.on_submitted({call.job.id: job.job_id for group, job in zip(groups, jobs) for call in group})
+            self.on_submitted({call.job.id: (task, tuple(after)) for group, task in zip(groups, ids)
+                               for call in group})
 
-    def attach(self, calls: list[JobCall], scheduler_id: str) -> None:
-        """Follow a Slurm job an earlier run of the coordinator submitted for ``calls`` (queued, running or
-        ended: its outcome files, or its end without them, are read as for a job submitted now)."""
-        from submitit.slurm.slurm import SlurmJob
+    def _print_script(self, executor, groups: list[list[JobCall]], after: list[str]) -> list[str]:
+        from submitit.slurm.slurm import _make_sbatch_string
 
-        self.running.append(_Pack(list(calls), SlurmJob(folder=Path(self.folder) / "%j", job_id=scheduler_id)))
+        self._dry_arrays += 1
+        array = f"<{self._dry_arrays}>"
+        ids = [f"{array}_{i}" for i in range(len(groups))] if len(groups) > 1 else [array]
+        jobs = "; ".join(f"task {i}: " + ", ".join(call.job.name for call in group) for i, group in enumerate(groups))
+        script = _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
+                                     map_count=len(groups) if len(groups) > 1 else None, **executor.parameters)
+        self.dry_run(f"# sbatch {array}" + (f", after {', '.join(after)}" if after else "") + f" -- {jobs}\n"
+                     + script)
+        return ids
+
+    def _snapshot(self):
+        """submitit's RsyncSnapshot of the checkout dpcluster runs from: jobs submitted inside it start in the
+        copy (their working folder), where Python finds the copied package first."""
+        import subprocess
+
+        import submitit
+
+        import dpcluster
+
+        root = Path(dpcluster.__file__).resolve().parents[1]
+        inside = subprocess.run(["git", "-C", str(root), "rev-parse", "--show-toplevel"], capture_output=True,
+                                text=True)
+        if inside.returncode != 0 or Path(inside.stdout.strip()).resolve() != root:
+            raise UserError(f"--snapshot copies a git checkout of dpcluster; {root} is not one (an installed "
+                            f"package is already fixed until it is upgraded)")
+        if not submitit.helpers.RsyncSnapshot.available():
+            raise UserError("--snapshot needs rsync on this machine")
+        return submitit.helpers.RsyncSnapshot(snapshot_dir=Path(self.snapshot).resolve(), root_dir=root)
+
+    # -- following -------------------------------------------------------------------------------------------------
+
+    def attach(self, calls: list[JobCall], scheduler_id: str, after: tuple[str, ...] = ()) -> None:
+        """Follow a Slurm job an earlier run submitted for ``calls`` (queued, running or ended: its outcome
+        files, or its end without them, are read as for a job submitted now)."""
+        self.running.append(_Pack(list(calls), scheduler_id, tuple(after)))
+        self.task_of.update({call.job.id: scheduler_id for call in calls})
+        self._unchecked.update(after)
+        self._queued = (float("-inf"), None)
+
+    def _queue(self) -> dict | None:
+        at, known = self._queued
+        if known is None or time.monotonic() - at > self.queue_seconds:
+            self._queued = (time.monotonic(), queued())
+        return self._queued[1]
 
     def wait(self) -> list[Outcome]:
-        if self.queued:
-            self._send()
+        self.flush()
         while True:
-            outcomes = []
-            for pack in list(self.running):
-                ended = pack.job.done()  # before reading the outcome files, so none written last is missed
-                outcomes += self._reported(pack)
-                if pack.calls and ended:
-                    error = self._failure(pack.job)
-                    outcomes += [Outcome(call.job.id, False, error) for call in pack.calls]
-                    pack.calls = []
-                if not pack.calls:
-                    self.running.remove(pack)
-            if outcomes:
+            outcomes = self.poll()
+            if outcomes or not self.running:
                 return outcomes
             time.sleep(self.poll_seconds)
+
+    def poll(self, cancel_blocked: bool = True) -> list[Outcome]:
+        """The outcomes of submitted jobs that ended since the last look, without waiting. With
+        ``cancel_blocked``, jobs still queued behind a failed one are cancelled and reported blocked."""
+        self._learn_earlier_failures()
+        in_queue = self._queue()
+        outcomes = []
+        for pack in list(self.running):
+            # Whether it is still queued is read before its outcome files, so none written last is missed.
+            ended = in_queue is not None and pack.task not in in_queue
+            outcomes += self._reported(pack)
+            if pack.calls and ended:
+                outcomes += self._ended_without_outcome(pack)
+                pack.calls = []
+            if pack.failed:
+                self.failed_tasks.add(pack.task)
+            if not pack.calls:
+                self.running.remove(pack)
+        if cancel_blocked:
+            outcomes += self._cancel_blocked()
+        return outcomes
+
+    def _learn_earlier_failures(self) -> None:
+        """Which of the Slurm jobs that followed jobs wait on ended without success (asked once, on a re-run:
+        those submitted now are followed as they go)."""
+        if not self._unchecked:
+            return
+        followed = {pack.task for pack in self.running}
+        states = slurm_states(sorted(self._unchecked - followed))
+        self.failed_tasks.update(task for task, state in states.items() if state.state not in ("COMPLETED", ""))
+        self._unchecked = set()
+
+    def _cancel_blocked(self) -> list[Outcome]:
+        """Jobs queued after a Slurm job that failed (or will: one of its jobs failed) can never start:
+        cancel them, and their own dependents in turn."""
+        outcomes = []
+        while blocked := [pack for pack in self.running if set(pack.after) & self.failed_tasks]:
+            cancel_slurm([pack.task for pack in blocked])
+            for pack in blocked:
+                outcomes += [Outcome(call.job.id, False, "a job it depends on failed", blocked=True)
+                             for call in pack.calls]
+                self.failed_tasks.add(pack.task)
+                self.running.remove(pack)
+        return outcomes
+
+    def _log(self, task: str):
+        from submitit.core.utils import JobPaths
+
+        return JobPaths(Path(self.folder).resolve() / "%j", job_id=task, task_id=0)
 
     def _reported(self, pack: _Pack) -> list[Outcome]:
         """The outcomes the pack's jobs have written so far (taken off the pack)."""
@@ -216,18 +442,23 @@ class SlurmBackend:
             if path.exists():
                 written = json.loads(path.read_text())
                 error = None if written["ok"] else \
-                    f"{written['error']} (Slurm job {pack.job.job_id}; log {pack.job.paths.stdout})"
+                    f"{written['error']} (Slurm job {pack.task}; log {self._log(pack.task).stdout})"
+                pack.failed |= not written["ok"]
                 outcomes.append(Outcome(call.job.id, written["ok"], error))
                 pack.calls.remove(call)
         return outcomes
 
-    @staticmethod
-    def _failure(job) -> str:
-        """Why a task ended without an outcome for its jobs (killed, out of memory, out of time)."""
-        where = f" (Slurm job {job.job_id}; log {job.paths.stderr})"
-        try:
-            job.results()
-            return "ended without reporting" + where
-        except Exception as error:  # noqa: BLE001 - submitit's UncompletedJobError, or the task's own error
-            lines = [line for line in str(error).strip().splitlines() if line.strip()]
-            return (lines[-1] if lines else type(error).__name__) + where
+    def _ended_without_outcome(self, pack: _Pack) -> list[Outcome]:
+        """Outcomes for the jobs of a task that left the queue without reporting them: blocked if a job it
+        waited on failed (Slurm cancelled it), otherwise failed (killed, out of memory, out of time)."""
+        states = slurm_states([pack.task, *pack.after])
+        if any(task in self.failed_tasks or states.get(task, None) is not None and states[task].state != "COMPLETED"
+               for task in pack.after):
+            return [Outcome(call.job.id, False, "a job it depends on failed", blocked=True) for call in pack.calls]
+        pack.failed = True
+        state = states.get(pack.task)
+        log = self._log(pack.task).stderr
+        line = _last_error_line(log)
+        why = f"Slurm {state.state}" if state is not None and state.state else "ended without reporting"
+        error = f"{why}{': ' + line if line else ''} (Slurm job {pack.task}; log {log})"
+        return [Outcome(call.job.id, False, error) for call in pack.calls]

@@ -1,5 +1,6 @@
 """``aggregate``: once, after every other job of the sweep: mean, std and count per level of the sweep's own
-results (not of earlier specs run into the same folder). Cheap, so the coordinator does it itself."""
+results (not of earlier specs run into the same folder). Cheap, so it is only settled: by the
+coordinator, or (a sweep Slurm holds) by a small job that waits on every other."""
 
 from __future__ import annotations
 
