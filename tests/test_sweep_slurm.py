@@ -59,12 +59,38 @@ def test_a_validation_job_on_two_slurm_tasks_trains_data_parallel(slurm_cluster,
     assert "validate-dense-s0-digits-convnet-r0: process 1 of 2" in logs, "the second task joined the group"
 
 
-def test_packs_split_a_batch_into_at_most_the_slots_in_order():
-    from dpcluster.sweeps.slurm_backend import packs
+def test_tasks_run_whole_chains_where_the_partition_is_small_and_single_jobs_where_it_is_not():
+    from dpcluster.sweeps.execute import JobCall
+    from dpcluster.sweeps.graph import expand
+    from dpcluster.sweeps.slurm_backend import Resources, task_groups
 
-    assert packs(list(range(7)), 3) == [[0, 1, 2], [3, 4], [5, 6]]
-    assert packs(list(range(2)), 3) == [[0], [1]]
-    assert packs(list(range(4)), None) == [[0], [1], [2], [3]]
+    jobs = expand(SweepSpec.load("jobs/digits_small.toml"))
+    items = [(JobCall(job, "/sweep"), job.deps) for job in jobs]
+    names = {job.id: job.name for job in jobs}
+
+    def arrays(slots):
+        return [([[call.job.name for call in task] for task in tasks], sorted(names[dep] for dep in after))
+                for _, tasks, after in task_groups(items, lambda kind: Resources(), lambda res: slots)]
+
+    # A partition of 100 CPUs: every job a task of its own, waiting on exactly its own dependencies.
+    roomy = arrays(100)
+    assert sum(len(tasks) for tasks, _ in roomy) == len(jobs)
+    assert (["validate-imp-0ep-s1-digits-convnet-r4"], ["mask-imp-0ep-s1-digits-convnet"]) in \
+        [([task[0]], after) for tasks, after in roomy for task in tasks if task[0].endswith("s1-digits-convnet-r4")]
+    # Two CPUs: each search runs with its validations in one task; the distilled set, which three searches wait
+    # on, alone; the distilled searches after it alone; every chain in one of at most two tasks per array.
+    small = arrays(2)
+    assert small[0] == ([["distill-dm-digits-convnet-ipc10"]], [])
+    assert all(len(tasks) <= 2 for tasks, _ in small)
+    (ready,) = [tasks for tasks, after in small if not after and len(tasks) == 2]
+    chain = ["mask-imp-0ep-s1-digits-convnet"] + [f"validate-imp-0ep-s1-digits-convnet-r{r}" for r in (4, 8, 11)]
+    task = next(task for task in ready if chain[0] in task)
+    assert task[task.index(chain[0]):task.index(chain[0]) + 4] == chain
+    assert sorted(name for task in ready for name in task if name.startswith("mask-")) == sorted(
+        f"mask-{m}-s{s}-digits-convnet" for m in ("imp-0ep", "random") for s in (0, 1, 2))
+    (distilled,) = [tasks for tasks, after in small if after == ["distill-dm-digits-convnet-ipc10"]]
+    assert sum(len(task) for task in distilled) == 12
+    assert small[-1] == ([["aggregate"]], sorted(name for name in names.values() if name != "aggregate"))
 
 
 def test_failing_jobs_in_a_pack_each_report_and_the_pack_goes_on(slurm_cluster, tmp_path):

@@ -75,21 +75,86 @@ def parse_sbatch(text: str) -> tuple[str, str | bool]:
     return key, value if sep else True
 
 
-def packs(calls: list, slots: int | None) -> list[list]:
-    """``calls`` in at most ``slots`` groups of near-equal size, in order (one group per call without a limit)."""
-    if not slots or slots >= len(calls):
-        return [[call] for call in calls]
-    size, extra = divmod(len(calls), slots)
-    out, start = [], 0
-    for i in range(slots):
-        end = start + size + (1 if i < extra else 0)
-        out.append(calls[start:end])
-        start = end
+@dataclass
+class _Chain:
+    """Jobs one task may run in turn: a job and those of its own experiment that wait on it alone."""
+
+    calls: list
+    resources: Resources
+    experiment: str | None
+    after: set  # job ids outside the chain it waits on
+    awaited: bool = False  # a job of another chain waits on it
+
+
+def task_groups(items: list[tuple[JobCall, tuple[str, ...]]], resources_of: Callable[[str], Resources],
+                slots_of: Callable[[Resources], int | None]) -> list[tuple[Resources, list[list[JobCall]], set]]:
+    """How queued jobs (each with the ids of the jobs it waits on) go to Slurm: arrays as (resources, the jobs of
+    each task, the job ids the array waits on), in an order where every array comes after those it waits on.
+
+    Where the partition runs every job of a size side by side, each job is a task of its own, waiting on exactly
+    its own dependencies. Where there are more jobs than it could run at once (a small partition), a task
+    starting costs more than it saves, so tasks run whole chains in turn (a mask search, then its levels'
+    validations and analyses), and chains that wait on the same jobs share at most ``slots`` tasks; a chain
+    another waits on (a distilled set several searches use) stays in a task of its own, so they start as soon
+    as it ends."""
+    from dpcluster.sweeps.jobs import get_kind
+
+    counts: dict[Resources, int] = {}
+    for call, _ in items:
+        counts[resources_of(call.job.kind)] = counts.get(resources_of(call.job.kind), 0) + 1
+    crowded = {res for res, count in counts.items() if (slots := slots_of(res)) and count > slots}
+    in_batch = {call.job.id for call, _ in items}
+    # job id -> the experiments of the jobs waiting on it (the sweep-wide aggregate, which waits on every job,
+    # ends a task of its own and is left out).
+    waiters: dict[str, set] = {}
+    experiment_of = {}
+    for call, after in items:
+        job = call.job
+        experiment_of[job.id] = job.experiment.experiment_id \
+            if job.experiment is not None and get_kind(job.kind).scope == "experiment" else None
+        for dep in after if experiment_of[job.id] is not None else ():
+            waiters.setdefault(dep, set()).add(experiment_of[job.id])
+    chains: list[_Chain] = []
+    chain_of: dict[str, _Chain] = {}
+    for call, after in items:
+        job, res, experiment = call.job, resources_of(call.job.kind), experiment_of[call.job.id]
+        inside = [dep for dep in after if dep in in_batch]
+        hosts = {id(chain_of[dep]): chain_of[dep] for dep in inside}
+        if res in crowded and experiment is not None and len(hosts) == 1:
+            (host,) = hosts.values()
+            if host.resources == res and host.experiment == experiment and \
+                    all(waiters[dep] == {experiment} for dep in inside):
+                host.calls.append(call)
+                host.after |= {dep for dep in after if chain_of.get(dep) is not host}
+                chain_of[job.id] = host
+                continue
+        chain = _Chain([call], res, experiment, set(after))
+        chains.append(chain)
+        chain_of[job.id] = chain
+    for chain in chains:
+        for dep in chain.after:
+            if dep in chain_of and chain.experiment is not None:
+                chain_of[dep].awaited = True
+    groups: dict[tuple, list[_Chain]] = {}
+    for i, chain in enumerate(chains):
+        key = (chain.resources, frozenset(chain.after), i if chain.awaited else None)
+        groups.setdefault(key, []).append(chain)
+    out = []
+    for (res, after, _), members in groups.items():
+        # Chains dealt out in turn, so the heavy ones (searches with many rounds) spread over the tasks.
+        count = min(slots_of(res), len(members)) if res in crowded else len(members)
+        tasks = [[call for chain in members[i::count] for call in chain.calls] for i in range(count)]
+        out.append((res, tasks, set(after)))
     return out
 
 
 def _outcome_file(folder: Path, job_id: str) -> Path:
     return Path(folder) / "outcomes" / f"{job_id}.json"
+
+
+def _failed(folder: Path, job_id: str) -> bool:
+    path = _outcome_file(folder, job_id)
+    return path.exists() and not json.loads(path.read_text())["ok"]
 
 
 def _run_pack(calls: list[JobCall], folder: str) -> None:
@@ -108,24 +173,28 @@ def _run_pack(calls: list[JobCall], folder: str) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     first = submitit.JobEnvironment().global_rank == 0
+    in_task = {call.job.id for call in calls}
     for call in calls:
         path = _outcome_file(Path(folder), call.job.id)
         if path.exists():
             continue
-        try:
-            execute(call)
-            outcome = {"ok": True}
-        except Exception as error:  # noqa: BLE001 - one job's failure is its outcome; the pack goes on
-            import traceback
+        if any(dep in in_task and _failed(Path(folder), dep) for dep in call.job.deps):
+            # A job before it in this task failed: it cannot run, and that is not an attempt of its own.
+            outcome = {"ok": False, "blocked": True, "error": "a job it depends on failed"}
+        else:
+            try:
+                execute(call)
+                outcome = {"ok": True}
+            except Exception as error:  # noqa: BLE001 - one job's failure is its outcome; the pack goes on
+                import traceback
 
-            traceback.print_exc()
-            outcome = {"ok": False, "error": last_line(error)}
+                traceback.print_exc()
+                outcome = {"ok": False, "error": last_line(error)}
         if first:
             text = json.dumps(outcome)
             write_atomic(path, lambda handle: handle.write(text.encode()))
     if first:
-        failed = [call.job.name for call in calls
-                  if not json.loads(_outcome_file(Path(folder), call.job.id).read_text())["ok"]]
+        failed = [call.job.name for call in calls if _failed(Path(folder), call.job.id)]
         if failed:
             raise RuntimeError(f"{len(failed)} of {len(calls)} job(s) failed: {', '.join(failed)}")
 
@@ -288,26 +357,23 @@ class SlurmBackend:
         return "afterok:" + ":".join(names)
 
     def flush(self) -> None:
-        """Send every queued job: one array per group of jobs with the same resources and dependencies, in the
-        order they were queued (a job's dependencies are queued before it)."""
+        """Send every queued job, in the order they were queued (a job's dependencies are queued before it)."""
         if not self.queue:
             return
-        items, self.queue = self.queue, []
-        groups: dict[tuple, list[JobCall]] = {}
-        for call, after in items:
-            groups.setdefault((self.resources(call.job.kind), after), []).append(call)
         from contextlib import nullcontext
 
+        items, self.queue = self.queue, []
+        groups = task_groups(items, self.resources, self.slots)
         with self._snapshot() if self.snapshot and not self.dry_run else nullcontext():
-            for (resources, after), calls in groups.items():
-                tasks = sorted({self.task_of[job_id] for job_id in after if job_id in self.task_of})
-                self._send(calls, resources, tasks)
+            for resources, tasks, after in groups:
+                self._send(tasks, resources, sorted({self.task_of[job_id] for job_id in after}))
         self._queued = (float("-inf"), None)  # what was just sent is in the queue now
 
-    def _send(self, calls: list[JobCall], resources: Resources, after: list[str]) -> None:
+    def _send(self, groups: list[list[JobCall]], resources: Resources, after: list[str]) -> None:
+        """One array of ``groups`` (one task each), after the Slurm jobs ``after``."""
         from submitit.core.utils import FailedJobError, FailedSubmissionError
 
-        groups = packs(calls, self.slots(resources))
+        calls = [call for group in groups for call in group]
         executor = self.executor(resources, self._dependency(after))
         if self.dry_run is not None:
             ids = self._print_script(executor, groups, after)
@@ -441,10 +507,11 @@ class SlurmBackend:
             path = _outcome_file(self.folder, call.job.id)
             if path.exists():
                 written = json.loads(path.read_text())
-                error = None if written["ok"] else \
+                blocked = written.get("blocked", False)
+                error = None if written["ok"] else written["error"] if blocked else \
                     f"{written['error']} (Slurm job {pack.task}; log {self._log(pack.task).stdout})"
                 pack.failed |= not written["ok"]
-                outcomes.append(Outcome(call.job.id, written["ok"], error))
+                outcomes.append(Outcome(call.job.id, written["ok"], error, blocked))
                 pack.calls.remove(call)
         return outcomes
 
