@@ -281,43 +281,59 @@ def test_submit_log_off_and_rerun_after_a_failure_repeats_only_the_failed_chain(
     from dpcluster.sweeps.graph import expand
     from dpcluster.sweeps.layout import SweepLayout
 
-    sweep = SweepSpec.from_dict({"name": "logoff", "methods": ["random"], "seeds": [0, 1], "sparsities": [0.2, 0.36],
-                                 "base": {"model": {"width": 8}, "pruning": {"rounds": 2},
-                                          "training": {"epochs": 1}}})
+    sweep = SweepSpec.from_dict({"name": "logoff", "methods": ["distilled", "random"], "seeds": [0, 1],
+                                 "sparsities": [0.2, 0.36], "images_per_class": [2],
+                                 "base": {"model": {"width": 8}, "pruning": {"rounds": 2}, "training": {"epochs": 1},
+                                          "distilled": {"dm": {"iterations": 3}},
+                                          "distilled_training": {"epochs": 3}}})
     jobs = expand(sweep)
-    broken = next(job for job in jobs if job.kind == "mask" and job.experiment.seed == 1)
-    chain = {broken.id} | {job.id for job in jobs if broken.id in job.deps} | \
-        {job.id for job in jobs if job.kind == "aggregate"}
-    # A file where seed 1's mask search keeps its rounds makes that job fail.
-    blocker = SweepLayout(tmp_path / "out").search_dir(broken.experiment)
-    blocker.parent.mkdir(parents=True)
-    blocker.write_text("in the way")
+    layout = SweepLayout(tmp_path / "out")
+    # Two failures: the distilled set (its own Slurm job, which the distilled searches wait on through Slurm)
+    # and random seed 1's search (its validations run after it in the same task). Files in the way do it.
+    distill = next(job for job in jobs if job.kind == "distill")
+    broken = next(job for job in jobs if job.kind == "mask" and job.experiment.method == "random"
+                  and job.experiment.seed == 1)
+    layout.root.mkdir()
+    layout.distilled_cache.write_text("in the way")
+    layout.search_dir(broken.experiment).parent.mkdir()
+    layout.search_dir(broken.experiment).write_text("in the way")
+
+    def failed_or_waiting(job) -> bool:
+        spec = job.experiment
+        return job.kind in ("distill", "aggregate") or spec.method == "distilled" or spec.seed == 1
+
+    chain = {job.id for job in jobs if failed_or_waiting(job)}
     command, env, out, process = _start_slurm_sweep(sweep, tmp_path, "--time-min", "10")
     assert process.wait(timeout=120) == 0  # it returns once Slurm holds the graph, before the jobs end
     states = json.loads((out / "manifest.json").read_text())
     assert {s["state"] for s in states.values()} == {"running"}, states
-    assert all(s["after"] for s in states.values() if s["kind"] in ("validate", "aggregate")), states
+    distilled_masks = [s for s in states.values() if s["name"].startswith("mask-distilled")]
+    assert len(distilled_masks) == 2 and all(s["after"] == [states[distill.id]["scheduler_id"]]
+                                             for s in distilled_masks), states
     deadline = time.time() + 300
-    while _sweep_queued(out):  # nothing waits forever on the failed search: Slurm cancels its dependents
+    while _sweep_queued(out):  # nothing waits forever on the failed set: Slurm cancels its dependents
         assert time.time() < deadline, _sweep_queued(out)
         time.sleep(1)
     assert main(["status", str(out)]) == 0
     printed = capsys.readouterr().out
-    failed = [line for line in printed.splitlines() if line.startswith("failed")]
-    assert len(failed) == 1 and broken.name in failed[0], printed
-    log = failed[0].rsplit("log ", 1)[1].rstrip(")")
-    assert "Error" in failed[0] and open(log).read(), failed[0]  # its last error line and a log that exists
+    failed = sorted(line for line in printed.splitlines() if line.startswith("failed"))
+    assert len(failed) == 2 and distill.name in failed[0] and broken.name in failed[1], printed
+    for line in failed:  # its last error line, and a log that exists
+        assert "Error" in line and open(line.rsplit("log ", 1)[1].rstrip(")")).read(), line
     assert json.loads((out / "manifest.json").read_text()) == states, "status changes nothing"
     first = _submissions(out)
     assert set(first) == {job.id for job in jobs} and set(first.values()) == {1}
-    # Fixed, and run again: only the failed search and what waited on it go to Slurm again.
-    blocker.unlink()
+    # Fixed, and run again: only the failed jobs and what waited on them go to Slurm again.
+    layout.distilled_cache.unlink()
+    layout.search_dir(broken.experiment).unlink()
     again = subprocess.run(command[:-2] + ["--wait"], env=env, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     second = _submissions(out) - first
-    assert set(second) == chain and set(second.values()) == {1}, (second, chain)
+    names = {job.id: job.name for job in jobs}
+    assert sorted(names[i] for i in second) == sorted(names[i] for i in chain) and set(second.values()) == {1}
     rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
-    assert sorted((r["seed"], r["round"]) for r in rows) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
+        (m, s, r) for m in ("distilled", "random") for s in (0, 1) for r in (1, 2)]
     assert (out / "aggregate.parquet").exists()
 
 

@@ -158,7 +158,8 @@ def status_table(manifest) -> Table:
 
     table.add_column("stage")
     for state in states:
-        table.add_column(state, justify="right")
+        # A submitted job may be waiting in the scheduler's queue: "running" is the manifest's word for both.
+        table.add_column("queued or running" if state == "running" else state, justify="right")
     for kind in kind_names():
         if any(k == kind for k, _ in counts):
             table.add_row(kind, *[str(counts.get((kind, state), 0)) for state in states])
