@@ -1,6 +1,6 @@
 """Wall time of one sweep on each backend, with default options, one after the other on this machine.
 
-Runs ``dpcluster sweep SPEC --backend B --out TMP`` for local, Slurm (the cluster ``slurm/cluster.sh up``
+Runs ``dpcluster sweep SPEC --backend B --out TMP`` (with ``--wait`` on Slurm) for local, Slurm (the cluster ``slurm/cluster.sh up``
 starts) and Ray (a local Ray started by the command), each into a fresh folder, and writes JSON (default
 bench/results/sweep_backends.json). Every job of every backend must finish, or the script fails.
 
@@ -33,8 +33,10 @@ def main() -> None:
     for backend in args.backends.split(","):
         folder = Path(tempfile.mkdtemp(prefix=f"sweep-{backend}-"))
         started = time.perf_counter()
-        done = subprocess.run([str(dpcluster), "sweep", str(args.spec), "--backend", backend, "--out", str(folder)],
-                              capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        # On Slurm the command returns once Slurm holds the jobs; --wait follows them to the end.
+        follow = ["--wait"] if backend == "slurm" else []
+        done = subprocess.run([str(dpcluster), "sweep", str(args.spec), "--backend", backend, "--out", str(folder),
+                               *follow], capture_output=True, text=True, stdin=subprocess.DEVNULL)
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             sys.exit(f"{backend}: dpcluster sweep failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")

@@ -85,7 +85,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
         resolve_device(args.device)
         preflight(sweep, console.print)
     if args.dry_run:
-        run_sweep(sweep, out, backend, args.device, console.print, dry_run=True)
+        run_sweep(sweep, out, backend, args.device, lambda text: console.print(text, soft_wrap=True), dry_run=True)
         console.print(f"dry run: nothing submitted, nothing written to {out}")
         return 0
     follow = args.backend != "slurm" or args.wait
@@ -96,7 +96,10 @@ def handle_sweep(args: argparse.Namespace) -> int:
             ended[job.kind] += 1
             console.print(f"  ended: {job.name} ({sum(ended.values())} this run)")
 
-    manifest = run_sweep(sweep, out, backend, args.device, console.print, on_end, follow=follow)
+    def say(text: str) -> None:  # unwrapped, so an error's log path can be copied
+        console.print(text, soft_wrap=True, markup=False, highlight=False)
+
+    manifest = run_sweep(sweep, out, backend, args.device, say, on_end, follow=follow)
     console.print(status_table(manifest))
     if not follow:
         waiting = sum(state.state == "running" for job_id, state in manifest.jobs.items()

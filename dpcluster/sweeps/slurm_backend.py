@@ -528,4 +528,8 @@ class SlurmBackend:
         line = _last_error_line(log)
         why = f"Slurm {state.state}" if state is not None and state.state else "ended without reporting"
         error = f"{why}{': ' + line if line else ''} (Slurm job {pack.task}; log {log})"
-        return [Outcome(call.job.id, False, error) for call in pack.calls]
+        # The task runs its jobs in turn: the first without an outcome was running when it ended; the ones after
+        # it never started, which is not an attempt of theirs.
+        running, *after = pack.calls
+        return [Outcome(running.job.id, False, error)] + \
+            [Outcome(call.job.id, False, f"never started: {error}", blocked=True) for call in after]
