@@ -379,3 +379,26 @@ def test_a_snapshot_runs_the_code_as_it_was_submitted(slurm_cluster, tmp_path):
     assert (snapshot / "dpcluster" / "sweeps" / "slurm_backend.py").exists()
     log = " ".join(p.read_text() for p in (out / "logs").rglob("*_log.out"))
     assert f"dpcluster from {snapshot.resolve() / 'dpcluster'}" in log, log
+
+
+def test_a_task_lost_mid_run_fails_only_the_job_it_was_running(tmp_path, monkeypatch):
+    from dpcluster.sweeps import slurm_backend
+    from dpcluster.sweeps.execute import JobCall
+    from dpcluster.sweeps.graph import expand
+    from dpcluster.sweeps.scheduler_state import SchedulerState
+
+    jobs = [job for job in expand(SweepSpec.from_dict(SWEEP)) if job.kind != "aggregate"][:3]
+    backend = slurm_backend.SlurmBackend(tmp_path)
+    backend.attach([JobCall(job, tmp_path) for job in jobs], "7_1", ("6",))
+    (tmp_path / "outcomes").mkdir()
+    (tmp_path / "outcomes" / f"{jobs[0].id}.json").write_text('{"ok": true}')
+    monkeypatch.setattr(slurm_backend, "queued", lambda: {})  # the task has left the queue
+    monkeypatch.setattr(slurm_backend, "slurm_states", lambda ids: {
+        "6": SchedulerState("6", "COMPLETED"), "7_1": SchedulerState("7_1", "NODE_FAIL")})
+    first, running, never = backend.poll()
+    assert first.ok and not running.ok and not running.blocked and "Slurm NODE_FAIL" in running.error
+    assert never.blocked and never.error.startswith("never started")
+    assert "7_1" in backend.failed_tasks and not backend.running
+    # A task Slurm cancelled because a job it waited on failed: every job of it is blocked, none an attempt.
+    backend.attach([JobCall(job, tmp_path) for job in jobs[1:]], "8", ("7_1",))
+    assert all(outcome.blocked for outcome in backend.poll())
