@@ -357,17 +357,19 @@ def test_dry_run_prints_the_sbatch_scripts_and_submits_nothing(slurm_cluster, tm
     printed = capsys.readouterr().out
     assert accounted() == before and not out.exists()
     scripts = printed.split("# sbatch ")[1:]
-    # Masks, validations of dense, validations of each random seed, the aggregate: one array each.
-    assert len(scripts) == 5, printed
+    heads = [script.splitlines()[0] for script in scripts]
+    # Validations ask for other resources (--stage), so each search is a Slurm job of its own that its level's
+    # validation waits on; the aggregate waits on every array, each named whole.
+    assert heads == ["<1> -- task 0: mask-random-s0-digits-convnet", "<2> -- task 0: mask-random-s1-digits-convnet",
+                     "<3> -- task 0: validate-dense-s0-digits-convnet-r0; task 1: validate-dense-s1-digits-convnet-r0",
+                     "<4>, after <1> -- task 0: validate-random-s0-digits-convnet-r1",
+                     "<5>, after <2> -- task 0: validate-random-s1-digits-convnet-r1",
+                     "<6>, after <1>, <2>, <3>_0, <3>_1, <4>, <5> -- task 0: aggregate"], printed
     assert all("#SBATCH --kill-on-invalid-dep=yes" in s and "#SBATCH --comment=dp-test" in s and
                "# setup\necho site setup" in s for s in scripts), printed
-    validations = [s for s in scripts if "validate-" in s.splitlines()[0]]
-    assert validations and all("#SBATCH --time=7" in s for s in validations)
-    after_masks = [s for s in validations if "#SBATCH --dependency='afterok:<1>_" in s]
-    assert len(after_masks) == 2, printed  # each random seed's validation after its own mask search
-    # The aggregate waits on every array, each named whole.
-    assert "aggregate" in scripts[-1].splitlines()[0]
-    assert "#SBATCH --dependency='afterok:<1>:<2>:<3>:<4>'" in scripts[-1], scripts[-1]
+    assert ["#SBATCH --time=7" in s for s in scripts] == [False, False, True, True, True, False]
+    assert "#SBATCH --dependency='afterok:<1>'" in scripts[3] and "#SBATCH --array=0-1%2" in scripts[2]
+    assert "#SBATCH --dependency='afterok:<1>:<2>:<3>:<4>:<5>'" in scripts[5]
 
 
 def test_a_snapshot_runs_the_code_as_it_was_submitted(slurm_cluster, tmp_path):

@@ -130,13 +130,13 @@ class _Run:
 
     def finish(self, outcome: Outcome) -> None:
         self.submitted.discard(outcome.job_id)
+        if not outcome.ok and self.layout.cancel_file.exists():
+            self.manifest.set(outcome.job_id, "cancelled", "cancelled by dpcluster cancel")
+            return
         if outcome.blocked:  # it never ran: a job it waits on failed; it goes again with that job's retry
             self.manifest.release(outcome.job_id)
             return
         self.on_end(self.by_id[outcome.job_id])
-        if not outcome.ok and self.layout.cancel_file.exists():
-            self.manifest.set(outcome.job_id, "cancelled", "cancelled by dpcluster cancel")
-            return
         self.manifest.set(outcome.job_id, "done" if outcome.ok else "failed", outcome.error)
         if not outcome.ok:
             self.say(f"failed: {self.manifest.jobs[outcome.job_id].name}: {outcome.error}")
