@@ -1,0 +1,177 @@
+"""A search spec: a base experiment, a space over its fields by dotted key (``distilled_training.lr``), an
+objective with its mode, and how the search runs. Checked when it loads: an unknown key, an empty range or a
+value of the wrong type for its field is one line naming the key."""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dpcluster.errors import SpecError, UserError
+from dpcluster.specs import ExperimentSpec
+
+DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
+ALGORITHMS = ("random", "grid", "optuna")
+SCHEDULERS = ("asha", "fifo")
+MODES = ("max", "min")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched field: ``uniform``/``loguniform``/``randint`` over [low, high], or ``choice``/``grid`` over
+    values."""
+
+    key: str
+    distribution: str
+    values: tuple
+
+
+@dataclass(frozen=True)
+class SearchSpec:
+    name: str
+    base: ExperimentSpec
+    space: tuple[Dimension, ...]
+    objective: str = "distilled_accuracy"
+    mode: str = "max"
+    samples: int = 8
+    algorithm: str = "random"
+    scheduler: str = "asha"
+    cpus: float = 1.0
+    gpus: float = 0.0
+    # Test the network this many times per training (the points ASHA compares trials at).
+    reports: int = 10
+    seed: int = 0
+    options: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def metric(self) -> str:
+        from dpcluster.tune.objectives import get_objective
+
+        return get_objective(self.objective).metric
+
+    def configured(self, config: dict[str, Any]) -> ExperimentSpec:
+        """The base experiment with a trial's values at their dotted keys."""
+        return ExperimentSpec.from_dict(with_values(self.base.to_dict(), config))
+
+    @classmethod
+    def load(cls, path: str | Path) -> SearchSpec:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except OSError as error:
+            raise UserError(f"cannot read search spec {path}: {error.strerror}") from None
+        except tomllib.TOMLDecodeError as error:
+            raise UserError(f"{path}: not valid TOML: {error}") from None
+        try:
+            return cls.from_dict(data)
+        except SpecError as error:
+            raise SpecError(error.key, f"{error.message} (in {path})") from None
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchSpec:
+        from dpcluster.tune.objectives import objective_names
+
+        known = {"name", "base", "space", "objective", "search"}
+        for key in data:
+            if key not in known:
+                raise SpecError(key, f"unknown key (known: {', '.join(sorted(known))})")
+        try:
+            base = ExperimentSpec.from_dict(data.get("base", {}))
+        except SpecError as error:
+            raise error.under("base") from None
+        space = tuple(_dimension(key, value, base) for key, value in data.get("space", {}).items())
+        if not space:
+            raise SpecError("space", "nothing to search: give at least one field, e.g. "
+                                     "\"distilled_training.lr\" = { loguniform = [0.001, 0.1] }")
+        objective = dict(data.get("objective", {}))
+        search = dict(data.get("search", {}))
+        kind = objective.pop("kind", "distilled_accuracy")
+        _one_of("objective.kind", kind, objective_names())
+        mode = objective.pop("mode", "max")
+        _one_of("objective.mode", mode, MODES)
+        spec = cls(name=str(data.get("name", "search")), base=base, space=space, objective=kind, mode=mode,
+                   options=objective,
+                   **{key: search.pop(key) for key in ("samples", "algorithm", "scheduler", "cpus", "gpus",
+                                                        "reports", "seed") if key in search})
+        if search:
+            raise SpecError(f"search.{next(iter(search))}", "unknown key (known: algorithm, cpus, gpus, reports, "
+                                                             "samples, scheduler, seed)")
+        _one_of("search.algorithm", spec.algorithm, ALGORITHMS)
+        _one_of("search.scheduler", spec.scheduler, SCHEDULERS)
+        for key in ("samples", "reports"):
+            if not isinstance(getattr(spec, key), int) or getattr(spec, key) < 1:
+                raise SpecError(f"search.{key}", f"must be a whole number >= 1, got {getattr(spec, key)!r}")
+        for key in ("cpus", "gpus"):
+            if not isinstance(getattr(spec, key), int | float) or getattr(spec, key) < 0:
+                raise SpecError(f"search.{key}", f"must be a number >= 0, got {getattr(spec, key)!r}")
+        if spec.algorithm == "optuna" and any(d.distribution == "grid" for d in space):
+            raise SpecError("space", "a grid needs algorithm = \"grid\" or \"random\" (Optuna samples)")
+        from dpcluster.tune.objectives import get_objective
+
+        get_objective(kind).check(spec)
+        return spec
+
+
+def _one_of(key: str, value: Any, allowed) -> None:
+    if value not in allowed:
+        raise SpecError(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+
+
+def with_values(data: dict, values: dict[str, Any]) -> dict:
+    """``data`` (nested tables) with each dotted key set to its value."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for dotted, value in values.items():
+        *tables, leaf = dotted.split(".")
+        node = out
+        for table in tables:
+            node[table] = dict(node.get(table, {}))
+            node = node[table]
+        node[leaf] = value
+    return out
+
+
+def _leaf_exists(data: dict, dotted: str, base: ExperimentSpec) -> bool:
+    import dataclasses
+
+    node: Any = base
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            return False
+        node = getattr(node, part)
+    return not dataclasses.is_dataclass(node)
+
+
+def _dimension(key: str, value: Any, base: ExperimentSpec) -> Dimension:
+    where = f"space.{key}"
+    if not _leaf_exists(base.to_dict(), key, base):
+        raise SpecError(where, "no such field of an experiment spec (write its dotted key, e.g. "
+                               "distilled_training.lr)")
+    if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
+        raise SpecError(where, f"expected one of {', '.join(DISTRIBUTIONS)}, e.g. {{ loguniform = [0.001, 0.1] }}")
+    (distribution, values), = value.items()
+    if not isinstance(values, list) or not values:
+        raise SpecError(where, f"{distribution}: expected a non-empty list")
+    if distribution in ("uniform", "loguniform", "randint"):
+        if len(values) != 2 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+            raise SpecError(where, f"{distribution}: expected [low, high], got {values}")
+        low, high = values
+        if not low < high:
+            raise SpecError(where, f"{distribution}: empty range [{low}, {high}] (low must be below high)")
+        if distribution == "loguniform" and low <= 0:
+            raise SpecError(where, f"loguniform: low must be above 0, got {low}")
+        if distribution == "randint" and not all(isinstance(v, int) for v in values):
+            raise SpecError(where, f"randint: expected whole numbers, got {values}")
+        if any(isinstance(v, float) and not math.isfinite(v) for v in values):
+            raise SpecError(where, f"{distribution}: expected finite numbers, got {values}")
+    candidates = list(values)
+    if distribution in ("uniform", "loguniform"):  # a drawn value is fractional: an int field needs randint
+        candidates.append(values[0] + 0.37 * (values[1] - values[0]))
+    for candidate in candidates:
+        try:
+            ExperimentSpec.from_dict(with_values(base.to_dict(), {key: candidate}))
+        except SpecError as error:
+            raise SpecError(where, f"{candidate!r} does not suit the field: {error.message}") from None
+    return Dimension(key, distribution, tuple(values))
