@@ -53,7 +53,12 @@ def test_every_shipped_spec_loads_and_expands():
     paths = sorted(JOBS.glob("**/*.toml"))
     assert len(paths) >= 6
     for path in paths:
-        if "datasets" in path.read_text():
+        if "[space]" in path.read_text():  # a search spec (dpcluster tune)
+            from dpcluster.tune.spec import SearchSpec
+
+            search = SearchSpec.load(path)
+            assert search.space and search.metric, path
+        elif "datasets" in path.read_text():
             sweep = SweepSpec.load(path)
             jobs = expand(sweep)
             assert jobs[-1].kind == "aggregate" and any(j.kind == "validate" for j in jobs), path
