@@ -65,6 +65,9 @@ def test_a_search_finds_the_better_learning_rate_and_its_best_config_runs(tmp_pa
     spec.write_text(SEARCH.format(scheduler="fifo"))
     out = tmp_path / "out"
     assert main(["tune", str(spec), "--out", str(out), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    # Two draws of a grid of two: four trials, each said as it ends.
+    assert "4 trial(s)" in printed and "trial 4/4:" in printed and "best configuration" in printed, printed
     rows = ds.dataset(out / "trials", format="parquet", partitioning="hive").to_table().to_pylist()
     last = {}
     for row in rows:

@@ -34,7 +34,7 @@ def handle_tune(args: argparse.Namespace) -> int:
     search = SearchSpec.load(args.spec)
     out = args.out or Path("searches") / search.name
     say(f"searching {', '.join(d.key for d in search.space)} for the best {search.metric} ({search.mode}), "
-        f"{search.samples} trial(s), {search.algorithm} search, {search.scheduler} scheduler")
+        f"{search.trials} trial(s), {search.algorithm} search, {search.scheduler} scheduler")
     best = run_search(search, out, args.address, args.device, say)
     say(f"best configuration: {best} (dpcluster run --config {best}; dpcluster sweep {best.with_name('best_sweep.toml')})")
     say(f"every trial's reports: {out}/trials (Parquet)")

@@ -81,7 +81,7 @@ def run_search(search: SearchSpec, out: Path, address: str | None = None, device
     trainable = tune.with_resources(tune.with_parameters(trial, search=search, out=str(out), device=device),
                                     {"cpu": search.cpus, "gpu": search.gpus})
     folder = out / "tune" / search.name
-    callbacks = [_Progress(search, say)]
+    callbacks = [_progress(search, say)]
     if tune.Tuner.can_restore(str(folder)):
         say(f"resuming the search in {folder}: finished trials are kept")
         tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_errored=True,
@@ -102,32 +102,26 @@ def run_search(search: SearchSpec, out: Path, address: str | None = None, device
     return write_best(search, best.config, out)
 
 
-class _Progress:
-    """Says when each trial ends, with the best so far (Tune's own table is turned off)."""
+def _progress(search: SearchSpec, say: Callable[[str], None]):
+    """A Tune callback that says when each trial ends, with the best so far (Tune's own table is turned off)."""
+    from ray.tune import Callback
 
-    def __new__(cls, search: SearchSpec, say):
-        from ray.tune import Callback
+    class Progress(Callback):
+        def __init__(self):
+            self.best, self.ended = None, 0
 
-        class Progress(Callback):
-            def __init__(self):
-                self.best = None
-                self.ended = 0
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            self.ended += 1
+            last = trial.last_result or {}
+            value = last.get(search.metric)
+            if value is not None and (self.best is None or (value > self.best if search.mode == "max"
+                                                            else value < self.best)):
+                self.best = value
+            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items())
+            say(f"trial {self.ended}/{search.trials}: {shown}: {search.metric} {value} after "
+                f"{last.get('training_iteration', 0)} report(s); best so far {self.best}")
 
-            def on_trial_complete(self, iteration, trials, trial, **info):
-                self.ended += 1
-                last = trial.last_result or {}
-                value = last.get(search.metric)
-                better = value is not None and (self.best is None or (
-                    value > self.best[0] if search.mode == "max" else value < self.best[0]))
-                if better:
-                    self.best = (value, trial.config)
-                reports = last.get("training_iteration", 0)
-                shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                  for k, v in trial.config.items())
-                say(f"trial {self.ended}/{search.samples}: {shown}: {search.metric} {value} after {reports} "
-                    f"report(s); best so far {self.best[0] if self.best else None}")
-
-        return Progress()
+    return Progress()
 
 
 def write_trials(results, search: SearchSpec, out: Path) -> Path:

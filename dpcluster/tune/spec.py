@@ -47,6 +47,11 @@ class SearchSpec:
     options: dict = field(default_factory=dict, compare=False)
 
     @property
+    def trials(self) -> int:
+        """How many trials run: ``samples`` draws, each over every point of the grids."""
+        return self.samples * math.prod(len(d.values) for d in self.space if d.distribution == "grid")
+
+    @property
     def metric(self) -> str:
         from dpcluster.tune.objectives import get_objective
 
