@@ -48,16 +48,13 @@ def test_a_bad_search_space_is_one_line_and_exit_2(capsys, tmp_path, space, expe
     assert not out.exists()
 
 
-def test_the_shipped_search_specs_load():
-    from pathlib import Path
-
-    from dpcluster.tune.spec import SearchSpec
-
-    specs = sorted(Path(__file__).resolve().parents[1].glob("jobs/tune_*.toml"))
-    assert specs
-    for path in specs:
-        search = SearchSpec.load(path)
-        assert search.space and search.metric
+def test_an_objective_setting_it_does_not_take_is_refused(capsys, tmp_path):
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace('kind = "distilled_accuracy"',
+                                                            'kind = "distilled_accuracy"\nsparsity = 0.5'))
+    assert main(["tune", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "objective.sparsity: unknown key" in err, err
 
 
 def test_a_search_finds_the_better_learning_rate_and_its_best_config_runs(tmp_path, capsys):

@@ -77,7 +77,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
 
     console = Console()
     sweep = SweepSpec.load(args.spec)
-    jobs = expand(sweep)  # every spec mistake surfaces here, before the folder is made
+    expand(sweep)  # every spec mistake surfaces here, before the folder is made
     out = args.out or Path("sweeps") / sweep.name
     backend = make_backend(args, out, console)
     if args.backend == "local" and not args.dry_run:
@@ -89,27 +89,27 @@ def handle_sweep(args: argparse.Namespace) -> int:
         console.print(f"dry run: nothing submitted, nothing written to {out}")
         return 0
     follow = args.backend != "slurm" or args.wait
-    ended = Counter()
+    ended = 0
 
     def on_end(job) -> None:
+        nonlocal ended
         if follow and args.backend != "local":  # the local backend names each job as it starts
-            ended[job.kind] += 1
-            console.print(f"  ended: {job.name} ({sum(ended.values())} this run)")
+            ended += 1
+            console.print(f"  ended: {job.name} ({ended} this run)")
 
     def say(text: str) -> None:  # unwrapped, so an error's log path can be copied
         console.print(text, soft_wrap=True, markup=False, highlight=False)
 
     manifest = run_sweep(sweep, out, backend, args.device, say, on_end, follow=follow)
     console.print(status_table(manifest))
+    not_done = unfinished(sweep, out)
     if not follow:
-        waiting = sum(state.state == "running" for job_id, state in manifest.jobs.items()
-                      if job_id in {job.id for job in jobs})
+        waiting = sum(state.state == "running" for state in not_done)
         if waiting:
             console.print(f"Slurm holds {waiting} job(s) of this sweep; this command is done and you may log "
                           f"off.\nFollow it with: dpcluster status {out}\nAfter a failure, run the same command "
                           f"again: it resubmits only what failed and what waited on it.")
             return 0
-    not_done = unfinished(sweep, out)
     if not_done:
         console.print(f"{len(not_done)} job(s) not done; run the same command again to retry")
         return 1

@@ -73,11 +73,12 @@ class _Run:
         if attachable:
             for outcome in self.backend.poll(cancel_blocked):
                 self.finish(outcome)
-            still = [job_id for calls in attachable.values() for call in calls if (job_id := call.job.id)
-                     in self.submitted]
+            still = {scheduler_id: [call for call in calls if call.job.id in self.submitted]
+                     for scheduler_id, calls in attachable.items()}
+            still = {scheduler_id: calls for scheduler_id, calls in still.items() if calls}
             if still:
-                self.say(f"following {len(still)} job(s) submitted earlier, still queued or running "
-                         f"({self.backend.name} {', '.join(sorted({self.manifest.jobs[j].scheduler_id for j in still}))})")
+                self.say(f"following {sum(map(len, still.values()))} job(s) submitted earlier, still queued or "
+                         f"running ({self.backend.name} {', '.join(sorted(still))})")
 
     def state(self, job_id: str) -> str:
         return self.manifest.jobs[job_id].state

@@ -19,6 +19,11 @@ class SchedulerState:
     reason: str = ""
 
 
+# How a Slurm job ends other than COMPLETED: whatever waited on it with afterok will never start.
+ENDED_BADLY = frozenset({"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
+                         "PREEMPTED", "REVOKED"})
+
+
 def _run(command: list[str]) -> subprocess.CompletedProcess | None:
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=60)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -22,7 +23,7 @@ from dpcluster.atomic import write_atomic
 from dpcluster.errors import UserError
 from dpcluster.sweeps.backends import Outcome, last_line
 from dpcluster.sweeps.execute import JobCall, execute
-from dpcluster.sweeps.scheduler_state import cancel_slurm, queued, slurm_states
+from dpcluster.sweeps.scheduler_state import ENDED_BADLY, cancel_slurm, queued, slurm_states
 
 
 @dataclass(frozen=True)
@@ -99,9 +100,7 @@ def task_groups(items: list[tuple[JobCall, tuple[str, ...]]], resources_of: Call
     as it ends."""
     from dpcluster.sweeps.jobs import get_kind
 
-    counts: dict[Resources, int] = {}
-    for call, _ in items:
-        counts[resources_of(call.job.kind)] = counts.get(resources_of(call.job.kind), 0) + 1
+    counts = Counter(resources_of(call.job.kind) for call, _ in items)
     crowded = {res for res, count in counts.items() if (slots := slots_of(res)) and count > slots}
     in_batch = {call.job.id for call, _ in items}
     # job id -> the experiments of the jobs waiting on it (the sweep-wide aggregate, which waits on every job,
@@ -456,14 +455,19 @@ class SlurmBackend:
         ``cancel_blocked``, jobs still queued behind a failed one are cancelled and reported blocked."""
         self._learn_earlier_failures()
         in_queue = self._queue()
-        outcomes = []
-        for pack in list(self.running):
+        outcomes, silent = [], []
+        for pack in self.running:
             # Whether it is still queued is read before its outcome files, so none written last is missed.
             ended = in_queue is not None and pack.task not in in_queue
             outcomes += self._reported(pack)
             if pack.calls and ended:
-                outcomes += self._ended_without_outcome(pack)
+                silent.append(pack)
+        if silent:  # how they ended, and how what they waited on ended: one sacct for all of them
+            states = slurm_states([task for pack in silent for task in (pack.task, *pack.after)])
+            for pack in silent:
+                outcomes += self._ended_without_outcome(pack, states)
                 pack.calls = []
+        for pack in list(self.running):
             if pack.failed:
                 self.failed_tasks.add(pack.task)
             if not pack.calls:
@@ -479,7 +483,7 @@ class SlurmBackend:
             return
         followed = {pack.task for pack in self.running}
         states = slurm_states(sorted(self._unchecked - followed))
-        self.failed_tasks.update(task for task, state in states.items() if state.state not in ("COMPLETED", ""))
+        self.failed_tasks.update(task for task, state in states.items() if state.state in ENDED_BADLY)
         self._unchecked = set()
 
     def _cancel_blocked(self) -> list[Outcome]:
@@ -515,14 +519,14 @@ class SlurmBackend:
                 pack.calls.remove(call)
         return outcomes
 
-    def _ended_without_outcome(self, pack: _Pack) -> list[Outcome]:
-        """Outcomes for the jobs of a task that left the queue without reporting them: blocked if a job it
-        waited on failed (Slurm cancelled it), otherwise failed (killed, out of memory, out of time)."""
-        states = slurm_states([pack.task, *pack.after])
-        if any(task in self.failed_tasks or states.get(task, None) is not None and states[task].state != "COMPLETED"
+    def _ended_without_outcome(self, pack: _Pack, states: dict) -> list[Outcome]:
+        """Outcomes for the jobs of a task that left the queue without reporting them (``states``: sacct's view
+        of it and of what it waited on): blocked if a job it waited on failed (Slurm cancelled it), otherwise
+        failed (killed, out of memory, out of time). Either way the task did not complete, for its dependents."""
+        pack.failed = True
+        if any(task in self.failed_tasks or task in states and states[task].state in ENDED_BADLY
                for task in pack.after):
             return [Outcome(call.job.id, False, "a job it depends on failed", blocked=True) for call in pack.calls]
-        pack.failed = True
         state = states.get(pack.task)
         log = self._log(pack.task).stderr
         line = _last_error_line(log)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,6 @@ class SearchSpec:
     # Test the network this many times per training (the points ASHA compares trials at).
     reports: int = 10
     seed: int = 0
-    options: dict = field(default_factory=dict, compare=False)
 
     @property
     def trials(self) -> int:
@@ -97,8 +96,9 @@ class SearchSpec:
         _one_of("objective.kind", kind, objective_names())
         mode = objective.pop("mode", "max")
         _one_of("objective.mode", mode, MODES)
+        if objective:
+            raise SpecError(f"objective.{next(iter(objective))}", "unknown key (known: kind, mode)")
         spec = cls(name=str(data.get("name", "search")), base=base, space=space, objective=kind, mode=mode,
-                   options=objective,
                    **{key: search.pop(key) for key in ("samples", "algorithm", "scheduler", "cpus", "gpus",
                                                         "reports", "seed") if key in search})
         if search:
@@ -138,7 +138,8 @@ def with_values(data: dict, values: dict[str, Any]) -> dict:
     return out
 
 
-def _leaf_exists(data: dict, dotted: str, base: ExperimentSpec) -> bool:
+def _leaf_exists(dotted: str, base: ExperimentSpec) -> bool:
+    """Whether ``dotted`` names a field of the spec that holds a value (not a table)."""
     import dataclasses
 
     node: Any = base
@@ -151,7 +152,7 @@ def _leaf_exists(data: dict, dotted: str, base: ExperimentSpec) -> bool:
 
 def _dimension(key: str, value: Any, base: ExperimentSpec) -> Dimension:
     where = f"space.{key}"
-    if not _leaf_exists(base.to_dict(), key, base):
+    if not _leaf_exists(key, base):
         raise SpecError(where, "no such field of an experiment spec (write its dotted key, e.g. "
                                "distilled_training.lr)")
     if not isinstance(value, dict) or len(value) != 1 or next(iter(value)) not in DISTRIBUTIONS:
