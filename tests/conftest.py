@@ -43,3 +43,44 @@ def slurm_cluster():
     started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=600,
                              stdin=subprocess.DEVNULL)
     assert started.returncode == 0, f"slurm/cluster.sh start failed:\n{started.stdout}\n{started.stderr}"
+
+
+@pytest.fixture
+def ray_head():
+    """A Ray cluster of its own, started with ``ray start`` (dashboard and job server included), without token
+    authentication (a local, throwaway head); stopped after the test."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    def free_port() -> int:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            return s.getsockname()[1]
+
+    ray = str(Path(sys.executable).with_name("ray"))
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)
+    dashboard, gcs = free_port(), free_port()
+    started = subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--port", str(gcs),
+                              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
+                              "--disable-usage-stats"], env=env, capture_output=True, text=True)
+    assert started.returncode == 0, started.stdout + started.stderr
+    head = SimpleNamespace(ray=ray, dashboard=f"http://127.0.0.1:{dashboard}", gcs=f"127.0.0.1:{gcs}", env=env)
+    try:
+        deadline = time.time() + 120
+        while True:  # the job server answers once the dashboard is up
+            try:
+                urllib.request.urlopen(f"{head.dashboard}/api/version", timeout=2)
+                break
+            except OSError:
+                assert time.time() < deadline, "the Ray dashboard did not come up"
+                time.sleep(1)
+        yield head
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)

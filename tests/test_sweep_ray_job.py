@@ -3,13 +3,8 @@ driver on a real Ray head (started with ``ray start``, dashboard and job server 
 whole job graph at once, each task waiting on its dependencies."""
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
-from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
@@ -29,40 +24,8 @@ epochs = 1
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture
-def ray_head():
-    ray = str(Path(sys.executable).with_name("ray"))
-    # A cluster of its own for this test, without token authentication (a local, throwaway head).
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    env.pop("RAY_ADDRESS", None)
-    dashboard = _free_port()
-    started = subprocess.run([ray, "start", "--head", "--num-cpus", "2", "--port", str(_free_port()),
-                              "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard),
-                              "--disable-usage-stats"], env=env, capture_output=True, text=True)
-    assert started.returncode == 0, started.stdout + started.stderr
-    address = f"http://127.0.0.1:{dashboard}"
-    try:
-        deadline = time.time() + 120
-        while True:  # the job server answers once the dashboard is up
-            try:
-                urllib.request.urlopen(f"{address}/api/version", timeout=2)
-                break
-            except OSError:
-                assert time.time() < deadline, "the Ray dashboard did not come up"
-                time.sleep(1)
-        yield ray, address, env
-    finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True)
-
-
 def test_ray_job_submit_runs_the_coordinator_on_the_cluster(ray_head, tmp_path):
-    ray, address, env = ray_head
+    ray, address, env = ray_head.ray, ray_head.dashboard, ray_head.env
     spec = tmp_path / "sweep.toml"
     spec.write_text(SWEEP)
     out = tmp_path / "out"

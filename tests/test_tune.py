@@ -1,4 +1,11 @@
-"""dpcluster tune: search specs checked when they load, and searches on a real local Ray."""
+"""dpcluster tune: search specs checked when they load, and searches on a real local Ray (or a Ray head of their
+own, started with ``ray start``). The tests that run ``dpcluster tune`` in a process of its own come first: the
+others leave this process's Ray running, and a stopped head takes every Ray process with it."""
+
+import signal
+import subprocess
+import sys
+import time
 
 import pyarrow.dataset as ds
 import pytest
@@ -27,6 +34,101 @@ iterations = 20
 [base.distilled_training]
 epochs = 40
 """
+
+# Time to find the mask of two rounds of distilled pruning, for a short and a long distilled inner loop.
+TIME_TO_MASK = """
+name = "ttm"
+[objective]
+kind = "time_to_mask"
+accuracy = {accuracy}
+[search]
+samples = 1
+scheduler = "fifo"
+[space]
+"distilled_training.epochs" = {{ grid = {epochs} }}
+[base]
+method = "distilled"
+[base.model]
+width = 16
+[base.pruning]
+rounds = 2
+[base.training]
+epochs = 3
+[base.distilled]
+images_per_class = 5
+[base.distilled.dm]
+iterations = 20
+"""
+
+
+def _rows(out):
+    return ds.dataset(out / "trials", format="parquet", partitioning="hive").to_table().to_pylist()
+
+
+def _tune(args, env=None, **options):
+    return subprocess.Popen([sys.executable, "-m", "dpcluster", "tune", *args, "--device", "cpu"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **options)
+
+
+def test_tune_runs_its_trials_on_an_existing_ray_cluster(ray_head, tmp_path):
+    spec = tmp_path / "search.toml"
+    spec.write_text(TIME_TO_MASK.format(accuracy=0.5, epochs=[10, 20]))
+    out = tmp_path / "out"
+    done = _tune([str(spec), "--out", str(out), "--address", ray_head.gcs], env=ray_head.env)
+    stdout, stderr = done.communicate(timeout=600)
+    assert done.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    # The driver joined the head's cluster (it did not start a Ray of its own), and the cluster ran it.
+    port = ray_head.gcs.rpartition(":")[2]
+    assert f"Connecting to existing Ray cluster at address: " in stderr and f":{port}..." in stderr, stderr[-3000:]
+    assert "Connected to Ray cluster" in stderr and "Started a local Ray instance" not in stderr, stderr[-3000:]
+    jobs = subprocess.run([ray_head.ray, "list", "jobs", "--address", ray_head.dashboard, "--format", "json"],
+                          env=ray_head.env, capture_output=True, text=True, timeout=120)
+    assert "dpcluster tune" in jobs.stdout or "dpcluster', 'tune'" in jobs.stdout, jobs.stdout[-3000:]
+    assert len({r["trial_id"] for r in _rows(out)}) == 2
+
+
+def test_a_wrong_cluster_address_is_one_line_and_exit_2(tmp_path, capsys):
+    spec = tmp_path / "search.toml"
+    spec.write_text(TIME_TO_MASK.format(accuracy=0.5, epochs=[10, 20]))
+    # A port nothing listens on: refused at once, not after Ray's minutes of retrying.
+    assert main(["tune", str(spec), "--out", str(tmp_path / "out"), "--address", "127.0.0.1:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--address 127.0.0.1:1: no Ray cluster answers there" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_search_resumes_without_rerunning_finished_trials(tmp_path):
+    spec = tmp_path / "search.toml"
+    # One short trial, then three long ones: Ctrl+C comes once the short one has ended.
+    spec.write_text(TIME_TO_MASK.format(accuracy=0.5, epochs=[10, 1500, 1501, 1502]))
+    out = tmp_path / "out"
+    first = _tune([str(spec), "--out", str(out)])
+    for line in first.stdout:
+        if line.startswith("trial 1/4"):
+            assert "distilled_training.epochs=10:" in line, line
+            interrupted_at = time.time()
+            first.send_signal(signal.SIGINT)
+            break
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 130, stdout[-3000:] + stderr[-3000:]
+    assert "dpcluster: search interrupted with 1 of 4 trial(s) ended; run the same command again" in stderr, stderr
+    assert not (out / "best.toml").exists()
+
+    second = _tune([str(spec), "--out", str(out)])
+    stdout, stderr = second.communicate(timeout=600)
+    assert second.returncode == 0, stdout[-3000:] + stderr[-3000:]
+    assert "resuming the search" in stdout and "trial 4/4" in stdout, stdout
+    # The finished trial did not run again: nothing said of it, and all its reports date from before Ctrl+C.
+    assert "epochs=10:" not in stdout, stdout
+    rows = _rows(out)
+    by_epochs: dict = {}
+    for row in rows:
+        by_epochs.setdefault(row["config/distilled_training.epochs"], []).append(row)
+    assert sorted(by_epochs) == [10, 1500, 1501, 1502]
+    assert [r["round"] for r in by_epochs[10]] == [1, 2]
+    assert all(r["timestamp"] <= interrupted_at for r in by_epochs[10]), (by_epochs[10], interrupted_at)
+    assert all(r["timestamp"] >= int(interrupted_at) for e in (1500, 1501, 1502) for r in by_epochs[e])
+    assert ExperimentSpec.load(out / "best.toml").distilled_training.epochs == 10
 
 
 @pytest.mark.parametrize("space, expected", [
@@ -98,3 +200,67 @@ def test_asha_stops_poor_trials_early(tmp_path):
     assert len(poor) == len(good) == 3
     # 40 epochs tested every 10: a good trial reports 4 times; a poor one was stopped before its end.
     assert good == [4, 4, 4] and min(poor) < 4, reports
+
+
+def test_time_to_mask_picks_the_faster_inner_loop_that_reaches_the_accuracy(tmp_path, capsys):
+    spec = tmp_path / "search.toml"
+    spec.write_text(TIME_TO_MASK.format(accuracy=0.5, epochs=[10, 300]))
+    out = tmp_path / "out"
+    assert main(["tune", str(spec), "--out", str(out)]) == 0
+    rows = _rows(out)
+    for row in rows:  # each round's subnetwork, validated on real data: its sparsity is that of r rounds of 20%
+        assert row["sparsity"] == pytest.approx(1 - 0.8 ** row["round"], abs=0.01), row
+        assert row["final"] == (row["round"] == 2)
+        reached = row["test_accuracy"] >= 0.5
+        assert row["time_to_mask"] == (row["time_to_mask_seconds"] if reached else float("inf")), row
+        assert row["time_to_mask_seconds"] > row["mask_search_seconds"] > 0
+    final = {r["config/distilled_training.epochs"]: r for r in rows if r["final"]}
+    assert final[10]["time_to_mask"] < final[300]["time_to_mask"] < float("inf"), final
+    # The search's inner loop: 30 times the epochs, more training examples seen to find the mask.
+    assert final[300]["time_to_mask_examples"] > final[10]["time_to_mask_examples"]
+    assert ExperimentSpec.load(out / "best.toml").distilled_training.epochs == 10
+    # An accuracy no mask reaches: every time is infinite, and there is no best configuration.
+    spec.write_text(TIME_TO_MASK.format(accuracy=1.01, epochs=[10]))
+    capsys.readouterr()
+    assert main(["tune", str(spec), "--out", str(tmp_path / "unreached")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("dpcluster: error: no trial") and "none reached the accuracy asked for" in last, last
+    assert not (tmp_path / "unreached" / "best.toml").exists()
+    assert [r["time_to_mask"] for r in _rows(tmp_path / "unreached")] == [float("inf")] * 2
+
+
+def test_pruned_accuracy_scores_the_subnetwork_after_the_rounds(tmp_path):
+    spec = tmp_path / "search.toml"
+    spec.write_text(TIME_TO_MASK.format(accuracy=0, epochs=[10])
+                    .replace('kind = "time_to_mask"\naccuracy = 0', 'kind = "pruned_accuracy"')
+                    .replace("[space]", '[space]\n"pruning.rate" = { grid = [0.2, 0.9] }')
+                    .replace('method = "distilled"', 'method = "random"')
+                    .replace("[base.distilled]\nimages_per_class = 5\n[base.distilled.dm]\niterations = 20\n", ""))
+    out = tmp_path / "out"
+    assert main(["tune", str(spec), "--out", str(out)]) == 0
+    rows = _rows(out)
+    for row in rows:
+        rate = row["config/pruning.rate"]
+        assert row["sparsity"] == pytest.approx(1 - (1 - rate) ** row["round"], abs=0.01), row
+    final = {r["config/pruning.rate"]: r for r in rows if r["final"]}
+    assert set(final) == {0.2, 0.9} and all(r["round"] == 2 for r in final.values())
+    # Two rounds of 90% leave 1% of the weights: the 20% schedule's subnetwork (64% left) is clearly better.
+    assert final[0.2]["test_accuracy"] > final[0.9]["test_accuracy"] + 0.2, final
+    assert ExperimentSpec.load(out / "best.toml").pruning.rate == 0.2
+
+
+def test_optuna_searches_and_its_absence_is_one_line(tmp_path, capsys, monkeypatch):
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace("samples = 2", 'samples = 3\nalgorithm = "optuna"')
+                    .replace("{ grid = [0.00001, 0.05] }", "{ loguniform = [0.001, 0.1] }"))
+    pytest.importorskip("optuna")
+    out = tmp_path / "out"
+    assert main(["tune", str(spec), "--out", str(out), "--device", "cpu"]) == 0
+    lrs = {r["config/distilled_training.lr"] for r in _rows(out)}
+    assert len(lrs) == 3 and all(0.001 <= lr <= 0.1 for lr in lrs), lrs
+    assert ExperimentSpec.load(out / "best.toml").distilled_training.lr in lrs
+    monkeypatch.setitem(sys.modules, "optuna", None)  # as if the extra were not installed
+    capsys.readouterr()
+    assert main(["tune", str(spec), "--out", str(tmp_path / "none"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'dpcluster[optuna]'" in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from rich.console import Console
@@ -28,14 +29,18 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def handle_tune(args: argparse.Namespace) -> int:
-    from dpcluster.tune.run import run_search
+    from dpcluster.tune.run import SearchInterrupted, run_search
     from dpcluster.tune.spec import SearchSpec
 
     search = SearchSpec.load(args.spec)
     out = args.out or Path("searches") / search.name
     say(f"searching {', '.join(d.key for d in search.space)} for the best {search.metric} ({search.mode}), "
         f"{search.trials} trial(s), {search.algorithm} search, {search.scheduler} scheduler")
-    best = run_search(search, out, args.address, args.device, say)
+    try:
+        best = run_search(search, out, args.address, args.device, say)
+    except SearchInterrupted as interrupted:
+        print(f"dpcluster: {interrupted}", file=sys.stderr)
+        return 130
     say(f"best configuration: {best} (dpcluster run --config {best}; dpcluster sweep {best.with_name('best_sweep.toml')})")
     say(f"every trial's reports: {out}/trials (Parquet)")
     return 0

@@ -1,21 +1,37 @@
 """What a trial measures, one registered objective per module-level function: each runs the project's own engine
 on the trial's experiment and reports its metric as it goes (``report(metrics)``), so ASHA can stop a poor trial
-early. A new objective is one more ``register`` call."""
+early. A trial's last report carries ``final = True``: the best trial is chosen among trials that got there, so a
+trial stopped at an early, easier point (fewer epochs, a lower sparsity) never wins on that. A new objective is
+one more ``register`` call."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dpcluster.errors import SpecError
 from dpcluster.methods.reporter import Reporter
 from dpcluster.registry import Registry
 
 if TYPE_CHECKING:
+    from dpcluster.results.records import RoundRecord
     from dpcluster.specs import ExperimentSpec
     from dpcluster.sweeps.context import JobContext
     from dpcluster.tune.spec import SearchSpec
+
+# The key of the report that ends a trial which ran to its end.
+FINAL = "final"
+
+
+@dataclass(frozen=True)
+class Option:
+    """A setting of an objective under ``[objective]``: a number, required unless it has a default."""
+
+    name: str
+    summary: str
+    default: float | None = None
 
 
 @dataclass(frozen=True)
@@ -25,10 +41,32 @@ class Objective:
     metric: str
     # Runs a trial: (experiment, search spec, context, report) -> None; reports ``metric`` at least once.
     run: Callable[[ExperimentSpec, SearchSpec, JobContext, Callable[[dict], None]], None]
-    # Checks the search spec for this objective (the options it needs); raises SpecError.
+    # Checks the search spec for this objective (the method it needs); raises SpecError.
     check: Callable[[SearchSpec], None] = lambda spec: None
     # How many times a trial reports at most (ASHA's max_t).
     reports: Callable[[SearchSpec], int] = lambda spec: spec.reports
+    options: tuple[Option, ...] = ()
+    # The columns a trial's reports keep in the trials' Parquet files, besides the metric.
+    columns: tuple[str, ...] = ()
+    # Whether a higher or a lower metric is better, unless the search spec says otherwise.
+    mode: str = "max"
+
+    def settings(self, given: dict[str, Any]) -> dict[str, float]:
+        """``given`` (the ``[objective]`` table less kind and mode) checked against the options; raises SpecError."""
+        known = {option.name for option in self.options}
+        for key in given:
+            if key not in known:
+                raise SpecError(f"objective.{key}", f"unknown key for {self.name} (known: "
+                                                    f"{', '.join(['kind', 'mode', *sorted(known)])})")
+        settings = {}
+        for option in self.options:
+            value = given.get(option.name, option.default)
+            if value is None:
+                raise SpecError(f"objective.{option.name}", f"{self.name} needs it: {option.summary}")
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise SpecError(f"objective.{option.name}", f"expected a number, got {value!r}")
+            settings[option.name] = value
+        return settings
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective", lambda: None)
@@ -37,6 +75,14 @@ get_objective = OBJECTIVES.get
 objective_names = OBJECTIVES.names
 
 
+def better(value: float | None, than: float | None, mode: str) -> bool:
+    """Whether ``value`` beats ``than`` (None: nothing yet) in ``mode``; a missing or NaN value never does."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return False
+    return than is None or (value > than if mode == "max" else value < than)
+
+
+# --- distilled_accuracy: one distilled training session ---------------------------------------------------------
 class _TestingReporter(Reporter):
     """Tests the network being trained every few epochs and reports its accuracy."""
 
@@ -50,7 +96,7 @@ class _TestingReporter(Reporter):
             if epoch % self.every == 0 or epoch == total:
                 experiment = self.experiment
                 accuracy, loss = evaluate(experiment.model, experiment.inputs.data.test, device=experiment.device)
-                self.report({"test_accuracy": accuracy, "test_loss": loss, "epoch": epoch})
+                self.report({"test_accuracy": accuracy, "test_loss": loss, "epoch": epoch, FINAL: epoch == total})
 
         return on_epoch
 
@@ -76,12 +122,102 @@ def _check_distilled(search) -> None:
                                        f"that has one (distilled, hybrid), got {search.base.method!r}")
 
 
+def _most(search, keys: tuple[str, ...], measure: Callable[[ExperimentSpec], int]) -> int:
+    """The largest ``measure`` of a trial's experiment, over every combination of the values (ends of ranges)
+    the searched fields among ``keys`` can take."""
+    import itertools
+
+    dimensions = [d for d in search.space if d.key in keys]
+    most = measure(search.base)
+    for values in itertools.product(*(d.values for d in dimensions)):
+        try:
+            spec = search.configured({d.key: v for d, v in zip(dimensions, values)})
+        except SpecError:  # a combination no trial can have
+            continue
+        most = max(most, measure(spec))
+    return most
+
+
 def _max_reports(search) -> int:
-    epochs = [search.base.distilled_training.epochs] + [
-        int(v) for d in search.space if d.key == "distilled_training.epochs" for v in d.values]
     # A training whose epochs the reports do not divide reports once more, at its end.
-    return max(min(search.reports, e) for e in epochs) + 1
+    return _most(search, ("distilled_training.epochs",),
+                 lambda spec: min(search.reports, spec.distilled_training.epochs)) + 1
 
 
 register(Objective("distilled_accuracy", "test accuracy after one distilled training session", "test_accuracy",
-                   _distilled_accuracy, _check_distilled, _max_reports))
+                   _distilled_accuracy, _check_distilled, _max_reports, columns=("test_loss", "epoch")))
+
+
+# --- pruned_accuracy and time_to_mask: k rounds of the method, each round's subnetwork trained on real data -----
+ROUND_COLUMNS = ("test_loss", "round", "sparsity", "mask_search_seconds", "time_to_mask_seconds",
+                 "time_to_mask_examples")
+
+
+class _RoundReporter(Reporter):
+    """Reports each round's validated subnetwork: a report per round, the last one final."""
+
+    def __init__(self, rounds: int, report: Callable[[dict], None], metrics: Callable[[RoundRecord], dict]):
+        self.rounds, self.report, self.metrics = rounds, report, metrics
+
+    def end_round(self, record: RoundRecord) -> None:
+        self.report({"test_accuracy": record.test_accuracy, "test_loss": record.test_loss, "round": record.round,
+                     "sparsity": record.sparsity, "mask_search_seconds": record.mask_search_seconds,
+                     "time_to_mask_seconds": record.time_to_mask_seconds,
+                     "time_to_mask_examples": record.time_to_mask_examples,
+                     FINAL: record.round == self.rounds, **self.metrics(record)})
+
+    def message(self, text: str) -> None:
+        pass
+
+
+def _prune(spec, context, report, metrics: Callable[[RoundRecord], dict] = lambda record: {}) -> None:
+    """``pruning.num_rounds`` rounds of the experiment's method, every round's subnetwork validated (trained on
+    real data as the method validates it, and tested), reported as it ends."""
+    from dpcluster.methods.checkpoint import Checkpoint
+    from dpcluster.methods.engine import Experiment, check_experiment
+    from dpcluster.pruning.masks import full_mask
+
+    inputs = context.inputs(spec)
+    check_experiment(spec, inputs)
+    experiment = Experiment(spec, inputs, context.device, _RoundReporter(spec.pruning.num_rounds, report, metrics))
+    checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
+    while checkpoint.round < spec.pruning.num_rounds:
+        experiment.run_round(checkpoint, validate=True)
+
+
+def _check_prunes(search) -> None:
+    from dpcluster.methods.registry import get_method
+
+    if not get_method(search.base.method).prunes:
+        raise SpecError("base.method", f"the {search.objective} objective prunes: use a pruning method "
+                                       f"(imp, distilled, hybrid, random), got {search.base.method!r}")
+
+
+def _max_rounds(search) -> int:
+    return _most(search, ("pruning.rounds", "pruning.target_sparsity", "pruning.rate"),
+                 lambda spec: spec.pruning.num_rounds)
+
+
+register(Objective("pruned_accuracy", "test accuracy of the subnetwork after pruning.num_rounds rounds (trained "
+                                      "on real data), reported every round", "test_accuracy",
+                   lambda spec, search, context, report: _prune(spec, context, report),
+                   _check_prunes, _max_rounds, columns=ROUND_COLUMNS))
+
+
+def _time_to_mask(spec, search, context, report) -> None:
+    target = search.settings["accuracy"]
+
+    def metrics(record: RoundRecord) -> dict:
+        # A mask short of the target accuracy was not found at all: it can never be the fastest.
+        reached = record.test_accuracy >= target
+        return {"time_to_mask": record.time_to_mask_seconds if reached else math.inf}
+
+    _prune(spec, context, report, metrics)
+
+
+register(Objective("time_to_mask", "seconds to find the mask of pruning.num_rounds rounds and train it (the "
+                                   "record's time_to_mask_seconds), infinite where its test accuracy is below "
+                                   "`accuracy`; reported every round", "time_to_mask",
+                   _time_to_mask, _check_prunes, _max_rounds,
+                   options=(Option("accuracy", "the test accuracy a mask must reach, e.g. accuracy = 0.9"),),
+                   columns=("test_accuracy", *ROUND_COLUMNS), mode="min"))

@@ -10,6 +10,9 @@ in the search folder); the trials' reports land as Parquet and the best configur
 
 from __future__ import annotations
 
+import logging
+import math
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,21 +70,25 @@ def trial(config: dict, search: SearchSpec, out: str, device: str) -> None:
     get_objective(search.objective).run(spec, search, context, tune.report)
 
 
+class SearchInterrupted(Exception):
+    """The search stopped before every trial ended (Ctrl+C): running it again resumes it."""
+
+
 def run_search(search: SearchSpec, out: Path, address: str | None = None, device: str = "auto",
                say: Callable[[str], None] = print) -> Path:
     """Run (or resume) the search into ``out``; returns the best configuration's spec file."""
-    import ray
     from ray import tune
 
     out = Path(out).resolve()  # Tune runs each trial in a folder of its own: every path is absolute
+    # Tune's newer console output ignores verbose=0; dpcluster says what happens itself (one line per trial).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    logging.getLogger("ray.tune").setLevel(logging.WARNING)  # "wrote the experiment state", after every trial
+    logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)  # an infinite time_to_mask is meant
+    _connect(address)
     out.mkdir(parents=True, exist_ok=True)
-    if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
     trainable = tune.with_resources(tune.with_parameters(trial, search=search, out=str(out), device=device),
                                     {"cpu": search.cpus, "gpu": search.gpus})
     folder = out / "tune" / search.name
-    callbacks = [_progress(search, say)]
     if tune.Tuner.can_restore(str(folder)):
         say(f"resuming the search in {folder}: finished trials are kept")
         tuner = tune.Tuner.restore(str(folder), trainable=trainable, resume_errored=True,
@@ -93,45 +100,123 @@ def run_search(search: SearchSpec, out: Path, address: str | None = None, device
                                         scheduler=_scheduler(search), search_alg=_search_algorithm(search),
                                         reuse_actors=True),
             run_config=tune.RunConfig(storage_path=str(out / "tune"), name=search.name, verbose=0,
-                                      callbacks=callbacks))
+                                      callbacks=[_progress(search, say)]))
     results = tuner.fit()
+    ended, total = _ended_trials(folder)
+    if ended < total:
+        raise SearchInterrupted(f"search interrupted with {ended} of {total} trial(s) ended; run the same "
+                                f"command again to resume it (finished trials are kept)")
     write_trials(results, search, out)
-    best = results.get_best_result(metric=search.metric, mode=search.mode, scope="last")
-    if best is None or best.config is None:
-        raise UserError("no trial reported a result; see the trials' errors in " + str(folder))
-    return write_best(search, best.config, out)
+    if results.num_errors:
+        say(f"{results.num_errors} trial(s) failed; their errors are in {folder} (running the search again "
+            f"retries them)")
+    best = best_config(results, search)
+    if best is None:
+        raise UserError(f"no trial ran to its end with a {search.metric}"
+                        + (" below infinity (none reached the accuracy asked for)" if search.objective ==
+                           "time_to_mask" else "") + f"; see the trials in {out / 'trials'}")
+    return write_best(search, best, out)
+
+
+def _ended_trials(folder: Path) -> tuple[int, int]:
+    """How many of the search's trials ended (finished, stopped early or failed), and how many there are, as the
+    saved experiment state has them: after Ctrl+C the trials in memory read as terminated, but the saved state
+    keeps the unfinished ones pending, which is what a resumed search runs."""
+    from ray.tune import ExperimentAnalysis
+
+    tune_logger = logging.getLogger("ray.tune.analysis.experiment_analysis")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.ERROR)  # unstarted trials have no results yet: not worth a warning
+    try:
+        trials = ExperimentAnalysis(str(folder)).trials
+    finally:
+        tune_logger.setLevel(level)
+    return sum(t.status in ("TERMINATED", "ERROR") for t in trials), len(trials)
+
+
+def _connect(address: str | None) -> None:
+    """Ray on an existing cluster at ``address``, or a local one; a wrong address is the user's to fix."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+    except ConnectionError as error:
+        raise UserError(f"--address {address}: no Ray cluster there ({str(error).splitlines()[0]})") from None
+
+
+def _check_reachable(address: str) -> None:
+    """Fail in seconds where nothing listens at ``host:port`` (Ray itself keeps retrying for minutes)."""
+    import socket
+
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"--address {address}: expected host:port (the head's GCS port, e.g. 10.0.0.1:6379), "
+                        f"ray://host:port or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as error:
+        raise UserError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
+
+
+def best_config(results, search: SearchSpec) -> dict | None:
+    """The configuration of the best trial among those that ran to their end (a trial stopped early was scored
+    at an easier point: fewer epochs, a lower sparsity); None when no such trial has a finite metric."""
+    from dpcluster.tune.objectives import FINAL, better
+
+    best, best_value = None, None
+    for result in results:
+        metrics = result.metrics or {}
+        value = metrics.get(search.metric)
+        if result.error is None and metrics.get(FINAL) and value is not None and math.isfinite(value) \
+                and better(value, best_value, search.mode):
+            best, best_value = result.config, value
+    return best
 
 
 def _progress(search: SearchSpec, say: Callable[[str], None]):
     """A Tune callback that says when each trial ends, with the best so far (Tune's own table is turned off)."""
     from ray.tune import Callback
 
-    class Progress(Callback):
-        def __init__(self):
-            self.best, self.ended = None, 0
+    from dpcluster.tune.objectives import FINAL, better
 
+    class Progress(Callback):
+        # Stateless: counted from the trials each time, so a resumed search goes on counting where it stopped.
         def on_trial_complete(self, iteration, trials, trial, **info):
-            self.ended += 1
+            ended = 1 + sum(other is not trial and other.status in ("TERMINATED", "ERROR") for other in trials)
+            best = None
+            for other in trials:
+                result = other.last_result or {}
+                if result.get(FINAL) and better(result.get(search.metric), best, search.mode):
+                    best = result[search.metric]
             last = trial.last_result or {}
-            value = last.get(search.metric)
-            if value is not None and (self.best is None or (value > self.best if search.mode == "max"
-                                                            else value < self.best)):
-                self.best = value
-            shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in trial.config.items())
-            say(f"trial {self.ended}/{search.trials}: {shown}: {search.metric} {value} after "
-                f"{last.get('training_iteration', 0)} report(s); best so far {self.best}")
+            shown = ", ".join(f"{k}={_number(v)}" for k, v in trial.config.items())
+            how = "" if last.get(FINAL) else " (stopped early)"
+            say(f"trial {ended}/{search.trials}: {shown}: {search.metric} {_number(last.get(search.metric))} after "
+                f"{last.get('training_iteration', 0)} report(s){how}; best so far {_number(best)}")
 
     return Progress()
 
 
+def _number(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def write_trials(results, search: SearchSpec, out: Path) -> Path:
-    """Every report of every trial as rows (trial id, report number, metrics, then the trial's values as
+    """Every report of every trial as rows (trial id, report number, when, metrics, then the trial's values as
     ``config/<dotted key>`` columns), one file per trial under ``OUT/trials/search=<name>/``."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from dpcluster.atomic import write_atomic
+    from dpcluster.tune.objectives import FINAL, get_objective
 
+    objective = get_objective(search.objective)
+    wanted = ("training_iteration", "timestamp", "time_total_s", search.metric, *objective.columns, FINAL)
     folder = out / "trials" / f"search={search.name}"
     folder.mkdir(parents=True, exist_ok=True)
     for result in results:
@@ -139,8 +224,7 @@ def write_trials(results, search: SearchSpec, out: Path) -> Path:
         if frame is None or frame.empty:
             continue
         trial_id = str(frame["trial_id"].iloc[0])
-        keep = [c for c in ("training_iteration", "test_accuracy", "test_loss", "epoch", "time_total_s")
-                if c in frame.columns]
+        keep = [c for c in dict.fromkeys(wanted) if c in frame.columns]
         table = pa.table({"trial_id": [trial_id] * len(frame), **{c: frame[c].tolist() for c in keep},
                           **{TRIAL_KEY_PREFIX + k: [v] * len(frame) for k, v in result.config.items()}})
         write_atomic(folder / f"{trial_id}.parquet", lambda handle: pq.write_table(table, handle))

@@ -44,6 +44,12 @@ class SearchSpec:
     # Test the network this many times per training (the points ASHA compares trials at).
     reports: int = 10
     seed: int = 0
+    # The objective's own settings (``[objective]`` less kind and mode), checked against its options.
+    objective_settings: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def settings(self) -> dict[str, float]:
+        return dict(self.objective_settings)
 
     @property
     def trials(self) -> int:
@@ -90,15 +96,17 @@ class SearchSpec:
         if not space:
             raise SpecError("space", "nothing to search: give at least one field, e.g. "
                                      "\"distilled_training.lr\" = { loguniform = [0.001, 0.1] }")
+        from dpcluster.tune.objectives import get_objective
+
         objective = dict(data.get("objective", {}))
         search = dict(data.get("search", {}))
         kind = objective.pop("kind", "distilled_accuracy")
         _one_of("objective.kind", kind, objective_names())
-        mode = objective.pop("mode", "max")
+        mode = objective.pop("mode", get_objective(kind).mode)
         _one_of("objective.mode", mode, MODES)
-        if objective:
-            raise SpecError(f"objective.{next(iter(objective))}", "unknown key (known: kind, mode)")
+        settings = tuple(get_objective(kind).settings(objective).items())
         spec = cls(name=str(data.get("name", "search")), base=base, space=space, objective=kind, mode=mode,
+                   objective_settings=settings,
                    **{key: search.pop(key) for key in ("samples", "algorithm", "scheduler", "cpus", "gpus",
                                                         "reports", "seed") if key in search})
         if search:
@@ -114,8 +122,6 @@ class SearchSpec:
                 raise SpecError(f"search.{key}", f"must be a number >= 0, got {getattr(spec, key)!r}")
         if spec.algorithm == "optuna" and any(d.distribution == "grid" for d in space):
             raise SpecError("space", "a grid needs algorithm = \"grid\" or \"random\" (Optuna samples)")
-        from dpcluster.tune.objectives import get_objective
-
         get_objective(kind).check(spec)
         return spec
 
