@@ -93,6 +93,26 @@ def test_papers_cifar_sweeps_carry_the_papers_settings():
     assert {e.pruning.rewind for e in resnet} == {"0ep"}  # the second paper rewinds both methods to init
 
 
+def test_cifar_search_specs_start_from_the_papers_sweep():
+    """Each CIFAR search's base is the Figure 1 sweep's experiment in what it does not search: the same data, set
+    and real-data training, so its best configuration slots back into that sweep."""
+    from dpcluster.tune.spec import SearchSpec
+
+    sweep = {(e.method, e.distilled.images_per_class): e for e in
+             (j.experiment for j in expand(SweepSpec.load(JOBS / "alexnet_cifar10.toml")) if j.kind == "mask")}
+    for name, method, size in (("distilled", "distilled", 50), ("time_to_mask", "distilled", 10),
+                               ("real", "dense", 0)):
+        search = SearchSpec.load(JOBS / f"tune_alexnet_cifar10_{name}.toml")
+        paper = sweep[(method, size)] if method != "dense" else next(e for e in sweep.values() if e.method == "dense")
+        base = search.base
+        assert (base.method, base.data, base.model.name, base.training) == (method, paper.data, paper.model.name,
+                                                                             paper.training), name
+        if method == "distilled":
+            assert base.distilled == paper.distilled, name
+            assert (base.distilled_training.lr, base.distilled_training.epochs) == (
+                paper.distilled_training.lr, paper.distilled_training.epochs), name
+
+
 def test_levels_beyond_the_mask_search_are_rejected_naming_the_level():
     with pytest.raises(SpecError) as error:
         _sweep(sparsities=[0.5, 0.95], base={"pruning": {"target_sparsity": 0.9}})

@@ -9,6 +9,7 @@ import time
 
 import pyarrow.dataset as ds
 import pytest
+import torch
 
 from dpcluster.cli.main import main
 from dpcluster.specs import ExperimentSpec
@@ -150,6 +151,16 @@ def test_a_bad_search_space_is_one_line_and_exit_2(capsys, tmp_path, space, expe
     assert not out.exists()
 
 
+def test_optuna_is_refused_a_choice_of_lists(capsys, tmp_path):
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace('scheduler = "fifo"', 'algorithm = "optuna"')
+                    .replace('"distilled_training.lr" = { grid = [0.00001, 0.05] }',
+                             '"training.milestones" = { choice = [[5], [3, 6]] }'))
+    assert main(["tune", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "space.training.milestones: Optuna chooses among numbers and strings" in err, err
+
+
 def test_an_objective_setting_it_does_not_take_is_refused(capsys, tmp_path):
     spec = tmp_path / "search.toml"
     spec.write_text(SEARCH.format(scheduler="fifo").replace('kind = "distilled_accuracy"',
@@ -264,3 +275,40 @@ def test_optuna_searches_and_its_absence_is_one_line(tmp_path, capsys, monkeypat
     assert main(["tune", str(spec), "--out", str(tmp_path / "none"), "--device", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pip install 'dpcluster[optuna]'" in err, err
+
+
+def test_real_accuracy_reports_each_real_training_as_it_goes(tmp_path):
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace('kind = "distilled_accuracy"', 'kind = "real_accuracy"')
+                    .replace('"distilled_training.lr"', '"training.lr"').replace("samples = 2", "samples = 1")
+                    .replace("[base.distilled_training]\nepochs = 40", "[base.training]\nepochs = 4"))
+    out = tmp_path / "out"
+    assert main(["tune", str(spec), "--out", str(out), "--device", "cpu"]) == 0
+    rows = _rows(out)
+    epochs = {lr: [r["epoch"] for r in rows if r["config/training.lr"] == lr] for lr in (0.00001, 0.05)}
+    assert epochs == {0.00001: [1, 2, 3, 4], 0.05: [1, 2, 3, 4]}, epochs
+    last = {r["config/training.lr"]: r for r in rows if r["final"]}
+    assert last[0.05]["test_accuracy"] > last[0.00001]["test_accuracy"] + 0.2, last
+    # Real-data training needs no distilled set: the distilled method's set was never made.
+    from dpcluster.sweeps.layout import SweepLayout
+
+    assert not any(SweepLayout(out).distilled_cache.glob("**/*"))
+
+
+def test_a_process_reads_each_distilled_set_once(tmp_path, monkeypatch):
+    import dpcluster.distilled as distilled
+    from dpcluster.sweeps.context import JobContext
+    from dpcluster.sweeps.layout import SweepLayout
+
+    made = []
+    real = distilled.obtain_distilled_set
+    monkeypatch.setattr(distilled, "obtain_distilled_set", lambda *a, **k: made.append(1) or real(*a, **k))
+    spec = ExperimentSpec.from_dict({"method": "distilled", "model": {"width": 8},
+                                     "distilled": {"images_per_class": 2, "dm": {"iterations": 2}}})
+    context = JobContext(SweepLayout(tmp_path), torch.device("cpu"))
+    first = context.inputs(spec)
+    # Trials with other settings of the same set (another lr, another seed) reuse it.
+    again = context.inputs(spec.replace(seed=3, distilled_training=spec.distilled_training.replace(lr=0.1)))
+    assert len(made) == 1 and again.distilled is first.distilled
+    context.inputs(spec.replace(distilled=spec.distilled.replace(images_per_class=3)))
+    assert len(made) == 2

@@ -15,8 +15,10 @@ from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.layout import SweepLayout
 from dpcluster.training.distributed import Distributed
 
-# Loaded data sets of this process, by spec and device; a few at most, so memory stays bounded.
+# Loaded data sets of this process, by spec and device, and the inputs made of them with a distilled set; a few
+# at most, so memory stays bounded.
 _LOADED: dict = {}
+_WITH_SETS: dict = {}
 _KEEP = 2
 
 
@@ -43,10 +45,21 @@ class JobContext:
         data, placed = _load(spec, self.device)
         if not spec.uses_distilled_set:
             return Inputs(placed)
-        distilled = obtain_distilled_set(spec.distilled, data, spec.model, self.layout.distilled_cache, self.device,
-                                         progress=self.distill_progress)
-        inputs = Inputs.with_set(data, distilled)
-        return dataclasses.replace(inputs, data=placed, distilled=inputs.distilled.to(self.device))
+        # The set as read or distilled depends on these alone (MTT's expert trajectories on the model).
+        key = (spec.distilled, spec.data, spec.model, str(self.device), str(self.layout.distilled_cache))
+        if key not in _WITH_SETS:
+            distilled = obtain_distilled_set(spec.distilled, data, spec.model, self.layout.distilled_cache,
+                                             self.device, progress=self.distill_progress)
+            inputs = Inputs.with_set(data, distilled)
+            inputs = dataclasses.replace(inputs, data=placed, distilled=inputs.distilled.to(self.device))
+            _keep(_WITH_SETS, key, inputs)
+        return _WITH_SETS[key]
+
+
+def _keep(cache: dict, key, value) -> None:
+    while len(cache) >= _KEEP:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 def _load(spec: ExperimentSpec, device: torch.device):
@@ -56,8 +69,6 @@ def _load(spec: ExperimentSpec, device: torch.device):
 
     key = (spec.data, str(device))
     if key not in _LOADED:
-        while len(_LOADED) >= _KEEP:
-            _LOADED.pop(next(iter(_LOADED)))
         data = load_data(spec.data)
-        _LOADED[key] = (data, place_data(data, device, spec.data.placement))
+        _keep(_LOADED, key, (data, place_data(data, device, spec.data.placement)))
     return _LOADED[key]

@@ -148,6 +148,31 @@ register(Objective("distilled_accuracy", "test accuracy after one distilled trai
                    _distilled_accuracy, _check_distilled, _max_reports, columns=("test_loss", "epoch")))
 
 
+# --- real_accuracy: one real-data training of the unpruned network ----------------------------------------------
+def _real_accuracy(spec, search, context, report) -> None:
+    """One real-data training of the unpruned network (``training.*``, as dense trains), tested on real data."""
+    from dpcluster.methods.checkpoint import Checkpoint
+    from dpcluster.methods.engine import Experiment, check_experiment
+    from dpcluster.pruning.masks import full_mask
+
+    spec = spec.replace(method="dense")  # the same training; a method's distilled set is not needed for it
+    inputs = context.inputs(spec)
+    check_experiment(spec, inputs)
+    reporter = _TestingReporter(max(1, spec.training.epochs // search.reports), report)
+    experiment = Experiment(spec, inputs, context.device, reporter)
+    reporter.experiment = experiment
+    mask = full_mask(experiment.weights)
+    experiment.train_real(mask, Checkpoint(spec.experiment_id, 0, mask), from_rewind=False, label="trial")
+
+
+def _max_real_reports(search) -> int:
+    return _most(search, ("training.epochs",), lambda spec: min(search.reports, spec.training.epochs)) + 1
+
+
+register(Objective("real_accuracy", "test accuracy after one real-data training of the unpruned network",
+                   "test_accuracy", _real_accuracy, reports=_max_real_reports, columns=("test_loss", "epoch")))
+
+
 # --- pruned_accuracy and time_to_mask: k rounds of the method, each round's subnetwork trained on real data -----
 ROUND_COLUMNS = ("test_loss", "round", "sparsity", "mask_search_seconds", "time_to_mask_seconds",
                  "time_to_mask_examples")

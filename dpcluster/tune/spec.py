@@ -120,8 +120,14 @@ class SearchSpec:
         for key in ("cpus", "gpus"):
             if not isinstance(getattr(spec, key), int | float) or getattr(spec, key) < 0:
                 raise SpecError(f"search.{key}", f"must be a number >= 0, got {getattr(spec, key)!r}")
-        if spec.algorithm == "optuna" and any(d.distribution == "grid" for d in space):
-            raise SpecError("space", "a grid needs algorithm = \"grid\" or \"random\" (Optuna samples)")
+        if spec.algorithm == "optuna":
+            for d in space:
+                if d.distribution == "grid":
+                    raise SpecError(f"space.{d.key}", "a grid needs algorithm = \"grid\" or \"random\" (Optuna "
+                                                      "samples)")
+                if any(isinstance(v, list | dict) for v in d.values):
+                    raise SpecError(f"space.{d.key}", "Optuna chooses among numbers and strings only: use "
+                                                      "algorithm = \"random\" for a choice of lists")
         get_objective(kind).check(spec)
         return spec
 
