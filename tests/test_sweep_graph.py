@@ -99,7 +99,7 @@ def test_cifar_search_specs_start_from_the_papers_sweep():
     from dpcluster.tune.spec import SearchSpec
 
     sweep = {(e.method, e.distilled.images_per_class): e for e in
-             (j.experiment for j in expand(SweepSpec.load(JOBS / "alexnet_cifar10.toml")) if j.kind == "mask")}
+             (j.experiment for j in expand(SweepSpec.load(JOBS / "alexnet_cifar10.toml")) if j.experiment)}
     for name, method, size in (("distilled", "distilled", 50), ("time_to_mask", "distilled", 10),
                                ("real", "dense", 0)):
         search = SearchSpec.load(JOBS / f"tune_alexnet_cifar10_{name}.toml")
