@@ -33,7 +33,11 @@ def param_space(search: SearchSpec) -> dict:
 
 def _search_algorithm(search: SearchSpec):
     if search.algorithm != "optuna":
-        return None  # Tune's default: random draws, with every grid expanded
+        from ray.tune.search.basic_variant import BasicVariantGenerator
+
+        # Tune's default, random draws with every grid expanded, drawn from the search's seed (the same spec
+        # draws the same trials).
+        return BasicVariantGenerator(random_state=search.seed)
     try:
         from ray.tune.search.optuna import OptunaSearch
 
