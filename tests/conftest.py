@@ -63,6 +63,11 @@ def ray_head():
             s.bind(("127.0.0.1", 0))
             return s.getsockname()[1]
 
+    import ray as ray_module
+
+    # `ray stop` ends every Ray process on the machine: this process's own local Ray (an earlier test's) must be
+    # shut down first, or its end takes this process with it.
+    ray_module.shutdown()
     ray = str(Path(sys.executable).with_name("ray"))
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
     env.pop("RAY_ADDRESS", None)

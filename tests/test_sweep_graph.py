@@ -1,5 +1,6 @@
 """Sweep specs and their job graphs (pure: no jobs run here)."""
 
+import tomllib
 from collections import Counter
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def test_every_shipped_spec_loads_and_expands():
 
             search = SearchSpec.load(path)
             assert search.space and search.metric, path
+            assert SearchSpec.from_dict(tomllib.loads(search.to_toml())) == search, path  # it round-trips
         elif "datasets" in path.read_text():
             sweep = SweepSpec.load(path)
             jobs = expand(sweep)

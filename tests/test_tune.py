@@ -193,6 +193,22 @@ def test_a_search_finds_the_better_learning_rate_and_its_best_config_runs(tmp_pa
     assert main(["sweep", str(out / "best_sweep.toml"), "--out", str(tmp_path / "sweep"), "--dry-run"]) == 0
 
 
+def test_a_folder_resumes_only_the_search_it_began(tmp_path, capsys):
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace("samples = 2", "samples = 1")
+                    .replace("epochs = 40", "epochs = 4"))
+    out = tmp_path / "out"
+    assert main(["tune", str(spec), "--out", str(out), "--device", "cpu"]) == 0
+    from dpcluster.tune.spec import SearchSpec
+
+    assert SearchSpec.load(out / "search.toml") == SearchSpec.load(spec)  # the spec it began with, kept
+    spec.write_text(spec.read_text().replace("samples = 1", "samples = 3"))
+    capsys.readouterr()
+    assert main(["tune", str(spec), "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "holds a search begun with another spec (search differ" in err, err
+
+
 def test_asha_stops_poor_trials_early(tmp_path):
     from dpcluster.tune.run import run_search
     from dpcluster.tune.spec import SearchSpec

@@ -20,6 +20,20 @@ from dpcluster.errors import UserError
 from dpcluster.tune.spec import SearchSpec
 
 TRIAL_KEY_PREFIX = "config/"
+# The search spec as the folder's search began, so running it again resumes that search and no other.
+SPEC_FILE = "search.toml"
+
+
+def _check_same_search(spec_file: Path, search: SearchSpec) -> None:
+    if not spec_file.exists():
+        return
+    import tomllib
+
+    began, now = tomllib.loads(spec_file.read_text()), tomllib.loads(search.to_toml())
+    if began != now:
+        changed = sorted(k for k in set(began) | set(now) if began.get(k) != now.get(k))
+        raise UserError(f"{spec_file.parent} holds a search begun with another spec ({', '.join(changed)} differ: "
+                        f"see {spec_file}); give another --out, or the spec it began with to resume it")
 
 
 def param_space(search: SearchSpec) -> dict:
@@ -88,8 +102,14 @@ def run_search(search: SearchSpec, out: Path, address: str | None = None, device
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)  # "wrote the experiment state", after every trial
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)  # an infinite time_to_mask is meant
+    spec_file = out / SPEC_FILE
+    _check_same_search(spec_file, search)
     _connect(address)
     out.mkdir(parents=True, exist_ok=True)
+    if not spec_file.exists():
+        from dpcluster.atomic import write_atomic
+
+        write_atomic(spec_file, lambda handle: handle.write(search.to_toml().encode()))
     trainable = tune.with_resources(tune.with_parameters(trial, search=search, out=str(out), device=device),
                                     {"cpu": search.cpus, "gpu": search.gpus})
     folder = out / "tune" / search.name

@@ -66,6 +66,27 @@ class SearchSpec:
         """The base experiment with a trial's values at their dotted keys."""
         return ExperimentSpec.from_dict(with_values(self.base.to_dict(), config))
 
+    def to_dict(self) -> dict:
+        """The spec as its TOML file has it: ``from_dict(to_dict())`` gives it back."""
+        return {
+            "name": self.name,
+            "objective": {"kind": self.objective, "mode": self.mode, **self.settings},
+            "search": {"samples": self.samples, "algorithm": self.algorithm, "scheduler": self.scheduler,
+                       "cpus": self.cpus, "gpus": self.gpus, "reports": self.reports, "seed": self.seed},
+            "space": {d.key: {d.distribution: list(d.values)} for d in self.space},
+            "base": self.base.to_dict(),
+        }
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        return tomli_w.dumps(self.to_dict())
+
+    def content_hash(self) -> str:
+        from dpcluster.hashing import stable_hash
+
+        return stable_hash(self.to_dict(), 12)
+
     @classmethod
     def load(cls, path: str | Path) -> SearchSpec:
         path = Path(path)
