@@ -80,7 +80,7 @@ def test_tune_runs_its_trials_on_an_existing_ray_cluster(ray_head, tmp_path):
     assert done.returncode == 0, stdout[-3000:] + stderr[-3000:]
     # The driver joined the head's cluster (it did not start a Ray of its own), and the cluster ran it.
     port = ray_head.gcs.rpartition(":")[2]
-    assert f"Connecting to existing Ray cluster at address: " in stderr and f":{port}..." in stderr, stderr[-3000:]
+    assert "Connecting to existing Ray cluster at address: " in stderr and f":{port}..." in stderr, stderr[-3000:]
     assert "Connected to Ray cluster" in stderr and "Started a local Ray instance" not in stderr, stderr[-3000:]
     jobs = subprocess.run([ray_head.ray, "list", "jobs", "--address", ray_head.dashboard, "--format", "json"],
                           env=ray_head.env, capture_output=True, text=True, timeout=120)

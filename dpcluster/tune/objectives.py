@@ -50,6 +50,8 @@ class Objective:
     columns: tuple[str, ...] = ()
     # Whether a higher or a lower metric is better, unless the search spec says otherwise.
     mode: str = "max"
+    # Why no trial may have a finite metric, said when none has.
+    why_none: str = ""
 
     def settings(self, given: dict[str, Any]) -> dict[str, float]:
         """``given`` (the ``[objective]`` table less kind and mode) checked against the options; raises SpecError."""
@@ -245,4 +247,5 @@ register(Objective("time_to_mask", "seconds to find the mask of pruning.num_roun
                                    "`accuracy`; reported every round", "time_to_mask",
                    _time_to_mask, _check_prunes, _max_rounds,
                    options=(Option("accuracy", "the test accuracy a mask must reach, e.g. accuracy = 0.9"),),
-                   columns=("test_accuracy", *ROUND_COLUMNS), mode="min"))
+                   columns=("test_accuracy", *ROUND_COLUMNS), mode="min",
+                   why_none=" (none reached the accuracy asked for)"))

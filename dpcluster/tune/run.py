@@ -136,9 +136,11 @@ def run_search(search: SearchSpec, out: Path, address: str | None = None, device
             f"retries them)")
     best = best_config(results, search)
     if best is None:
-        raise UserError(f"no trial ran to its end with a {search.metric}"
-                        + (" below infinity (none reached the accuracy asked for)" if search.objective ==
-                           "time_to_mask" else "") + f"; see the trials in {out / 'trials'}")
+        from dpcluster.tune.objectives import get_objective
+
+        why = get_objective(search.objective).why_none
+        raise UserError(f"no trial ran to its end with a finite {search.metric}{why}; see the trials in "
+                        f"{out / 'trials'}")
     return write_best(search, best, out)
 
 
