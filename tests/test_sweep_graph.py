@@ -96,23 +96,19 @@ def test_papers_cifar_sweeps_carry_the_papers_settings():
 
 
 def test_cifar_search_specs_start_from_the_papers_sweep():
-    """Each CIFAR search's base is the Figure 1 sweep's experiment in what it does not search: the same data, set
-    and real-data training, so its best configuration slots back into that sweep."""
+    """Each CIFAR search's base is an experiment of the Figure 1 sweep, named by method and set size, so its best
+    configuration goes back into that sweep unchanged."""
+    from dpcluster.sweeps.graph import experiments
     from dpcluster.tune.spec import SearchSpec
 
-    sweep = {(e.method, e.distilled.images_per_class): e for e in
-             (j.experiment for j in expand(SweepSpec.load(JOBS / "alexnet_cifar10.toml")) if j.experiment)}
-    for name, method, size in (("distilled", "distilled", 50), ("time_to_mask", "distilled", 10),
-                               ("real", "dense", 0)):
-        search = SearchSpec.load(JOBS / f"tune_alexnet_cifar10_{name}.toml")
-        paper = sweep[(method, size)] if method != "dense" else next(e for e in sweep.values() if e.method == "dense")
-        base = search.base
-        assert (base.method, base.data, base.model.name, base.training) == (method, paper.data, paper.model.name,
-                                                                             paper.training), name
-        if method == "distilled":
-            assert base.distilled == paper.distilled, name
-            assert (base.distilled_training.lr, base.distilled_training.epochs) == (
-                paper.distilled_training.lr, paper.distilled_training.epochs), name
+    sweep = {(e.method, e.distilled.images_per_class if e.uses_distilled_set else None): e
+             for e in experiments(SweepSpec.load(JOBS / "alexnet_cifar10.toml")) if e.seed == 0}
+    for name, chosen in (("distilled", ("distilled", 50)), ("real", ("dense", None))):
+        assert SearchSpec.load(JOBS / f"tune_alexnet_cifar10_{name}.toml").base == sweep[chosen], name
+    time_to_mask = SearchSpec.load(JOBS / "tune_alexnet_cifar10_time_to_mask.toml").base
+    paper = sweep[("distilled", 10)]
+    assert time_to_mask == paper.replace(pruning=paper.pruning.replace(rounds=10))
+    assert (paper.distilled_training.lr, paper.distilled_training.epochs) == (0.007, 3000)
 
 
 def test_levels_beyond_the_mask_search_are_rejected_naming_the_level():

@@ -161,6 +161,32 @@ def test_optuna_is_refused_a_choice_of_lists(capsys, tmp_path):
     assert err.count("\n") == 1 and "space.training.milestones: Optuna chooses among numbers and strings" in err, err
 
 
+@pytest.mark.parametrize("base, expected", [
+    ('sweep = "sweep.toml"', "base.method: sweep.toml has experiments with method dense, distilled: choose one"),
+    ('sweep = "sweep.toml"\nmethod = "imp"', "base.method: sweep.toml has no experiment with method = 'imp'"),
+    ('sweep = "sweep.toml"\nmethod = "distilled"\nimages_per_class = 7', "base.images_per_class: sweep.toml has no"),
+    ('sweep = "nosuch.toml"', "base.sweep: cannot read"),
+])
+def test_a_base_from_a_sweep_names_one_experiment(capsys, tmp_path, monkeypatch, base, expected):
+    from dpcluster.tune.spec import SearchSpec
+
+    monkeypatch.chdir(tmp_path)  # the error names the sweep as the spec does
+    (tmp_path / "sweep.toml").write_text('methods = ["dense", "distilled"]\nseeds = [4, 5]\n'
+                                         'images_per_class = [5, 10]\n[base.model]\nwidth = 16\n[sets.10]\nlr = 0.02\n')
+    spec = tmp_path / "search.toml"
+    search = SEARCH.format(scheduler="fifo").split("[base]")[0]
+    spec.write_text(search + "[base]\n" + 'sweep = "sweep.toml"\nmethod = "distilled"\nimages_per_class = 10\n'
+                    "[base.training]\nepochs = 3\n")
+    chosen = SearchSpec.load(spec).base
+    # The sweep's experiment: its first seed, its model, its set size's inner loop; then the table's change.
+    assert (chosen.method, chosen.seed, chosen.model.width, chosen.distilled.images_per_class,
+            chosen.distilled_training.lr, chosen.training.epochs) == ("distilled", 4, 16, 10, 0.02, 3)
+    spec.write_text(search + "[base]\n" + base + "\n")
+    assert main(["tune", "search.toml", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+
+
 def test_an_objective_setting_it_does_not_take_is_refused(capsys, tmp_path):
     spec = tmp_path / "search.toml"
     spec.write_text(SEARCH.format(scheduler="fifo").replace('kind = "distilled_accuracy"',

@@ -97,12 +97,13 @@ class SearchSpec:
         except tomllib.TOMLDecodeError as error:
             raise UserError(f"{path}: not valid TOML: {error}") from None
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(data, origin=path.parent)
         except SpecError as error:
             raise SpecError(error.key, f"{error.message} (in {path})") from None
 
     @classmethod
-    def from_dict(cls, data: dict) -> SearchSpec:
+    def from_dict(cls, data: dict, origin: Path | None = None) -> SearchSpec:
+        """``origin``: the folder a ``[base] sweep = "..."`` path is relative to (default: the working folder)."""
         from dpcluster.tune.objectives import objective_names
 
         known = {"name", "base", "space", "objective", "search"}
@@ -110,7 +111,7 @@ class SearchSpec:
             if key not in known:
                 raise SpecError(key, f"unknown key (known: {', '.join(sorted(known))})")
         try:
-            base = ExperimentSpec.from_dict(data.get("base", {}))
+            base = base_experiment(dict(data.get("base", {})), origin)
         except SpecError as error:
             raise error.under("base") from None
         space = tuple(_dimension(key, value, base) for key, value in data.get("space", {}).items())
@@ -151,6 +152,58 @@ class SearchSpec:
                                                       "algorithm = \"random\" for a choice of lists")
         get_objective(kind).check(spec)
         return spec
+
+
+# What picks one experiment of a sweep, and how each experiment says it.
+SWEEP_SELECTORS = {
+    "method": lambda e: e.method, "dataset": lambda e: e.data.name, "model": lambda e: e.model.name,
+    "images_per_class": lambda e: e.distilled.images_per_class if e.uses_distilled_set else None,
+    "rewind": lambda e: e.pruning.rewind, "seed": lambda e: e.seed,
+}
+
+
+def base_experiment(table: dict, origin: Path | None) -> ExperimentSpec:
+    """``[base]``: an experiment's own tables, or ``sweep = "PATH"`` with selectors (``method``, ``dataset``, ...)
+    naming one of that sweep's experiments (its first seed unless ``seed`` says), the rest of the table changing
+    it as an experiment's tables would."""
+    if "sweep" not in table:
+        return ExperimentSpec.from_dict(table)
+    from dpcluster.sweeps.graph import experiments
+    from dpcluster.sweeps.spec import SweepSpec
+
+    path = Path(table.pop("sweep"))
+    path = path if path.is_absolute() or origin is None else origin / path
+    try:
+        sweep = SweepSpec.load(path)
+    except UserError as error:
+        raise SpecError("sweep", str(error)) from None
+    chosen = {key: table.pop(key) for key in list(table) if key in SWEEP_SELECTORS}
+    chosen.setdefault("seed", sweep.seeds[0])
+    candidates = experiments(sweep)
+    for key, value in chosen.items():
+        matching = [e for e in candidates if SWEEP_SELECTORS[key](e) == value]
+        if not matching:
+            have = sorted({str(SWEEP_SELECTORS[key](e)) for e in candidates})
+            raise SpecError(key, f"{path} has no experiment with {key} = {value!r} among those chosen (it has "
+                                 f"{', '.join(have)})")
+        candidates = matching
+    for key, of in SWEEP_SELECTORS.items():
+        values = sorted({str(of(e)) for e in candidates})
+        if len(values) > 1:
+            raise SpecError(key, f"{path} has experiments with {key} {', '.join(values)}: choose one "
+                                 f"({key} = ...)")
+    return ExperimentSpec.from_dict(with_values(candidates[0].to_dict(), _dotted(table)))
+
+
+def _dotted(table: dict, prefix: str = "") -> dict:
+    """Nested tables as dotted keys: {"training": {"epochs": 5}} -> {"training.epochs": 5}."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            out.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
 
 
 def _one_of(key: str, value: Any, allowed) -> None:
