@@ -1,5 +1,7 @@
 """Sweeps submitted through submitit to the real single-node Slurm (slurm/cluster.sh)."""
 
+from collections import Counter
+
 import pyarrow.dataset as ds
 import pytest
 
@@ -35,7 +37,7 @@ def test_a_digits_sweep_runs_as_slurm_job_arrays(slurm_cluster, tmp_path):
     assert "CPU threads" not in text, text
 
 
-def test_an_unknown_partition_surfaces_slurm_s_message(slurm_cluster, tmp_path):
+def test_an_unknown_partition_surfaces_slurm_s_message(slurm_cluster, tmp_path, capsys):
     from dpcluster.sweeps.slurm_backend import SlurmBackend
 
     assert SlurmBackend(tmp_path, partition="nosuch").slots() is None  # sinfo knows no such partition
@@ -43,6 +45,7 @@ def test_an_unknown_partition_surfaces_slurm_s_message(slurm_cluster, tmp_path):
     with pytest.raises(UserError, match="(?i)invalid partition") as error:
         run_sweep(SweepSpec.from_dict(SWEEP), tmp_path, SlurmBackend(tmp_path / "logs", partition="nosuch"), "cpu")
     assert "\n" not in str(error.value)
+    assert "invalid partition" not in capsys.readouterr().err.lower()  # said once, in the error, not again
 
 
 def test_a_validation_job_on_two_slurm_tasks_trains_data_parallel(slurm_cluster, tmp_path):
@@ -186,9 +189,6 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
     import signal
     import subprocess
     import time
-    from collections import Counter
-
-    from submitit.core.utils import pickle_load
 
     sweep = SweepSpec.from_dict({"name": "killed", "methods": ["dense", "random"], "seeds": [0, 1],
                                  "sparsities": [0.2, 0.36],
@@ -213,8 +213,7 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert "following" in again.stdout, again.stdout[-3000:]
     # Every job went to Slurm exactly once: no job id is in two submissions.
-    sent = Counter(call.job.id for path in (out / "logs").rglob("*_submitted.pkl")
-                   for call in pickle_load(path).args[0])
+    sent = _submissions(out)
     assert sent and all(count == 1 for count in sent.values()), sent
     rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
     keys = sorted((r["method"], r["seed"], r["round"]) for r in rows)
@@ -252,9 +251,8 @@ def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluste
     assert "CANCELLED" in capsys.readouterr().out
 
 
-def _submissions(out) -> "Counter[str]":
+def _submissions(out) -> Counter:
     """How often each job went to Slurm (submitit keeps every submitted pack's pickle)."""
-    from collections import Counter
 
     from submitit.core.utils import pickle_load
 

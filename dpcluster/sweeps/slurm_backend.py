@@ -12,7 +12,10 @@ failure is known) and reported as blocked, so the coordinator resubmits them wit
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -228,6 +231,22 @@ def _last_error_line(path: Path) -> str | None:
     return (errors or lines or [None])[-1]
 
 
+@contextlib.contextmanager
+def refusals_as_one_line(what: str):
+    """sbatch's refusal (an unknown partition or option) as one line in Slurm's words: a UserError, with
+    submitit's own copy of sbatch's message on stderr held back."""
+    from submitit.core.utils import FailedJobError, FailedSubmissionError
+
+    held = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(held):
+            yield
+    except (FailedJobError, FailedSubmissionError) as error:
+        message = " ".join(str(error).split()) or "sbatch failed"
+        raise UserError(f"{what}: {message}") from None
+    sys.stderr.write(held.getvalue())  # anything else said on the way
+
+
 @dataclass
 class SlurmBackend:
     folder: Path
@@ -370,8 +389,6 @@ class SlurmBackend:
 
     def _send(self, groups: list[list[JobCall]], resources: Resources, after: list[str]) -> None:
         """One array of ``groups`` (one task each), after the Slurm jobs ``after``."""
-        from submitit.core.utils import FailedJobError, FailedSubmissionError
-
         calls = [call for group in groups for call in group]
         executor = self.executor(resources, self._dependency(after))
         if self.dry_run is not None:
@@ -379,12 +396,9 @@ class SlurmBackend:
         else:
             for call in calls:  # an earlier attempt's outcome is not this one's
                 _outcome_file(self.folder, call.job.id).unlink(missing_ok=True)
-            try:
+            with refusals_as_one_line("Slurm refused the jobs"):
                 ids = [job.job_id for job in executor.map_array(_requeueable(), groups,
                                                                 [str(self.folder)] * len(groups))]
-            except (FailedJobError, FailedSubmissionError) as error:  # sbatch refused: Slurm's words, one line
-                message = " ".join(str(error).split()) or "sbatch failed"
-                raise UserError(f"Slurm refused the jobs: {message}") from None
         if len(ids) > 1:
             self.array_sizes[ids[0].split("_")[0]] = len(ids)
         self.running += [_Pack(list(group), task, tuple(after)) for group, task in zip(groups, ids)]

@@ -24,7 +24,9 @@ TRIAL_KEY_PREFIX = "config/"
 SPEC_FILE = "search.toml"
 
 
-def _check_same_search(spec_file: Path, search: SearchSpec) -> None:
+def check_same_search(out: Path, search: SearchSpec) -> None:
+    """Refuse a folder that holds a search begun with another spec (one line naming what differs)."""
+    spec_file = out / SPEC_FILE
     if not spec_file.exists():
         return
     import tomllib
@@ -32,8 +34,17 @@ def _check_same_search(spec_file: Path, search: SearchSpec) -> None:
     began, now = tomllib.loads(spec_file.read_text()), tomllib.loads(search.to_toml())
     if began != now:
         changed = sorted(k for k in set(began) | set(now) if began.get(k) != now.get(k))
-        raise UserError(f"{spec_file.parent} holds a search begun with another spec ({', '.join(changed)} differ: "
-                        f"see {spec_file}); give another --out, or the spec it began with to resume it")
+        raise UserError(f"{out} holds a search begun with another spec ({', '.join(changed)} differ: see "
+                        f"{spec_file}); give another --out, or the spec it began with to resume it")
+
+
+def keep_search_spec(out: Path, search: SearchSpec) -> None:
+    """Make the search folder and keep the spec its search begins with."""
+    from dpcluster.atomic import write_atomic
+
+    out.mkdir(parents=True, exist_ok=True)
+    if not (out / SPEC_FILE).exists():
+        write_atomic(out / SPEC_FILE, lambda handle: handle.write(search.to_toml().encode()))
 
 
 def param_space(search: SearchSpec) -> dict:
@@ -102,14 +113,9 @@ def run_search(search: SearchSpec, out: Path, address: str | None = None, device
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     logging.getLogger("ray.tune").setLevel(logging.WARNING)  # "wrote the experiment state", after every trial
     logging.getLogger("tensorboardX.x2num").setLevel(logging.ERROR)  # an infinite time_to_mask is meant
-    spec_file = out / SPEC_FILE
-    _check_same_search(spec_file, search)
+    check_same_search(out, search)
     _connect(address)
-    out.mkdir(parents=True, exist_ok=True)
-    if not spec_file.exists():
-        from dpcluster.atomic import write_atomic
-
-        write_atomic(spec_file, lambda handle: handle.write(search.to_toml().encode()))
+    keep_search_spec(out, search)
     trainable = tune.with_resources(tune.with_parameters(trial, search=search, out=str(out), device=device),
                                     {"cpu": search.cpus, "gpu": search.gpus})
     folder = out / "tune" / search.name
@@ -166,11 +172,18 @@ def _connect(address: str | None) -> None:
 
     if ray.is_initialized():
         return
-    if address not in (None, "auto", "local"):
+    # No address: the cluster of `ray job submit` (RAY_ADDRESS) or a new local Ray, never another process's
+    # cluster that happens to run on this machine (ray.init's own default would join it).
+    address = address or os.environ.get("RAY_ADDRESS") or "local"
+    if address not in ("auto", "local"):
         _check_reachable(address)
+    from dpcluster.runtime import granted_cpus
+
+    # A local Ray gets the CPUs this process was granted (a Slurm allocation's, not the whole node's).
+    local = {"num_cpus": granted_cpus()} if address == "local" else {}
     try:
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}})
+                 runtime_env={"env_vars": {"PYTHONUNBUFFERED": "1"}}, **local)
     except ConnectionError as error:
         raise UserError(f"--address {address}: no Ray cluster there ({str(error).splitlines()[0]})") from None
 
