@@ -6,28 +6,12 @@ import pytest
 
 from dpcluster.cli.main import main
 from dpcluster.specs import ExperimentSpec
+from test_tune import SEARCH as TUNE_SEARCH
 
 pytest.importorskip("submitit")
 
-SEARCH = """
-name = "on-slurm"
-[search]
-samples = 1
-scheduler = "fifo"
-reports = 2
-[space]
-"distilled_training.lr" = { grid = [0.00001, 0.05] }
-[base]
-method = "distilled"
-[base.model]
-width = 16
-[base.distilled]
-images_per_class = 5
-[base.distilled.dm]
-iterations = 20
-[base.distilled_training]
-epochs = 30
-"""
+# test_tune's search of two learning rates, each once.
+SEARCH = TUNE_SEARCH.format(scheduler="fifo").replace("samples = 2", "samples = 1")
 
 
 def test_a_search_runs_as_one_slurm_job_and_a_second_command_follows_it(slurm_cluster, tmp_path, capsys):
