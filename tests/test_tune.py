@@ -187,6 +187,55 @@ def test_a_base_from_a_sweep_names_one_experiment(capsys, tmp_path, monkeypatch,
     assert err.count("\n") == 1 and expected in err, err
 
 
+@pytest.mark.parametrize("validation", [1, -0.1, "some"])
+def test_a_validation_fraction_outside_0_1_is_refused(capsys, tmp_path, validation):
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace("[search]", f"[search]\nvalidation = {validation!r}"
+                                                            .replace("'", '"')))
+    assert main(["tune", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "search.validation: must be a fraction in [0, 1)" in err, err
+
+
+def test_trials_train_without_the_validation_split_they_are_scored_on(tmp_path):
+    """The definition: a trial trains on the training split less a held-out fraction, drawn by the search's seed,
+    and is tested on that fraction; the test split is not touched. validation = 0: the usual splits."""
+    import dataclasses
+
+    from dpcluster.sweeps.context import JobContext
+    from dpcluster.sweeps.layout import SweepLayout
+    from dpcluster.tune.objectives import scored_inputs
+    from dpcluster.tune.spec import SearchSpec
+
+    spec = tmp_path / "search.toml"
+    spec.write_text(SEARCH.format(scheduler="fifo").replace('method = "distilled"', 'method = "imp"')
+                    .replace('kind = "distilled_accuracy"', 'kind = "real_accuracy"'))
+    search = SearchSpec.load(spec)
+    assert search.validation == 0.1  # the default
+    context = JobContext(SweepLayout(tmp_path), torch.device("cpu"))
+    whole = context.inputs(search.base).data
+    scored = scored_inputs(search.base, search, context).data
+    rows = lambda split: {tuple(x.flatten().tolist()) + (int(y),) for x, y in zip(split.x, split.y)}  # noqa: E731
+    train, held, everything = rows(scored.train), rows(scored.test), rows(whole.train)
+    assert len(scored.test) == round(0.1 * len(whole.train))
+    assert len(scored.train) + len(scored.test) == len(whole.train)
+    assert not train & held and train | held == everything and not held & rows(whole.test)
+    again = scored_inputs(search.base, dataclasses.replace(search, seed=1), context).data
+    assert rows(again.test) != held  # another seed, another draw
+    assert scored_inputs(search.base, dataclasses.replace(search, validation=0), context).data is whole
+
+
+def test_a_dataset_split_is_held_out_as_its_tensors_are():
+    from dpcluster.data.base import TensorSet, TensorSetDataset, labels_of, split_off
+
+    tensors = TensorSet(torch.arange(20.0).view(20, 1, 1, 1), torch.arange(20))
+    rest, held = split_off(tensors, 0.25, seed=3)
+    as_dataset = split_off(TensorSetDataset(tensors), 0.25, seed=3)
+    assert labels_of(as_dataset[0]).tolist() == rest.y.tolist() and labels_of(as_dataset[1]).tolist() == held.y.tolist()
+    assert len(held) == 5 and sorted(rest.y.tolist() + held.y.tolist()) == list(range(20))
+    assert int(as_dataset[1][0][1]) == held.y[0]  # the Dataset's items are the same examples
+
+
 def test_an_objective_setting_it_does_not_take_is_refused(capsys, tmp_path):
     spec = tmp_path / "search.toml"
     spec.write_text(SEARCH.format(scheduler="fifo").replace('kind = "distilled_accuracy"',
@@ -209,7 +258,8 @@ def test_a_search_finds_the_better_learning_rate_and_its_best_config_runs(tmp_pa
     for row in rows:
         last[row["config/distilled_training.lr"]] = row  # reports in order: the last is the trial's end
     assert set(last) == {0.00001, 0.05} and all(r["search"] == "lr" for r in rows)
-    assert last[0.05]["test_accuracy"] > last[0.00001]["test_accuracy"] + 0.2, last
+    assert {r["scored_on"] for r in rows} == {"validation"}
+    assert last[0.05]["accuracy"] > last[0.00001]["accuracy"] + 0.2, last
     best = ExperimentSpec.load(out / "best.toml")
     assert best.distilled_training.lr == 0.05
     # The best configuration runs unchanged.
@@ -264,7 +314,7 @@ def test_time_to_mask_picks_the_faster_inner_loop_that_reaches_the_accuracy(tmp_
     for row in rows:  # each round's subnetwork, validated on real data: its sparsity is that of r rounds of 20%
         assert row["sparsity"] == pytest.approx(1 - 0.8 ** row["round"], abs=0.01), row
         assert row["final"] == (row["round"] == 2)
-        reached = row["test_accuracy"] >= 0.5
+        reached = row["accuracy"] >= 0.5
         assert row["time_to_mask"] == (row["time_to_mask_seconds"] if reached else float("inf")), row
         assert row["time_to_mask_seconds"] > row["mask_search_seconds"] > 0
     final = {r["config/distilled_training.epochs"]: r for r in rows if r["final"]}
@@ -298,7 +348,7 @@ def test_pruned_accuracy_scores_the_subnetwork_after_the_rounds(tmp_path):
     final = {r["config/pruning.rate"]: r for r in rows if r["final"]}
     assert set(final) == {0.2, 0.9} and all(r["round"] == 2 for r in final.values())
     # Two rounds of 90% leave 1% of the weights: the 20% schedule's subnetwork (64% left) is clearly better.
-    assert final[0.2]["test_accuracy"] > final[0.9]["test_accuracy"] + 0.2, final
+    assert final[0.2]["accuracy"] > final[0.9]["accuracy"] + 0.2, final
     assert ExperimentSpec.load(out / "best.toml").pruning.rate == 0.2
 
 
@@ -330,7 +380,7 @@ def test_real_accuracy_reports_each_real_training_as_it_goes(tmp_path):
     epochs = {lr: [r["epoch"] for r in rows if r["config/training.lr"] == lr] for lr in (0.00001, 0.05)}
     assert epochs == {0.00001: [1, 2, 3, 4], 0.05: [1, 2, 3, 4]}, epochs
     last = {r["config/training.lr"]: r for r in rows if r["final"]}
-    assert last[0.05]["test_accuracy"] > last[0.00001]["test_accuracy"] + 0.2, last
+    assert last[0.05]["accuracy"] > last[0.00001]["accuracy"] + 0.2, last
     # Real-data training needs no distilled set: the distilled method's set was never made.
     from dpcluster.sweeps.layout import SweepLayout
 

@@ -39,7 +39,7 @@ def test_a_search_runs_as_one_slurm_job_and_a_second_command_follows_it(slurm_cl
     assert "trial 2/2" in log and "best configuration" in log, log[-3000:]
     rows = ds.dataset(out / "trials", format="parquet", partitioning="hive").to_table().to_pylist()
     last = {r["config/distilled_training.lr"]: r for r in rows if r["final"]}
-    assert last[0.05]["test_accuracy"] > last[0.00001]["test_accuracy"] + 0.2, last
+    assert last[0.05]["accuracy"] > last[0.00001]["accuracy"] + 0.2, last
     assert ExperimentSpec.load(out / "best.toml").distilled_training.lr == 0.05
 
 

@@ -53,6 +53,26 @@ def as_split(tensors: TensorSet, placement: str) -> TensorSet | Dataset:
 Split = TensorSet | Dataset
 
 
+def split_off(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """``split`` as (the rest, a held-out ``fraction`` of it), drawn by ``seed``: a validation split that the rest
+    never trains on. Pure: the same split, fraction and seed hold out the same examples."""
+    count = len(split)
+    held = max(1, round(count * fraction))
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    rest_index, held_index = order[held:].sort().values, order[:held].sort().values
+    if isinstance(split, TensorSet):
+        return (TensorSet(split.x[rest_index.to(split.x.device)], split.y[rest_index.to(split.y.device)]),
+                TensorSet(split.x[held_index.to(split.x.device)], split.y[held_index.to(split.y.device)]))
+    labels = labels_of(split)
+
+    def subset(index: torch.Tensor) -> Dataset:
+        part = torch.utils.data.Subset(split, index.tolist())
+        part.targets = labels[index].tolist()  # so labels_of need not decode its images
+        return part
+
+    return subset(rest_index), subset(held_index)
+
+
 def labels_of(split: Split) -> torch.Tensor:
     """The (N,) int64 labels of a split, without decoding images where the Dataset lists its ``targets``."""
     if isinstance(split, TensorSet):

@@ -77,6 +77,30 @@ get_objective = OBJECTIVES.get
 objective_names = OBJECTIVES.names
 
 
+# Inputs with a validation split held out of the training split, by (data, device, fraction, seed): a worker's
+# trials share them as they share the inputs themselves.
+_SCORED: dict = {}
+
+
+def scored_inputs(spec, search, context):
+    """The experiment's inputs as a trial sees them: trained on the training split less ``search.validation``
+    of it, and scored on that held-out part (``validation = 0``: the whole training split, scored on the test
+    split). A distilled set is the one the whole training split gives (as published sets are)."""
+    import dataclasses
+
+    from dpcluster.data.base import split_off
+
+    inputs = context.inputs(spec)
+    if not search.validation:
+        return inputs
+    key = (spec.data, str(context.device), search.validation, search.seed)
+    if key not in _SCORED:
+        _SCORED.clear()  # one data set at a time: a worker runs one search
+        rest, held = split_off(inputs.data.train, search.validation, search.seed)
+        _SCORED[key] = dataclasses.replace(inputs.data, train=rest, test=held)
+    return dataclasses.replace(inputs, data=_SCORED[key])
+
+
 def better(value: float | None, than: float | None, mode: str) -> bool:
     """Whether ``value`` beats ``than`` (None: nothing yet) in ``mode``; a missing or NaN value never does."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -98,7 +122,7 @@ class _TestingReporter(Reporter):
             if epoch % self.every == 0 or epoch == total:
                 experiment = self.experiment
                 accuracy, loss = evaluate(experiment.model, experiment.inputs.data.test, device=experiment.device)
-                self.report({"test_accuracy": accuracy, "test_loss": loss, "epoch": epoch, FINAL: epoch == total})
+                self.report({"accuracy": accuracy, "loss": loss, "epoch": epoch, FINAL: epoch == total})
 
         return on_epoch
 
@@ -113,7 +137,7 @@ def _distilled_accuracy(spec, search, context, report) -> None:
 
     epochs = spec.distilled_training.epochs
     reporter = _TestingReporter(max(1, epochs // search.reports), report)
-    experiment = Experiment(spec, context.inputs(spec), context.device, reporter)
+    experiment = Experiment(spec, scored_inputs(spec, search, context), context.device, reporter)
     reporter.experiment = experiment
     experiment.train_distilled(full_mask(experiment.weights), "trial")
 
@@ -146,8 +170,8 @@ def _max_reports(search) -> int:
                  lambda spec: min(search.reports, spec.distilled_training.epochs)) + 1
 
 
-register(Objective("distilled_accuracy", "test accuracy after one distilled training session", "test_accuracy",
-                   _distilled_accuracy, _check_distilled, _max_reports, columns=("test_loss", "epoch")))
+register(Objective("distilled_accuracy", "accuracy after one distilled training session", "accuracy",
+                   _distilled_accuracy, _check_distilled, _max_reports, columns=("loss", "epoch")))
 
 
 # --- real_accuracy: one real-data training of the unpruned network ----------------------------------------------
@@ -158,7 +182,7 @@ def _real_accuracy(spec, search, context, report) -> None:
     from dpcluster.pruning.masks import full_mask
 
     spec = spec.replace(method="dense")  # the same training; a method's distilled set is not needed for it
-    inputs = context.inputs(spec)
+    inputs = scored_inputs(spec, search, context)
     check_experiment(spec, inputs)
     reporter = _TestingReporter(max(1, spec.training.epochs // search.reports), report)
     experiment = Experiment(spec, inputs, context.device, reporter)
@@ -171,12 +195,12 @@ def _max_real_reports(search) -> int:
     return _most(search, ("training.epochs",), lambda spec: min(search.reports, spec.training.epochs)) + 1
 
 
-register(Objective("real_accuracy", "test accuracy after one real-data training of the unpruned network",
-                   "test_accuracy", _real_accuracy, reports=_max_real_reports, columns=("test_loss", "epoch")))
+register(Objective("real_accuracy", "accuracy after one real-data training of the unpruned network",
+                   "accuracy", _real_accuracy, reports=_max_real_reports, columns=("loss", "epoch")))
 
 
 # --- pruned_accuracy and time_to_mask: k rounds of the method, each round's subnetwork trained on real data -----
-ROUND_COLUMNS = ("test_loss", "round", "sparsity", "mask_search_seconds", "time_to_mask_seconds",
+ROUND_COLUMNS = ("loss", "round", "sparsity", "mask_search_seconds", "time_to_mask_seconds",
                  "time_to_mask_examples")
 
 
@@ -187,7 +211,7 @@ class _RoundReporter(Reporter):
         self.rounds, self.report, self.metrics = rounds, report, metrics
 
     def end_round(self, record: RoundRecord) -> None:
-        self.report({"test_accuracy": record.test_accuracy, "test_loss": record.test_loss, "round": record.round,
+        self.report({"accuracy": record.test_accuracy, "loss": record.test_loss, "round": record.round,
                      "sparsity": record.sparsity, "mask_search_seconds": record.mask_search_seconds,
                      "time_to_mask_seconds": record.time_to_mask_seconds,
                      "time_to_mask_examples": record.time_to_mask_examples,
@@ -197,14 +221,14 @@ class _RoundReporter(Reporter):
         pass
 
 
-def _prune(spec, context, report, metrics: Callable[[RoundRecord], dict] = lambda record: {}) -> None:
+def _prune(spec, search, context, report, metrics: Callable[[RoundRecord], dict] = lambda record: {}) -> None:
     """``pruning.num_rounds`` rounds of the experiment's method, every round's subnetwork validated (trained on
     real data as the method validates it, and tested), reported as it ends."""
     from dpcluster.methods.checkpoint import Checkpoint
     from dpcluster.methods.engine import Experiment, check_experiment
     from dpcluster.pruning.masks import full_mask
 
-    inputs = context.inputs(spec)
+    inputs = scored_inputs(spec, search, context)
     check_experiment(spec, inputs)
     experiment = Experiment(spec, inputs, context.device, _RoundReporter(spec.pruning.num_rounds, report, metrics))
     checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
@@ -225,9 +249,9 @@ def _max_rounds(search) -> int:
                  lambda spec: spec.pruning.num_rounds)
 
 
-register(Objective("pruned_accuracy", "test accuracy of the subnetwork after pruning.num_rounds rounds (trained "
-                                      "on real data), reported every round", "test_accuracy",
-                   lambda spec, search, context, report: _prune(spec, context, report),
+register(Objective("pruned_accuracy", "accuracy of the subnetwork after pruning.num_rounds rounds (trained "
+                                      "on real data), reported every round", "accuracy",
+                   _prune,
                    _check_prunes, _max_rounds, columns=ROUND_COLUMNS))
 
 
@@ -236,16 +260,16 @@ def _time_to_mask(spec, search, context, report) -> None:
 
     def metrics(record: RoundRecord) -> dict:
         # A mask short of the target accuracy was not found at all: it can never be the fastest.
-        reached = record.test_accuracy >= target
+        reached = record.test_accuracy >= target  # on the split the search scores on
         return {"time_to_mask": record.time_to_mask_seconds if reached else math.inf}
 
-    _prune(spec, context, report, metrics)
+    _prune(spec, search, context, report, metrics)
 
 
 register(Objective("time_to_mask", "seconds to find the mask of pruning.num_rounds rounds and train it (the "
-                                   "record's time_to_mask_seconds), infinite where its test accuracy is below "
+                                   "record's time_to_mask_seconds), infinite where its accuracy is below "
                                    "`accuracy`; reported every round", "time_to_mask",
                    _time_to_mask, _check_prunes, _max_rounds,
-                   options=(Option("accuracy", "the test accuracy a mask must reach, e.g. accuracy = 0.9"),),
-                   columns=("test_accuracy", *ROUND_COLUMNS), mode="min",
+                   options=(Option("accuracy", "the accuracy a mask's subnetwork must reach, e.g. accuracy = 0.9"),),
+                   columns=("accuracy", *ROUND_COLUMNS), mode="min",
                    why_none=" (none reached the accuracy asked for)"))

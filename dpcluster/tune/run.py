@@ -265,6 +265,7 @@ def write_trials(results, search: SearchSpec, out: Path) -> Path:
         trial_id = str(frame["trial_id"].iloc[0])
         keep = [c for c in dict.fromkeys(wanted) if c in frame.columns]
         table = pa.table({"trial_id": [trial_id] * len(frame), **{c: frame[c].tolist() for c in keep},
+                          "scored_on": ["validation" if search.validation else "test"] * len(frame),
                           **{TRIAL_KEY_PREFIX + k: [v] * len(frame) for k, v in result.config.items()}})
         write_atomic(folder / f"{trial_id}.parquet", lambda handle: pq.write_table(table, handle))
     return folder

@@ -17,6 +17,7 @@ DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
 ALGORITHMS = ("random", "grid", "optuna")
 SCHEDULERS = ("asha", "fifo")
 MODES = ("max", "min")
+SEARCH_KEYS = ("samples", "algorithm", "scheduler", "cpus", "gpus", "reports", "seed", "validation")
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class SearchSpec:
     # Test the network this many times per training (the points ASHA compares trials at).
     reports: int = 10
     seed: int = 0
+    # The fraction of the training split held out (drawn by ``seed``) that trials are scored on and never train
+    # on; 0 scores them on the test split.
+    validation: float = 0.1
     # The objective's own settings (``[objective]`` less kind and mode), checked against its options.
     objective_settings: tuple[tuple[str, float], ...] = ()
 
@@ -71,8 +75,7 @@ class SearchSpec:
         return {
             "name": self.name,
             "objective": {"kind": self.objective, "mode": self.mode, **self.settings},
-            "search": {"samples": self.samples, "algorithm": self.algorithm, "scheduler": self.scheduler,
-                       "cpus": self.cpus, "gpus": self.gpus, "reports": self.reports, "seed": self.seed},
+            "search": {key: getattr(self, key) for key in SEARCH_KEYS},
             "space": {d.key: {d.distribution: list(d.values)} for d in self.space},
             "base": self.base.to_dict(),
         }
@@ -129,11 +132,9 @@ class SearchSpec:
         settings = tuple(get_objective(kind).settings(objective).items())
         spec = cls(name=str(data.get("name", "search")), base=base, space=space, objective=kind, mode=mode,
                    objective_settings=settings,
-                   **{key: search.pop(key) for key in ("samples", "algorithm", "scheduler", "cpus", "gpus",
-                                                        "reports", "seed") if key in search})
+                   **{key: search.pop(key) for key in SEARCH_KEYS if key in search})
         if search:
-            raise SpecError(f"search.{next(iter(search))}", "unknown key (known: algorithm, cpus, gpus, reports, "
-                                                             "samples, scheduler, seed)")
+            raise SpecError(f"search.{next(iter(search))}", f"unknown key (known: {', '.join(sorted(SEARCH_KEYS))})")
         _one_of("search.algorithm", spec.algorithm, ALGORITHMS)
         _one_of("search.scheduler", spec.scheduler, SCHEDULERS)
         for key in ("samples", "reports"):
@@ -142,6 +143,8 @@ class SearchSpec:
         for key in ("cpus", "gpus"):
             if not isinstance(getattr(spec, key), int | float) or getattr(spec, key) < 0:
                 raise SpecError(f"search.{key}", f"must be a number >= 0, got {getattr(spec, key)!r}")
+        if not isinstance(spec.validation, int | float) or not 0 <= spec.validation < 1:
+            raise SpecError("search.validation", f"must be a fraction in [0, 1), got {spec.validation!r}")
         if spec.algorithm == "optuna":
             for d in space:
                 if d.distribution == "grid":
