@@ -9,6 +9,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.errors import UserError
 
 
@@ -25,10 +26,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                    help="show what would be submitted (for Slurm, each sbatch script and its dependencies) and "
                         "submit and write nothing")
     slurm = p.add_argument_group("slurm")
-    slurm.add_argument("--partition")
-    slurm.add_argument("--account")
-    slurm.add_argument("--qos")
-    slurm.add_argument("--constraint")
+    add_site_options(slurm, "each job")
     slurm.add_argument("--cpus-per-job", type=float, default=1, help="CPUs per job (Slurm, Ray; default 1)")
     slurm.add_argument("--gpus-per-job", type=float, default=0,
                        help="GPUs per job (Slurm: whole GPUs; Ray: fractions share a GPU; default 0)")
@@ -42,10 +40,6 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                        help="resources of one stage that differ from the above, e.g. "
                             "distill:gpus=1,mem_gb=32,time_min=240 (keys: cpus, gpus, mem_gb, time_min, tasks, "
                             "partition); repeatable")
-    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
-                       help="a shell line each job runs first (module load, source venv/bin/activate); repeatable")
-    slurm.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                       help="an sbatch option passed through as --KEY=VALUE (e.g. mail-type=END); repeatable")
     slurm.add_argument("--requeues", type=int, default=3,
                        help="times a task is requeued after a timeout or preemption (default 3)")
     slurm.add_argument("--snapshot", action="store_true",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.errors import UserError
 
 _console = Console()
@@ -31,18 +32,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     slurm = p.add_argument_group("slurm (the job that runs the search; its trials share its CPUs and GPUs)")
-    slurm.add_argument("--partition")
-    slurm.add_argument("--account")
-    slurm.add_argument("--qos")
-    slurm.add_argument("--constraint")
+    add_site_options(slurm, "the search's job")
     slurm.add_argument("--cpus", type=int, default=2, help="CPUs of the job (default 2)")
     slurm.add_argument("--gpus", type=int, default=0, help="GPUs of the job (default 0)")
     slurm.add_argument("--mem-gb", type=float, help="memory of the job")
     slurm.add_argument("--time-min", type=int, default=240, help="time limit in minutes (default 240)")
-    slurm.add_argument("--setup", action="append", default=[], metavar="LINE",
-                       help="a shell line run before the search (module load ..., source venv/bin/activate)")
-    slurm.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
-                       help="an sbatch option submitit does not name, as --KEY=VALUE")
     slurm.add_argument("--wait", action="store_true", help="follow the job to its end (default: return once "
                                                            "Slurm holds it)")
     p.set_defaults(handler=handle_tune)
