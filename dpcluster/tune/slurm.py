@@ -56,8 +56,7 @@ def submit_search(search: SearchSpec, out: Path, backend: SlurmBackend, device: 
     check_same_search(out, search)
     held = active_job(out)
     if held is not None:
-        say(f"the search already runs as Slurm job {held[0]} ({held[1]}): following that one, not submitting "
-            f"another")
+        say(f"the search already runs as Slurm job {held[0]} ({held[1]}): not submitting another")
         return held[0]
     existed = out.exists()
     executor = backend.executor(backend.resources(""))
