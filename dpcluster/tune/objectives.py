@@ -178,12 +178,11 @@ register(Objective("distilled_accuracy", "accuracy after one distilled training 
 def _real_accuracy(spec, search, context, report) -> None:
     """One real-data training of the unpruned network (``training.*``, as dense trains), tested on real data."""
     from dpcluster.methods.checkpoint import Checkpoint
-    from dpcluster.methods.engine import Experiment, check_experiment
+    from dpcluster.methods.engine import Experiment
     from dpcluster.pruning.masks import full_mask
 
     spec = spec.replace(method="dense")  # the same training; a method's distilled set is not needed for it
     inputs = scored_inputs(spec, search, context)
-    check_experiment(spec, inputs)
     reporter = _TestingReporter(max(1, spec.training.epochs // search.reports), report)
     experiment = Experiment(spec, inputs, context.device, reporter)
     reporter.experiment = experiment
@@ -225,11 +224,10 @@ def _prune(spec, search, context, report, metrics: Callable[[RoundRecord], dict]
     """``pruning.num_rounds`` rounds of the experiment's method, every round's subnetwork validated (trained on
     real data as the method validates it, and tested), reported as it ends."""
     from dpcluster.methods.checkpoint import Checkpoint
-    from dpcluster.methods.engine import Experiment, check_experiment
+    from dpcluster.methods.engine import Experiment
     from dpcluster.pruning.masks import full_mask
 
     inputs = scored_inputs(spec, search, context)
-    check_experiment(spec, inputs)
     experiment = Experiment(spec, inputs, context.device, _RoundReporter(spec.pruning.num_rounds, report, metrics))
     checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
     while checkpoint.round < spec.pruning.num_rounds:

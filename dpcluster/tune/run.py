@@ -174,9 +174,9 @@ def _connect(address: str | None) -> None:
         return
     # No address: the cluster of `ray job submit` (RAY_ADDRESS) or a new local Ray, never another process's
     # cluster that happens to run on this machine (ray.init's own default would join it).
+    if address not in (None, "auto", "local"):
+        _check_reachable(address)  # what the user typed; RAY_ADDRESS is Ray's own to read
     address = address or os.environ.get("RAY_ADDRESS") or "local"
-    if address not in ("auto", "local"):
-        _check_reachable(address)
     from dpcluster.runtime import granted_cpus
 
     # A local Ray gets the CPUs this process was granted (a Slurm allocation's, not the whole node's).
