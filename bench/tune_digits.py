@@ -58,7 +58,7 @@ def main() -> None:
     from dpcluster.specs import ExperimentSpec
     from dpcluster.sweeps.context import JobContext
     from dpcluster.sweeps.layout import SweepLayout
-    from dpcluster.tune.spec import SearchSpec
+    from dpcluster.tune.spec import SearchSpec, value_at
 
     folder = Path(tempfile.mkdtemp(prefix="tune-digits-"))
     started = time.perf_counter()
@@ -73,12 +73,7 @@ def main() -> None:
     # the test split, which no trial saw.
     search = dataclasses.replace(SearchSpec.load(args.spec), validation=0)
     best = ExperimentSpec.load(folder / "best.toml")
-    searched = {}
-    for dimension in search.space:
-        value = best.to_dict()
-        for part in dimension.key.split("."):
-            value = value[part]
-        searched[dimension.key] = value
+    searched = {d.key: value_at(best, d.key) for d in search.space}
     default = search.base
     # The search folder's distilled set (distilled once for the search) serves both configurations.
     context = JobContext(SweepLayout(folder), torch.device("cpu"))

@@ -27,11 +27,10 @@ FINAL = "final"
 
 @dataclass(frozen=True)
 class Option:
-    """A setting of an objective under ``[objective]``: a number, required unless it has a default."""
+    """A setting of an objective under ``[objective]``: a number the spec must give."""
 
     name: str
     summary: str
-    default: float | None = None
 
 
 @dataclass(frozen=True)
@@ -41,10 +40,10 @@ class Objective:
     metric: str
     # Runs a trial: (experiment, search spec, context, report) -> None; reports ``metric`` at least once.
     run: Callable[[ExperimentSpec, SearchSpec, JobContext, Callable[[dict], None]], None]
+    # How many times a trial reports at most (ASHA's max_t).
+    reports: Callable[[SearchSpec], int]
     # Checks the search spec for this objective (the method it needs); raises SpecError.
     check: Callable[[SearchSpec], None] = lambda spec: None
-    # How many times a trial reports at most (ASHA's max_t).
-    reports: Callable[[SearchSpec], int] = lambda spec: spec.reports
     options: tuple[Option, ...] = ()
     # The columns a trial's reports keep in the trials' Parquet files, besides the metric.
     columns: tuple[str, ...] = ()
@@ -62,7 +61,7 @@ class Objective:
                                                     f"{', '.join(['kind', 'mode', *sorted(known)])})")
         settings = {}
         for option in self.options:
-            value = given.get(option.name, option.default)
+            value = given.get(option.name)
             if value is None:
                 raise SpecError(f"objective.{option.name}", f"{self.name} needs it: {option.summary}")
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
@@ -108,7 +107,7 @@ def better(value: float | None, than: float | None, mode: str) -> bool:
     return than is None or (value > than if mode == "max" else value < than)
 
 
-# --- distilled_accuracy: one distilled training session ---------------------------------------------------------
+# --- distilled_accuracy and real_accuracy: one training of the unpruned network ----------------------------------
 class _TestingReporter(Reporter):
     """Tests the network being trained every few epochs and reports its accuracy."""
 
@@ -130,22 +129,32 @@ class _TestingReporter(Reporter):
         pass
 
 
-def _distilled_accuracy(spec, search, context, report) -> None:
-    """One distilled training session of the unpruned network (the inner loop's settings), tested on real data."""
-    from dpcluster.methods.engine import Experiment
-    from dpcluster.pruning.masks import full_mask
+def _one_training(training: str, train: Callable, method: str | None = None) -> Callable:
+    """A trial that trains the unpruned network once with the settings ``training`` (a TrainingSpec field of the
+    experiment) by ``train(experiment, mask)``, testing it as it goes; ``method`` replaces the experiment's."""
 
-    epochs = spec.distilled_training.epochs
-    reporter = _TestingReporter(max(1, epochs // search.reports), report)
-    experiment = Experiment(spec, scored_inputs(spec, search, context), context.device, reporter)
-    reporter.experiment = experiment
-    experiment.train_distilled(full_mask(experiment.weights), "trial")
+    def run(spec, search, context, report) -> None:
+        from dpcluster.methods.engine import Experiment
+        from dpcluster.pruning.masks import full_mask
+
+        spec = spec.replace(method=method or spec.method)
+        reporter = _TestingReporter(max(1, getattr(spec, training).epochs // search.reports), report)
+        experiment = Experiment(spec, scored_inputs(spec, search, context), context.device, reporter)
+        reporter.experiment = experiment
+        train(experiment, full_mask(experiment.weights))
+
+    return run
 
 
-def _check_distilled(search) -> None:
-    if not search.base.uses_distilled_set:
-        raise SpecError("base.method", "the distilled_accuracy objective trains on a distilled set: use a method "
-                                       f"that has one (distilled, hybrid), got {search.base.method!r}")
+def _train_distilled(experiment, mask) -> None:
+    experiment.train_distilled(mask, "trial")
+
+
+def _train_real(experiment, mask) -> None:
+    from dpcluster.methods.checkpoint import Checkpoint
+
+    checkpoint = Checkpoint(experiment.spec.experiment_id, 0, mask)
+    experiment.train_real(mask, checkpoint, from_rewind=False, label="trial")
 
 
 def _most(search, keys: tuple[str, ...], measure: Callable[[ExperimentSpec], int]) -> int:
@@ -164,38 +173,28 @@ def _most(search, keys: tuple[str, ...], measure: Callable[[ExperimentSpec], int
     return most
 
 
-def _max_reports(search) -> int:
-    # A training whose epochs the reports do not divide reports once more, at its end.
-    return _most(search, ("distilled_training.epochs",),
-                 lambda spec: min(search.reports, spec.distilled_training.epochs)) + 1
+def _training_reports(training: str) -> Callable:
+    def reports(search) -> int:
+        # A training whose epochs the reports do not divide reports once more, at its end.
+        return _most(search, (f"{training}.epochs",),
+                     lambda spec: min(search.reports, getattr(spec, training).epochs)) + 1
+
+    return reports
+
+
+def _check_distilled(search) -> None:
+    if not search.base.uses_distilled_set:
+        raise SpecError("base.method", "the distilled_accuracy objective trains on a distilled set: use a method "
+                                       f"that has one (distilled, hybrid), got {search.base.method!r}")
 
 
 register(Objective("distilled_accuracy", "accuracy after one distilled training session", "accuracy",
-                   _distilled_accuracy, _check_distilled, _max_reports, columns=("loss", "epoch")))
-
-
-# --- real_accuracy: one real-data training of the unpruned network ----------------------------------------------
-def _real_accuracy(spec, search, context, report) -> None:
-    """One real-data training of the unpruned network (``training.*``, as dense trains), tested on real data."""
-    from dpcluster.methods.checkpoint import Checkpoint
-    from dpcluster.methods.engine import Experiment
-    from dpcluster.pruning.masks import full_mask
-
-    spec = spec.replace(method="dense")  # the same training; a method's distilled set is not needed for it
-    inputs = scored_inputs(spec, search, context)
-    reporter = _TestingReporter(max(1, spec.training.epochs // search.reports), report)
-    experiment = Experiment(spec, inputs, context.device, reporter)
-    reporter.experiment = experiment
-    mask = full_mask(experiment.weights)
-    experiment.train_real(mask, Checkpoint(spec.experiment_id, 0, mask), from_rewind=False, label="trial")
-
-
-def _max_real_reports(search) -> int:
-    return _most(search, ("training.epochs",), lambda spec: min(search.reports, spec.training.epochs)) + 1
-
-
-register(Objective("real_accuracy", "accuracy after one real-data training of the unpruned network",
-                   "accuracy", _real_accuracy, reports=_max_real_reports, columns=("loss", "epoch")))
+                   _one_training("distilled_training", _train_distilled), _training_reports("distilled_training"),
+                   check=_check_distilled, columns=("loss", "epoch")))
+register(Objective("real_accuracy", "accuracy after one real-data training of the unpruned network", "accuracy",
+                   # As dense trains; the experiment's method and its distilled set play no part.
+                   _one_training("training", _train_real, method="dense"), _training_reports("training"),
+                   columns=("loss", "epoch")))
 
 
 # --- pruned_accuracy and time_to_mask: k rounds of the method, each round's subnetwork trained on real data -----
@@ -249,8 +248,7 @@ def _max_rounds(search) -> int:
 
 register(Objective("pruned_accuracy", "accuracy of the subnetwork after pruning.num_rounds rounds (trained "
                                       "on real data), reported every round", "accuracy",
-                   _prune,
-                   _check_prunes, _max_rounds, columns=ROUND_COLUMNS))
+                   _prune, _max_rounds, check=_check_prunes, columns=ROUND_COLUMNS))
 
 
 def _time_to_mask(spec, search, context, report) -> None:
@@ -267,7 +265,7 @@ def _time_to_mask(spec, search, context, report) -> None:
 register(Objective("time_to_mask", "seconds to find the mask of pruning.num_rounds rounds and train it (the "
                                    "record's time_to_mask_seconds), infinite where its accuracy is below "
                                    "`accuracy`; reported every round", "time_to_mask",
-                   _time_to_mask, _check_prunes, _max_rounds,
+                   _time_to_mask, _max_rounds, check=_check_prunes,
                    options=(Option("accuracy", "the accuracy a mask's subnetwork must reach, e.g. accuracy = 0.9"),),
                    columns=("accuracy", *ROUND_COLUMNS), mode="min",
                    why_none=" (none reached the accuracy asked for)"))

@@ -202,36 +202,37 @@ def _check_reachable(address: str) -> None:
         raise UserError(f"--address {address}: no Ray cluster answers there ({error.strerror or error})") from None
 
 
-def best_config(results, search: SearchSpec) -> dict | None:
-    """The configuration of the best trial among those that ran to their end (a trial stopped early was scored
-    at an easier point: fewer epochs, a lower sparsity); None when no such trial has a finite metric."""
+def best_of(candidates, search: SearchSpec):
+    """The best of ``(last report, payload)`` pairs among trials that ran to their end (a trial stopped early was
+    scored at an easier point: fewer epochs, a lower sparsity) with a finite metric, as (payload, metric); (None,
+    None) when there is none."""
     from dpcluster.tune.objectives import FINAL, better
 
     best, best_value = None, None
-    for result in results:
-        metrics = result.metrics or {}
-        value = metrics.get(search.metric)
-        if result.error is None and metrics.get(FINAL) and value is not None and math.isfinite(value) \
+    for metrics, payload in candidates:
+        value = (metrics or {}).get(search.metric)
+        if (metrics or {}).get(FINAL) and value is not None and math.isfinite(value) \
                 and better(value, best_value, search.mode):
-            best, best_value = result.config, value
-    return best
+            best, best_value = payload, value
+    return best, best_value
+
+
+def best_config(results, search: SearchSpec) -> dict | None:
+    """The configuration of the best trial that ran to its end; None when none has a finite metric."""
+    return best_of(((r.metrics, r.config) for r in results if r.error is None), search)[0]
 
 
 def _progress(search: SearchSpec, say: Callable[[str], None]):
     """A Tune callback that says when each trial ends, with the best so far (Tune's own table is turned off)."""
     from ray.tune import Callback
 
-    from dpcluster.tune.objectives import FINAL, better
+    from dpcluster.tune.objectives import FINAL
 
     class Progress(Callback):
         # Stateless: counted from the trials each time, so a resumed search goes on counting where it stopped.
         def on_trial_complete(self, iteration, trials, trial, **info):
             ended = 1 + sum(other is not trial and other.status in ("TERMINATED", "ERROR") for other in trials)
-            best = None
-            for other in trials:
-                result = other.last_result or {}
-                if result.get(FINAL) and better(result.get(search.metric), best, search.mode):
-                    best = result[search.metric]
+            _, best = best_of(((other.last_result, None) for other in trials), search)
             last = trial.last_result or {}
             shown = ", ".join(f"{k}={_number(v)}" for k, v in trial.config.items())
             how = "" if last.get(FINAL) else " (stopped early)"

@@ -227,16 +227,27 @@ def with_values(data: dict, values: dict[str, Any]) -> dict:
     return out
 
 
+def value_at(spec: Any, dotted: str) -> Any:
+    """The value of the field ``dotted`` names in ``spec`` (a table's dataclass for a table); KeyError where no
+    such field is."""
+    import dataclasses
+
+    node = spec
+    for part in dotted.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            raise KeyError(dotted)
+        node = getattr(node, part)
+    return node
+
+
 def _leaf_exists(dotted: str, base: ExperimentSpec) -> bool:
     """Whether ``dotted`` names a field of the spec that holds a value (not a table)."""
     import dataclasses
 
-    node: Any = base
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
-            return False
-        node = getattr(node, part)
-    return not dataclasses.is_dataclass(node)
+    try:
+        return not dataclasses.is_dataclass(value_at(base, dotted))
+    except KeyError:
+        return False
 
 
 def _dimension(key: str, value: Any, base: ExperimentSpec) -> Dimension:
