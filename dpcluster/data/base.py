@@ -61,8 +61,8 @@ def split_off(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     rest_index, held_index = order[held:].sort().values, order[:held].sort().values
     if isinstance(split, TensorSet):
-        return (TensorSet(split.x[rest_index.to(split.x.device)], split.y[rest_index.to(split.y.device)]),
-                TensorSet(split.x[held_index.to(split.x.device)], split.y[held_index.to(split.y.device)]))
+        rest_index, held_index = rest_index.to(split.x.device), held_index.to(split.x.device)
+        return TensorSet(split.x[rest_index], split.y[rest_index]), TensorSet(split.x[held_index], split.y[held_index])
     labels = labels_of(split)
 
     def subset(index: torch.Tensor) -> Dataset:
