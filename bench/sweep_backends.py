@@ -19,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from dpcluster.sweeps.manifest import Manifest
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -40,8 +42,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         if done.returncode != 0:
             sys.exit(f"{backend}: dpcluster sweep failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-        manifest = json.loads((folder / "manifest.json").read_text())
-        states = [job["state"] for job in manifest.values()]
+        states = [job.state for job in Manifest.open(folder / "manifest.json", read_only=True).jobs.values()]
         if any(state != "done" for state in states):
             sys.exit(f"{backend}: not every job finished: {states}")
         rows.append({"backend": backend, "seconds": round(seconds, 1), "jobs": len(states)})

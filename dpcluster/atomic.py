@@ -8,8 +8,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import torch
-
 
 def _umask() -> int:
     mask = os.umask(0o022)  # the only way to read it is to set it; put it straight back
@@ -35,4 +33,6 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
 
 
 def torch_save_atomic(obj: Any, path: Path) -> None:
+    import torch  # here, not at the top: the sweep's bookkeeping writes files too and must not load torch
+
     write_atomic(path, lambda handle: torch.save(obj, handle))

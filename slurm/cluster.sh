@@ -16,6 +16,10 @@ BASE="${DPCLUSTER_SLURM_BASE:-/var/tmp/dpcluster-slurm}"
 CLUSTER="${DPCLUSTER_SLURM_CLUSTER:-dpcluster}"
 PARTITION="debug"
 TIMEOUT="${DPCLUSTER_SLURM_TIMEOUT:-90}"
+# Site limits, to try a sweep against them: tasks per array (Slurm's default 1001) and the jobs root's association
+# may have queued at once (empty: no limit).
+MAX_ARRAY_SIZE="${DPCLUSTER_SLURM_MAX_ARRAY_SIZE:-1001}"
+MAX_SUBMIT_JOBS="${DPCLUSTER_SLURM_MAX_SUBMIT_JOBS:-}"
 SLURM_ETC="/etc/slurm"
 SLURM_CONF_FILE="${SLURM_ETC}/slurm.conf"
 SLURMDBD_CONF_FILE="${SLURM_ETC}/slurmdbd.conf"
@@ -319,6 +323,9 @@ JobAcctGatherFrequency=30
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 AccountingStoragePort=6819
+# Limits set with sacctmgr (on associations and QOS) are enforced, as on a site cluster.
+AccountingStorageEnforce=associations,limits,qos
+MaxArraySize=${MAX_ARRAY_SIZE}
 SlurmctldTimeout=120
 SlurmdTimeout=300
 InactiveLimit=0
@@ -405,6 +412,16 @@ register_cluster() {
     fi
 }
 
+# root's MaxSubmitJobs (DPCLUSTER_SLURM_MAX_SUBMIT_JOBS; empty clears it), set live: no restart needed.
+set_submit_limit() {
+    local want="${MAX_SUBMIT_JOBS:--1}" have
+    have="$(sacctmgr -n -P show assoc cluster="$CLUSTER" user=root format=maxsubmit 2>/dev/null | head -n 1)"
+    [[ "${have:--1}" == "$want" ]] && return 0
+    log "root's association: MaxSubmitJobs=${MAX_SUBMIT_JOBS:-none}"
+    sacctmgr -i modify user root where cluster="$CLUSTER" set MaxSubmitJobs="$want" >/dev/null ||
+        die "sacctmgr could not set MaxSubmitJobs on root's association" "${LOG_DIR}/slurmdbd.out"
+}
+
 node_state() {
     timeout 10 sinfo -h -N -n "$NODE" -o '%T' 2>/dev/null | head -n 1 || true
 }
@@ -481,6 +498,7 @@ cmd_start() {
     register_cluster
     ensure_daemon slurmctld "$ctl_restart" slurmctld -D
     ensure_daemon slurmd "$ctl_restart" slurmd -D
+    set_submit_limit
     wait_node_idle
     sacctmgr -n -P show cluster format=cluster 2>/dev/null | grep -qx "$CLUSTER" ||
         die "cluster $CLUSTER is not registered in accounting" "${LOG_DIR}/slurmdbd.out" "${LOG_DIR}/slurmctld.out"

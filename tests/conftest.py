@@ -24,6 +24,10 @@ def digits():
     return load_data(DataSpec())
 
 
+SLURM_MAX_ARRAY_SIZE = 8
+SLURM_MAX_SUBMIT_JOBS = 20
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
     """The real single-node Slurm that slurm/cluster.sh runs, started if needed. Skips where Slurm is not
@@ -40,8 +44,12 @@ def slurm_cluster():
             pytest.fail(f"DPCLUSTER_REQUIRE_SLURM is set but {message}")
         pytest.skip(message)
     script = Path(__file__).resolve().parents[1] / "slurm" / "cluster.sh"
+    # Every Slurm test runs inside site limits, as on a real cluster: small arrays, and a cap on what root may
+    # have queued (the test of the limits themselves lowers it further for a while).
+    env = {**os.environ, "DPCLUSTER_SLURM_MAX_ARRAY_SIZE": str(SLURM_MAX_ARRAY_SIZE),
+           "DPCLUSTER_SLURM_MAX_SUBMIT_JOBS": str(SLURM_MAX_SUBMIT_JOBS)}
     started = subprocess.run(["bash", str(script), "start"], capture_output=True, text=True, timeout=600,
-                             stdin=subprocess.DEVNULL)
+                             stdin=subprocess.DEVNULL, env=env)
     assert started.returncode == 0, f"slurm/cluster.sh start failed:\n{started.stdout}\n{started.stderr}"
 
 

@@ -2,12 +2,13 @@
 driver on a real Ray head (started with ``ray start``, dashboard and job server included), and Ray receives the
 whole job graph at once, each task waiting on its dependencies."""
 
-import json
 import subprocess
 import sys
 
 import pyarrow.dataset as ds
 import pytest
+
+from dpcluster.sweeps.manifest import Manifest
 
 pytest.importorskip("ray")
 
@@ -38,5 +39,5 @@ def test_ray_job_submit_runs_the_coordinator_on_the_cluster(ray_head, tmp_path):
     rows = ds.dataset(out / "results", format="parquet", partitioning="hive").to_table().to_pylist()
     assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
         ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert all(job["state"] == "done" and job["attempts"] <= 1 for job in manifest.values())
+    manifest = Manifest.open(out / "manifest.json", read_only=True).jobs
+    assert all(job.state == "done" and job.attempts <= 1 for job in manifest.values())

@@ -7,6 +7,8 @@ import pytest
 
 from dpcluster.errors import UserError
 from dpcluster.sweeps.coordinator import run_sweep
+from dpcluster.sweeps.manifest import Manifest
+from conftest import SLURM_MAX_ARRAY_SIZE, SLURM_MAX_SUBMIT_JOBS
 from dpcluster.sweeps.spec import SweepSpec
 
 pytest.importorskip("submitit")
@@ -133,7 +135,7 @@ def test_a_requeued_job_resumes_mid_training_with_the_same_result(slurm_cluster,
         assert thread.is_alive() and time.time() < deadline, "the job ended before it could be requeued"
         time.sleep(0.05)
     # The validation's Slurm job (the aggregate's waits on it).
-    (job_id,) = [pack.task for pack in backend.running if pack.calls[0].job.kind == "validate"]
+    (job_id,) = [pack.task for pack in backend.running.values() if pack.calls[0].job.kind == "validate"]
     requeued = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True)
     assert requeued.returncode == 0, requeued.stderr
     # Slurm defers a requeued job's start (BeginTime); let it start as soon as it is pending again.
@@ -184,8 +186,12 @@ def _start_slurm_sweep(sweep, tmp_path, *options):
     return command, env, out, process
 
 
+def _jobs(out):
+    """The sweep folder's job states (read as dpcluster status reads them, changing nothing)."""
+    return Manifest.open(out / "manifest.json", read_only=True).jobs
+
+
 def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_cluster, tmp_path):
-    import json
     import signal
     import subprocess
     import time
@@ -195,14 +201,10 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
                                  "base": {"model": {"width": 32}, "pruning": {"rounds": 2},
                                           "training": {"epochs": 8}}})
     command, env, out, process = _start_slurm_sweep(sweep, tmp_path)
-    manifest = out / "manifest.json"
     deadline = time.time() + 300
 
     def submitted() -> bool:
-        try:
-            return any(job["scheduler_id"] for job in json.loads(manifest.read_text()).values())
-        except (OSError, ValueError, KeyError):
-            return False
+        return any(job.scheduler_id for job in _jobs(out).values())
 
     while not submitted():
         assert process.poll() is None and time.time() < deadline, "the sweep ended before the kill"
@@ -221,7 +223,6 @@ def test_a_killed_coordinator_is_rerun_without_submitting_anything_twice(slurm_c
 
 
 def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluster, tmp_path, capsys):
-    import json
     import subprocess
     import time
 
@@ -240,12 +241,10 @@ def test_status_shows_slurm_s_view_and_cancel_leaves_nothing_queued(slurm_cluste
     assert main(["cancel", str(out)]) == 0
     assert "cancelled 5 job(s)" in capsys.readouterr().out  # four validations and the aggregate
     assert process.wait(timeout=120) == 1  # the coordinator ends by itself, submitting nothing more
-    ids = {job["scheduler_id"] for job in json.loads((out / "manifest.json").read_text()).values()
-           if job["scheduler_id"]}
+    ids = {job.scheduler_id for job in _jobs(out).values() if job.scheduler_id}
     queued = subprocess.run(["squeue", "--noheader", "--format=%i"], capture_output=True, text=True).stdout.split()
     assert not ids & set(queued), queued
-    states = {job["state"] for job in json.loads((out / "manifest.json").read_text()).values()
-              if job["kind"] == "validate"}
+    states = {job.state for job in _jobs(out).values() if job.kind == "validate"}
     assert states == {"cancelled"}, states
     assert main(["status", str(out)]) == 0
     assert "CANCELLED" in capsys.readouterr().out
@@ -261,17 +260,14 @@ def _submissions(out) -> Counter:
 
 
 def _sweep_queued(out) -> set:
-    import json
     import subprocess
 
-    ids = {job["scheduler_id"] for job in json.loads((out / "manifest.json").read_text()).values()
-           if job["scheduler_id"]}
+    ids = {job.scheduler_id for job in _jobs(out).values() if job.scheduler_id}
     listed = subprocess.run(["squeue", "--noheader", "--array", "--format=%i"], capture_output=True, text=True)
     return ids & set(listed.stdout.split())
 
 
 def test_submit_log_off_and_rerun_after_a_failure_repeats_only_the_failed_chain(slurm_cluster, tmp_path, capsys):
-    import json
     import subprocess
     import time
 
@@ -303,11 +299,12 @@ def test_submit_log_off_and_rerun_after_a_failure_repeats_only_the_failed_chain(
     chain = {job.id for job in jobs if failed_or_waiting(job)}
     command, env, out, process = _start_slurm_sweep(sweep, tmp_path, "--time-min", "10")
     assert process.wait(timeout=120) == 0  # it returns once Slurm holds the graph, before the jobs end
-    states = json.loads((out / "manifest.json").read_text())
-    assert {s["state"] for s in states.values()} == {"running"}, states
-    distilled_masks = [s for s in states.values() if s["name"].startswith("mask-distilled")]
-    assert len(distilled_masks) == 2 and all(s["after"] == [states[distill.id]["scheduler_id"]]
+    states = _jobs(out)
+    assert {s.state for s in states.values()} == {"running"}, states
+    distilled_masks = [s for s in states.values() if s.name.startswith("mask-distilled")]
+    assert len(distilled_masks) == 2 and all(s.after == [states[distill.id].scheduler_id]
                                              for s in distilled_masks), states
+    files = {path: path.read_bytes() for path in (out / "manifest.json", out / "manifest.journal")}
     deadline = time.time() + 300
     while _sweep_queued(out):  # nothing waits forever on the failed set: Slurm cancels its dependents
         assert time.time() < deadline, _sweep_queued(out)
@@ -318,7 +315,7 @@ def test_submit_log_off_and_rerun_after_a_failure_repeats_only_the_failed_chain(
     assert len(failed) == 2 and distill.name in failed[0] and broken.name in failed[1], printed
     for line in failed:  # its last error line, and a log that exists
         assert "Error" in line and open(line.rsplit("log ", 1)[1].rstrip(")")).read(), line
-    assert json.loads((out / "manifest.json").read_text()) == states, "status changes nothing"
+    assert {path: path.read_bytes() for path in files} == files, "status changes nothing"
     first = _submissions(out)
     assert set(first) == {job.id for job in jobs} and set(first.values()) == {1}
     # Fixed, and run again: only the failed jobs and what waited on them go to Slurm again.
@@ -354,20 +351,30 @@ def test_dry_run_prints_the_sbatch_scripts_and_submits_nothing(slurm_cluster, tm
                  "--requeues", "5"]) == 0
     printed = capsys.readouterr().out
     assert accounted() == before and not out.exists()
-    scripts = printed.split("# sbatch ")[1:]
-    heads = [script.splitlines()[0] for script in scripts]
+    # The limits it read, and how the sweep will go (all of it fits here).
+    assert f"# Slurm limits read: MaxArraySize {SLURM_MAX_ARRAY_SIZE} (tasks per array)" in printed, printed
+    assert f"association root/root MaxSubmitJobs {SLURM_MAX_SUBMIT_JOBS}" in printed
+    assert "# 7 task(s), all submitted now" in printed
+    heads = [line for line in printed.splitlines() if line.startswith("# sbatch ")]
     # Validations ask for other resources (--stage), so each search is a Slurm job of its own that its level's
     # validation waits on; the aggregate waits on every array, each named whole.
-    assert heads == ["<1> -- task 0: mask-random-s0-digits-convnet", "<2> -- task 0: mask-random-s1-digits-convnet",
-                     "<3> -- task 0: validate-dense-s0-digits-convnet-r0; task 1: validate-dense-s1-digits-convnet-r0",
-                     "<4>, after <1> -- task 0: validate-random-s0-digits-convnet-r1",
-                     "<5>, after <2> -- task 0: validate-random-s1-digits-convnet-r1",
-                     "<6>, after <1>, <2>, <3>_0, <3>_1, <4>, <5> -- task 0: aggregate"], printed
+    assert heads == ["# sbatch <1> -- task 0: mask-random-s0-digits-convnet",
+                     "# sbatch <2> -- task 0: mask-random-s1-digits-convnet",
+                     "# sbatch <3> -- task 0: validate-dense-s0-digits-convnet-r0; task 1: "
+                     "validate-dense-s1-digits-convnet-r0",
+                     "# sbatch <4>, after <1> -- task 0: validate-random-s0-digits-convnet-r1",
+                     "# sbatch <5>, after <2> -- task 0: validate-random-s1-digits-convnet-r1",
+                     "# sbatch <6>, after <1>, <2>, <3>_0 (+3 more) -- task 0: aggregate"], printed
+    # Each distinct script once: the searches' and the aggregate's, the validations' array and a single
+    # validation's (their own time limit); the arrays that differ only in their dependencies say just that.
+    scripts = [block for block in printed.split("#!/bin/bash")[1:]]
+    assert len(scripts) == 3, printed
     assert all("#SBATCH --kill-on-invalid-dep=yes" in s and "#SBATCH --comment=dp-test" in s and
                "# setup\necho site setup" in s for s in scripts), printed
-    assert ["#SBATCH --time=7" in s for s in scripts] == [False, False, True, True, True, False]
-    assert "#SBATCH --dependency='afterok:<1>'" in scripts[3] and "#SBATCH --array=0-1%2" in scripts[2]
-    assert "#SBATCH --dependency='afterok:<1>:<2>:<3>:<4>:<5>'" in scripts[5]
+    assert ["#SBATCH --time=7" in s for s in scripts] == [False, True, True]
+    assert "#SBATCH --array=0-1%2" in scripts[1]
+    assert "#SBATCH --dependency='afterok:<1>'" in printed and "#SBATCH --dependency='afterok:<2>'" in printed
+    assert "#SBATCH --dependency='afterok:<1>:<2>:<3>:<4>:<5>'" in printed
 
 
 def test_a_snapshot_runs_the_code_as_it_was_submitted(slurm_cluster, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -11,6 +12,10 @@ from rich.table import Table
 
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.errors import UserError
+from dpcluster.sweeps.layout import SweepLayout
+
+# Rows of the status table of jobs not done (a sweep of thousands would scroll for pages); the counts cover all.
+STATUS_ROWS = 40
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -48,6 +53,14 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     slurm.add_argument("--wait", action="store_true",
                        help="follow the sweep to its end here (by default the command ends once Slurm holds "
                             "every job)")
+    slurm.add_argument("--pack", choices=("auto", "never"), default="auto",
+                       help="auto: where the partition runs fewer jobs at once than are ready, a Slurm task runs a "
+                            "chain of them in turn (a search, then its levels); never: every job its own task "
+                            "(default auto)")
+    slurm.add_argument("--feed-seconds", type=float, default=60,
+                       help="where the site's limits leave no room for every job at once: how long the feeder job "
+                            "that submits the rest waits before it looks again (doubling while there is no room; "
+                            "default 60)")
     ray = p.add_argument_group("ray")
     ray.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
     p.set_defaults(handler=handle_sweep)
@@ -63,10 +76,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
 
 
 def handle_sweep(args: argparse.Namespace) -> int:
-    from dpcluster.runtime import resolve_device
     from dpcluster.sweeps.coordinator import run_sweep, unfinished
     from dpcluster.sweeps.graph import expand
-    from dpcluster.sweeps.preflight import preflight
     from dpcluster.sweeps.spec import SweepSpec
 
     console = Console()
@@ -75,11 +86,15 @@ def handle_sweep(args: argparse.Namespace) -> int:
     out = args.out or Path("sweeps") / sweep.name
     backend = make_backend(args, out, console)
     if args.backend == "local" and not args.dry_run:
-        # Elsewhere the device, the data and the set files are those of the job's machine, checked there.
+        # Elsewhere the device, the data and the set files are those of the job's machine, checked there. (Not
+        # imported before: planning, dry runs and submitting never load torch.)
+        from dpcluster.runtime import resolve_device
+        from dpcluster.sweeps.preflight import preflight
+
         resolve_device(args.device)
         preflight(sweep, console.print)
     if args.dry_run:
-        run_sweep(sweep, out, backend, args.device, lambda text: console.print(text, soft_wrap=True), dry_run=True)
+        run_sweep(sweep, out, backend, args.device, _plain_line, dry_run=True)
         console.print(f"dry run: nothing submitted, nothing written to {out}")
         return 0
     follow = args.backend != "slurm" or args.wait
@@ -99,7 +114,18 @@ def handle_sweep(args: argparse.Namespace) -> int:
     not_done = unfinished(sweep, out)
     if not follow:
         waiting = sum(state.state == "running" for state in not_done)
-        if waiting:
+        held = backend.held_jobs()
+        if held:
+            limit = backend.site_limits().tightest()
+            why = f" ({limit.what} {limit.limit})" if limit is not None else ""
+            if backend.feeder_state == "no room":
+                console.print(f"Slurm's queue has no room for this sweep now{why}: {held} job(s) not submitted. "
+                              f"Run the same command again later, or with --wait to submit them as room frees up.",
+                              soft_wrap=True, markup=False)
+                return 1
+            console.print(f"{held} job(s) wait for room in Slurm's queue{why}: {backend.feeder_state.replace('feeder', 'a feeder job', 1)} "
+                          f"submits them as jobs end.", soft_wrap=True, markup=False)
+        if waiting or held:
             console.print(f"Slurm holds {waiting} job(s) of this sweep; this command is done and you may log "
                           f"off.\nFollow it with: dpcluster status {out}\nAfter a failure, run the same command "
                           f"again: it resubmits only what failed and what waited on it.")
@@ -113,14 +139,14 @@ def handle_sweep(args: argparse.Namespace) -> int:
 
 def make_backend(args: argparse.Namespace, out: Path, console: Console):
     from dpcluster.sweeps.backends import DryRunBackend, LocalBackend
-    from dpcluster.sweeps.layout import SweepLayout
 
     slurm_only = {"--stage": args.stage, "--setup": args.setup, "--sbatch": args.sbatch, "--snapshot": args.snapshot,
-                  "--wait": args.wait, "--requeues": args.requeues != 3}
+                  "--wait": args.wait, "--requeues": args.requeues != 3, "--feed-seconds": args.feed_seconds != 60,
+                  "--pack": args.pack != "auto"}
     if args.backend != "slurm" and (given := [name for name, value in slurm_only.items() if value]):
         raise UserError(f"{', '.join(given)}: only for --backend slurm")
     if args.dry_run and args.backend != "slurm":
-        return DryRunBackend(args.backend, lambda text: console.print(text, soft_wrap=True, markup=False))
+        return DryRunBackend(args.backend, _plain_line)
     if args.backend == "local":
         return LocalBackend(on_start=lambda job: console.print(f"  {job.name}"))
     if args.backend == "slurm":
@@ -133,6 +159,8 @@ def make_backend(args: argparse.Namespace, out: Path, console: Console):
             raise UserError("--gpus-per-job and --cpus-per-job must be whole numbers on Slurm")
         if args.requeues < 0:
             raise UserError(f"--requeues must be >= 0, got {args.requeues}")
+        if args.feed_seconds <= 0:
+            raise UserError(f"--feed-seconds must be > 0, got {args.feed_seconds:g}")
         layout = SweepLayout(out)
         stages = dict(parse_stage(text, kind_names()) for text in args.stage)
         return SlurmBackend(layout.logs_dir, args.partition, args.account, args.qos, args.constraint,
@@ -140,10 +168,17 @@ def make_backend(args: argparse.Namespace, out: Path, console: Console):
                             args.array_parallelism, args.tasks_per_job, stages=stages, setup=tuple(args.setup),
                             sbatch=dict(parse_sbatch(text) for text in args.sbatch), requeues=args.requeues,
                             snapshot=layout.snapshot_dir(time.strftime("%Y%m%d-%H%M%S")) if args.snapshot else None,
-                            dry_run=console.out if args.dry_run else None)
+                            dry_run=_plain_line if args.dry_run else None, feed_seconds=args.feed_seconds,
+                            pack=args.pack)
     from dpcluster.sweeps.ray_backend import RayBackend
 
     return RayBackend(args.address, args.gpus_per_job, args.cpus_per_job)
+
+
+def _plain_line(text: str) -> None:
+    # A dry run of a large sweep says tens of thousands of lines: written as they are (rich would take seconds
+    # to lay them out, and wrap the paths in them).
+    sys.stdout.write(text + "\n")
 
 
 def status_table(manifest) -> Table:
@@ -164,17 +199,17 @@ def status_table(manifest) -> Table:
 
 
 def _manifest(folder: Path):
-    from dpcluster.sweeps.layout import SweepLayout
     from dpcluster.sweeps.manifest import Manifest
 
     path = SweepLayout(folder).manifest_file
     if not path.exists():
         raise UserError(f"{folder}: not a sweep folder (no {path.name})")
-    return Manifest.open(path)
+    return Manifest.open(path, read_only=True)
 
 
 def handle_status(args: argparse.Namespace) -> int:
     from dpcluster.sweeps.coordinator import observe
+    from dpcluster.sweeps.feeder import feeder_line
     from dpcluster.sweeps.scheduler_state import queued, slurm_states
 
     _manifest(args.dir)  # a clear error for a folder that is not a sweep's
@@ -183,11 +218,13 @@ def handle_status(args: argparse.Namespace) -> int:
     console = Console()
     console.print(status_table(manifest))
     followed = {job_id: s for job_id, s in manifest.jobs.items() if s.scheduler_id and s.state != "done"}
+    in_queue = queued() or {}
     if followed:
-        ids = [s.scheduler_id for s in followed.values()]
         # The queue for what waits or runs (with why it waits), accounting for how the rest ended.
-        slurm = {**slurm_states(ids), **(queued() or {})}
-        table = Table(title="Slurm's view of the jobs not done")
+        ended = [s.scheduler_id for s in followed.values() if s.scheduler_id not in in_queue]
+        slurm = {**slurm_states(ended), **in_queue}
+        table = Table(title="Slurm's view of the jobs not done" + (
+            f" (the first {STATUS_ROWS} of {len(followed):,})" if len(followed) > STATUS_ROWS else ""))
         for name in ("job", "Slurm id", "Slurm state", "waits for", "elapsed"):
             table.add_column(name)
         counts = Counter()
@@ -195,14 +232,19 @@ def handle_status(args: argparse.Namespace) -> int:
             known = slurm.get(state.scheduler_id)
             if known is not None:
                 counts[(state.kind, known.state)] += 1
-                table.add_row(state.name, state.scheduler_id, known.state,
-                              known.reason if known.state == "PENDING" else "", known.elapsed)
+                if table.row_count < STATUS_ROWS:
+                    table.add_row(state.name, state.scheduler_id, known.state,
+                                  known.reason if known.state == "PENDING" else "", known.elapsed)
         by_stage = {}
         for (kind, slurm_state), count in sorted(counts.items()):
             by_stage.setdefault(kind, []).append(f"{slurm_state} {count}")
         for kind, parts in by_stage.items():
             console.print(f"Slurm, {kind}: " + ", ".join(parts))
         console.print(table)
+    pending = sum(s.state == "pending" for s in manifest.jobs.values())
+    line = feeder_line(SweepLayout(args.dir), in_queue, pending)
+    if line:
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
     for state in manifest.jobs.values():
         if state.state == "failed":
             # Unwrapped, so the log path can be copied.
@@ -212,18 +254,29 @@ def handle_status(args: argparse.Namespace) -> int:
 
 
 def handle_cancel(args: argparse.Namespace) -> int:
+    from dpcluster.sweeps.feeder import read_record
+    from dpcluster.sweeps.manifest import FolderBusy, Manifest, coordinator_lock
     from dpcluster.sweeps.scheduler_state import cancel_slurm
 
-    from dpcluster.sweeps.layout import SweepLayout
-
     manifest = _manifest(args.dir)
-    # First the marker, so a coordinator still running submits nothing more; then Slurm's jobs.
-    SweepLayout(args.dir).cancel_file.touch()
+    layout = SweepLayout(args.dir)
+    # First the marker, so a coordinator or feeder still running submits nothing more; then Slurm's jobs (whole
+    # arrays where a job of them is running: every task of a sweep's array is the sweep's), and the feeder.
+    layout.cancel_file.touch()
     running = {job_id: s for job_id, s in manifest.jobs.items() if s.state == "running" and s.scheduler_id}
-    cancel_slurm([s.scheduler_id for s in running.values()])
-    for job_id in running:
-        manifest.jobs[job_id].state, manifest.jobs[job_id].error = "cancelled", "cancelled by dpcluster cancel"
-    manifest.save()
+    feeder = read_record(layout.feeder_file)
+    cancel_slurm(sorted({s.scheduler_id.split("_")[0] for s in running.values()} |
+                        ({feeder.scheduler_id} if feeder else set())))
+    try:
+        # Recorded here unless a coordinator is at work (a --wait): that one records them as Slurm reports them.
+        with coordinator_lock(args.dir, wait_seconds=30):
+            manifest = Manifest.open(layout.manifest_file)
+            for job_id in running:
+                if manifest.jobs[job_id].state == "running":
+                    manifest.set(job_id, "cancelled", "cancelled by dpcluster cancel")
+            manifest.close()
+    except FolderBusy:
+        pass
     Console().print(f"cancelled {len(running)} job(s) in {len({s.scheduler_id for s in running.values()})} "
                     f"Slurm job(s); run the sweep again to start them anew")
     return 0
@@ -232,7 +285,6 @@ def handle_cancel(args: argparse.Namespace) -> int:
 def handle_aggregate(args: argparse.Namespace) -> int:
     from dpcluster.sweeps.aggregate import aggregate
     from dpcluster.sweeps.coordinator import current_job_ids
-    from dpcluster.sweeps.layout import SweepLayout
 
     layout = SweepLayout(args.dir)
     summary = aggregate(args.dir, current_job_ids(args.dir))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -343,8 +344,9 @@ class ExperimentSpec(Spec):
             del out["pruning"]
         return out
 
-    @property
+    @functools.cached_property
     def experiment_id(self) -> str:
+        # Kept with the (frozen) spec: planning a sweep asks for it once per job, and hashing is most of planning.
         return self.content_hash()
 
     @property

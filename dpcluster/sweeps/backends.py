@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
-from typing import Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from dpcluster.methods.reporter import Reporter
 from dpcluster.sweeps import execute as execute_module
 from dpcluster.sweeps.execute import JobCall
+
+if TYPE_CHECKING:
+    from dpcluster.methods.reporter import Reporter
 
 
 @dataclass
@@ -41,11 +44,28 @@ class Backend(Protocol):
     def outstanding(self) -> int:
         """Submitted jobs not yet reported by ``wait``."""
 
-    # Optional, for schedulers whose jobs outlive the coordinator (Slurm): ``flush()`` sends what was submitted
-    # (the coordinator may leave after it); ``on_submitted`` (set by the coordinator) is called with {job id:
-    # (scheduler id, scheduler ids it waits on)} after each submission; ``attach(calls, scheduler_id, after)``
-    # follows a job an earlier coordinator submitted, and ``poll(cancel_blocked)`` returns what ended since,
-    # without waiting.
+
+@runtime_checkable
+class FollowsEarlierRuns(Protocol):
+    """A scheduler whose jobs outlive the coordinator (Slurm): what was submitted is sent by ``flush`` (the
+    coordinator may leave after it), and a later coordinator follows it instead of submitting it again."""
+
+    # Set by the coordinator: called with {job id: (scheduler id, scheduler ids it waits on)} as jobs are really
+    # sent (a job may be held back a while for want of room), so the ids are on disk before anything can stop the
+    # coordinator.
+    on_submitted: Callable[[dict[str, tuple[str, tuple[str, ...]]]], None] | None
+
+    def flush(self) -> None:
+        """Send what was submitted so far, as far as the scheduler takes it now (the rest is held back)."""
+
+    def leave(self) -> None:
+        """The coordinator is leaving: hand what is still held back to whatever sends it later."""
+
+    def attach(self, calls: list[JobCall], scheduler_id: str, after: tuple[str, ...] = ()) -> None:
+        """Follow the scheduler's job ``scheduler_id`` that an earlier coordinator submitted for ``calls``."""
+
+    def poll(self, cancel_blocked: bool = True) -> list[Outcome]:
+        """What ended since the last look, without waiting."""
 
 
 class LocalBackend:
@@ -87,7 +107,9 @@ class DryRunBackend:
         self.name, self.say = name, say
 
     def submit(self, call: JobCall, after: tuple[str, ...] = ()) -> None:
-        self.say(f"would run {call.job.name} ({call.job.id})" + (f" after {', '.join(after)}" if after else ""))
+        # The aggregate waits on every other job: tens of thousands of ids are not worth a line of their own.
+        waits = ", ".join(after) if len(after) <= 8 else f"{', '.join(after[:8])} and {len(after) - 8:,} more"
+        self.say(f"would run {call.job.name} ({call.job.id})" + (f" after {waits}" if after else ""))
 
     def outstanding(self) -> int:
         return 0

@@ -8,27 +8,30 @@ settings changed are new jobs beside the old ones."""
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from dpcluster.sweeps.backends import Backend, Outcome, last_line
+from dpcluster.sweeps.backends import Backend, FollowsEarlierRuns, Outcome, last_line
 from dpcluster.sweeps.execute import JobCall
 from dpcluster.sweeps.graph import expand
 from dpcluster.sweeps.jobs import Job, get_kind
 from dpcluster.sweeps.layout import SweepLayout
-from dpcluster.sweeps.manifest import JobState, Manifest
+from dpcluster.sweeps.manifest import JobState, Manifest, coordinator_lock
 from dpcluster.sweeps.spec import SweepSpec
 
 
-def prepare(sweep: SweepSpec, sweep_dir: Path, read_only: bool = False) -> tuple[list[Job], Manifest]:
+def prepare(sweep: SweepSpec, sweep_dir: Path, read_only: bool = False,
+            undo_cancel: bool = True) -> tuple[list[Job], Manifest]:
     """The sweep's jobs and the folder's manifest, with the spec saved as the folder's current one (read-only:
     nothing written, for a dry run or a look)."""
     layout = SweepLayout(Path(sweep_dir))
     jobs = expand(sweep)
     if not read_only:
         layout.root.mkdir(parents=True, exist_ok=True)
-        layout.cancel_file.unlink(missing_ok=True)  # running the sweep again undoes a cancel
+        if undo_cancel:  # the user running the sweep again undoes a cancel (a feeder job does not)
+            layout.cancel_file.unlink(missing_ok=True)
         sweep.save(layout.spec_file)
     manifest = Manifest.open(layout.manifest_file, read_only)
     for job in jobs:
@@ -37,18 +40,68 @@ def prepare(sweep: SweepSpec, sweep_dir: Path, read_only: bool = False) -> tuple
     return jobs, manifest
 
 
+# How far a job has got, for what waits on it: nothing yet, handed to a backend, done.
+_WAITING, _SENT, _DONE = 0, 1, 2
+
+
 class _Run:
-    """One pass of the coordinator over a sweep's jobs."""
+    """One run of the coordinator over a sweep's jobs. What may start is found from counts, not by walking the
+    sweep: each job counts its dependencies that are not done, and those neither done nor handed to a backend;
+    when a count reaches zero the job joins a queue of jobs that may be ready (in planning order, so what a job
+    waits on is always sent before it). Every change of a job's progress updates the counts of the jobs that
+    wait on it, so a sweep of n jobs costs O(n) bookkeeping in all, not O(n) per job."""
 
     def __init__(self, sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str,
-                 say: Callable[[str], None], on_end: Callable[[Job], None] | None, read_only: bool = False):
+                 say: Callable[[str], None], on_end: Callable[[Job], None] | None, read_only: bool = False,
+                 undo_cancel: bool = True):
         self.sweep, self.layout, self.backend, self.device = sweep, SweepLayout(Path(sweep_dir)), backend, device
-        self.say, self.on_end = say, on_end or (lambda job: None)
-        self.jobs, self.manifest = prepare(sweep, sweep_dir, read_only)
+        self.say, self.on_end, self.read_only = say, on_end or (lambda job: None), read_only
+        self.jobs, self.manifest = prepare(sweep, sweep_dir, read_only, undo_cancel)
         self.by_id = {job.id: job for job in self.jobs}
+        self.index = {job.id: i for i, job in enumerate(self.jobs)}
         self.submitted: set[str] = set()
-        if hasattr(backend, "on_submitted"):
-            backend.on_submitted = self.manifest.submitted
+        self.dependents: dict[str, list[int]] = {job.id: [] for job in self.jobs}
+        for i, job in enumerate(self.jobs):
+            for dep in job.deps:
+                self.dependents[dep].append(i)
+        self.progress = {job.id: _DONE if self.state(job.id) == "done" else _WAITING for job in self.jobs}
+        self.not_done = [sum(self.progress[dep] < _DONE for dep in job.deps) for job in self.jobs]
+        self.not_sent = [sum(self.progress[dep] < _SENT for dep in job.deps) for job in self.jobs]
+        self.ready: list[int] = []
+        # A backend that holds jobs back (Slurm, for want of room in the queue) says when each is really sent: only
+        # then is it running, and an attempt.
+        self.holds_back = isinstance(backend, FollowsEarlierRuns)
+        if self.holds_back:
+            backend.on_submitted = self.manifest.sent
+
+    # -- progress and the ready queue ------------------------------------------------------------------------------
+
+    def _advance(self, job_id: str, progress: int) -> None:
+        """Record how far ``job_id`` has got and update the counts of the jobs that wait on it."""
+        before = self.progress[job_id]
+        if before == progress:
+            return
+        self.progress[job_id] = progress
+        for i in self.dependents[job_id]:
+            if (before < _DONE) != (progress < _DONE):
+                self.not_done[i] += 1 if progress < _DONE else -1
+            if (before < _SENT) != (progress < _SENT):
+                self.not_sent[i] += 1 if progress < _SENT else -1
+            if self._startable(i):
+                heapq.heappush(self.ready, i)
+
+    def _startable(self, i: int) -> bool:
+        """Whether job ``i``'s dependencies let it start: all done, or (on a backend that starts a job when its
+        dependencies end) all done or handed over."""
+        return self.not_done[i] == 0 or (self.backend.resolves_dependencies and self.not_sent[i] == 0)
+
+    def _requeue(self, job_id: str) -> None:
+        """``job_id`` may start again (it failed with attempts left, or never ran)."""
+        i = self.index[job_id]
+        if self._startable(i):
+            heapq.heappush(self.ready, i)
+
+    # -- following what earlier runs submitted ---------------------------------------------------------------------
 
     def reattach(self, cancel_blocked: bool = True) -> None:
         """Jobs an earlier run left "running": those the scheduler knows (their ids are in the manifest) are
@@ -56,20 +109,23 @@ class _Run:
         With ``cancel_blocked``, jobs still queued behind one that failed are cancelled, to be resubmitted."""
         attachable: dict[str, list[JobCall]] = {}
         after: dict[str, tuple[str, ...]] = {}
+        follows = self.holds_back
         for job in self.jobs:
             state = self.manifest.jobs[job.id]
             if state.state == "cancelled":  # stopped by dpcluster cancel: run it again
                 state.state = "pending"
             if state.state != "running":
                 continue
-            if state.scheduler_id is not None and hasattr(self.backend, "attach"):
+            if state.scheduler_id is not None and follows:
                 attachable.setdefault(state.scheduler_id, []).append(JobCall(job, self.layout.root, self.device))
                 after[state.scheduler_id] = tuple(state.after or ())
             else:
                 state.state = "pending"
         for scheduler_id, calls in attachable.items():
             self.backend.attach(calls, scheduler_id, after[scheduler_id])
-            self.submitted.update(call.job.id for call in calls)
+            for call in calls:
+                self.submitted.add(call.job.id)
+                self._advance(call.job.id, _SENT)
         if attachable:
             for outcome in self.backend.poll(cancel_blocked):
                 self.finish(outcome)
@@ -78,7 +134,11 @@ class _Run:
             still = {scheduler_id: calls for scheduler_id, calls in still.items() if calls}
             if still:
                 self.say(f"following {sum(map(len, still.values()))} job(s) submitted earlier, still queued or "
-                         f"running ({self.backend.name} {', '.join(sorted(still))})")
+                         f"running ({self.backend.name} {_few(sorted(still))})")
+        self.ready = [i for i, job in enumerate(self.jobs) if self._startable(i) and self.may_start(job)]
+        heapq.heapify(self.ready)
+
+    # -- starting and ending jobs ----------------------------------------------------------------------------------
 
     def state(self, job_id: str) -> str:
         return self.manifest.jobs[job_id].state
@@ -99,6 +159,7 @@ class _Run:
             return None
         if settled:
             self.manifest.set(job.id, "done")
+            self._advance(job.id, _DONE)
             self.on_end(job)
         return settled
 
@@ -107,23 +168,26 @@ class _Run:
         if self.layout.cancel_file.exists():  # dpcluster cancel: start nothing more
             return False
         changed, sent = False, Counter()
-        for job in self.jobs:
-            if not self.may_start(job):
-                continue
-            deps_done = all(self.state(dep) == "done" for dep in job.deps)
-            if deps_done and self.settle(job) is not False:
+        while self.ready:
+            i = heapq.heappop(self.ready)
+            job = self.jobs[i]
+            if not self.may_start(job) or not self._startable(i):
+                continue  # queued twice, or its state changed since it was queued
+            # Settling writes files (a level's record, the aggregate): not in a dry run.
+            deps_done = self.not_done[i] == 0
+            if deps_done and not self.read_only and self.settle(job) is not False:
                 changed = True
                 continue
-            deps_sent = all(self.state(dep) == "done" or dep in self.submitted for dep in job.deps)
-            if deps_done or (self.backend.resolves_dependencies and deps_sent):
+            if not self.holds_back:
                 self.manifest.set(job.id, "running")
-                self.submitted.add(job.id)
-                # It waits only on what is not done yet (a done job's scheduler entry may have ended badly for
-                # another job it ran beside).
-                waits_on = tuple(dep for dep in job.deps if self.state(dep) != "done")
-                self.backend.submit(JobCall(job, self.layout.root, self.device), waits_on)
-                sent[job.kind] += 1
-                changed = True
+            self.submitted.add(job.id)
+            self._advance(job.id, _SENT)
+            # It waits only on what is not done yet (a done job's scheduler entry may have ended badly for
+            # another job it ran beside).
+            waits_on = tuple(dep for dep in job.deps if self.progress[dep] < _DONE)
+            self.backend.submit(JobCall(job, self.layout.root, self.device), waits_on)
+            sent[job.kind] += 1
+            changed = True
         if sent:
             kinds = ", ".join(f"{count} {kind}" for kind, count in sent.items())
             self.say(f"{sum(sent.values())} job(s) to {self.backend.name}: {kinds}")
@@ -133,26 +197,38 @@ class _Run:
         self.submitted.discard(outcome.job_id)
         if not outcome.ok and self.layout.cancel_file.exists():
             self.manifest.set(outcome.job_id, "cancelled", "cancelled by dpcluster cancel")
+            self._advance(outcome.job_id, _WAITING)
             return
         if outcome.blocked:  # it never ran: a job it waits on failed; it goes again with that job's retry
-            self.manifest.release(outcome.job_id)
+            if self.state(outcome.job_id) == "running":  # sent, so counted as an attempt: give it back
+                self.manifest.release(outcome.job_id)
+            self._advance(outcome.job_id, _WAITING)
+            self._requeue(outcome.job_id)
             return
         self.on_end(self.by_id[outcome.job_id])
         self.manifest.set(outcome.job_id, "done" if outcome.ok else "failed", outcome.error)
+        self._advance(outcome.job_id, _DONE if outcome.ok else _WAITING)
         if not outcome.ok:
             self.say(f"failed: {self.manifest.jobs[outcome.job_id].name}: {outcome.error}")
+            self._requeue(outcome.job_id)
 
     def run(self, follow: bool = True) -> Manifest:
         self.reattach()
         while True:
             while self.dispatch():
                 pass
-            if hasattr(self.backend, "flush"):
+            if self.holds_back:
                 self.backend.flush()
             if not follow or not self.backend.outstanding():
                 return self.manifest
             for outcome in self.backend.wait():
                 self.finish(outcome)
+
+
+def _few(names: list[str], most: int = 8) -> str:
+    """Up to ``most`` names, then how many more."""
+    shown = ", ".join(names[:most])
+    return shown + (f" and {len(names) - most:,} more" if len(names) > most else "")
 
 
 def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
@@ -161,8 +237,25 @@ def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str =
     """Run the sweep's jobs that are not done into ``sweep_dir``; ``say`` tells what is submitted and what
     failed, ``on_end`` is called with every job that ends (done or failed). Without ``follow``, returns once
     everything is submitted (on a backend that holds the graph: Slurm). ``dry_run`` writes nothing (the backend
-    shows what it would submit)."""
-    return _Run(sweep, sweep_dir, backend, device, say, on_end, read_only=dry_run).run(follow and not dry_run)
+    shows what it would submit). One coordinator runs a folder at a time (another is waited for a while, then
+    named in a UserError)."""
+    if dry_run:
+        return _Run(sweep, sweep_dir, backend, device, say, on_end, read_only=True).run(follow=False)
+    with coordinator_lock(sweep_dir):
+        return run_locked(sweep, sweep_dir, backend, device, say, on_end, follow)
+
+
+def run_locked(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
+               say: Callable[[str], None] = lambda text: None, on_end: Callable[[Job], None] | None = None,
+               follow: bool = True, undo_cancel: bool = True) -> Manifest:
+    """``run_sweep`` for a caller that holds the folder's coordinator lock (a feeder job)."""
+    run = _Run(sweep, sweep_dir, backend, device, say, on_end, undo_cancel=undo_cancel)
+    try:
+        return run.run(follow)
+    finally:
+        if run.holds_back:
+            backend.leave()  # what it still holds back goes to a feeder job
+        run.manifest.close()
 
 
 def observe(sweep_dir: Path) -> Manifest:
@@ -184,7 +277,7 @@ def observe(sweep_dir: Path) -> Manifest:
 def unfinished(sweep: SweepSpec, sweep_dir: Path) -> list[JobState]:
     """The states of the sweep's jobs that are not done in ``sweep_dir`` (all of them, pending, in a new
     folder), with each one's last error."""
-    manifest = Manifest.open(SweepLayout(Path(sweep_dir)).manifest_file)
+    manifest = Manifest.open(SweepLayout(Path(sweep_dir)).manifest_file, read_only=True)
     states = [manifest.jobs.get(job.id) or JobState(job.name, job.kind) for job in expand(sweep)]
     return [state for state in states if state.state != "done"]
 

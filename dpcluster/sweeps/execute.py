@@ -6,9 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from dpcluster.methods.reporter import Reporter
 from dpcluster.sweeps.jobs import Job, get_kind
 from dpcluster.sweeps.layout import SweepLayout
 
@@ -22,6 +19,9 @@ class JobCall:
 
 def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
     """Run the job; returns its id. Idempotent: a finished job's outputs are reused, not recomputed."""
+    import torch
+
+    from dpcluster.methods.reporter import Reporter
     from dpcluster.runtime import resolve_device, use_granted_cpus
     from dpcluster.sweeps.context import JobContext
     from dpcluster.training.distributed import from_environment, leave

@@ -1,7 +1,10 @@
 """Where everything of a sweep lives in its folder; the only module that knows the folder's layout.
 
     SWEEP/sweep.toml                      the spec last run into the folder
-    SWEEP/manifest.json                   every job ever planned here, its state and attempts
+    SWEEP/manifest.json                   every job ever planned here, its state and attempts (a snapshot)
+    SWEEP/manifest.journal                the changes of states since that snapshot, one line each
+    SWEEP/coordinator.lock                held by the one process that changes states and submits
+    SWEEP/feeder.json                     the Slurm job that submits what did not fit in the queue yet
     SWEEP/distilled/                      distilled sets, cached by content
     SWEEP/masks/<experiment>/             each mask search: its masks, rewind state, checkpoint and round records
     SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level
@@ -19,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from dpcluster.results.levels import level_file
+from dpcluster.results.paths import level_file
 from dpcluster.specs import ExperimentSpec
 
 
@@ -44,6 +47,11 @@ class SweepLayout:
         """Left by ``dpcluster cancel``: a coordinator still running submits nothing more; the next run removes
         it."""
         return self.root / "cancelled"
+
+    @property
+    def feeder_file(self) -> Path:
+        """The Slurm feeder job queued to submit what did not fit in the queue (its id and interval)."""
+        return self.root / "feeder.json"
 
     @property
     def results_dir(self) -> Path:

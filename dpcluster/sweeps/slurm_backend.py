@@ -17,7 +17,7 @@ import io
 import json
 import sys
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -27,6 +27,7 @@ from dpcluster.errors import UserError
 from dpcluster.sweeps.backends import Outcome, last_line
 from dpcluster.sweeps.execute import JobCall, execute
 from dpcluster.sweeps.scheduler_state import ENDED_BADLY, cancel_slurm, queued, slurm_states
+from dpcluster.sweeps.slurm_limits import SiteLimits, read_limits, split_array
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,7 @@ class _Pack:
     task: str  # its Slurm job or array task id
     after: tuple[str, ...]  # the Slurm ids it waits on (afterok)
     failed: bool = False  # a job of it failed: the task ends with an error
+    started: bool = False  # seen other than pending: its outcome files are looked for from now on
 
 
 def _last_error_line(path: Path) -> str | None:
@@ -231,10 +233,19 @@ def _last_error_line(path: Path) -> str | None:
     return (errors or lines or [None])[-1]
 
 
+class NoRoom(UserError):
+    """sbatch refused a job for a submit limit (the queue is full for this user): not a mistake, no room now."""
+
+
+# How sbatch words a refusal for a submit limit (Slurm's job_submit_limit, MaxJobCount, ...).
+_NO_ROOM = ("submit limit", "qosmaxsubmitjob", "assocmaxsubmitjob", "maxsubmitjob", "grpsubmitjob",
+            "maxjobcount", "temporarily unable to accept job")
+
+
 @contextlib.contextmanager
 def refusals_as_one_line(what: str):
-    """sbatch's refusal (an unknown partition or option) as one line in Slurm's words: a UserError, with
-    submitit's own copy of sbatch's message on stderr held back."""
+    """sbatch's refusal (an unknown partition or option) as one line in Slurm's words: a UserError (NoRoom for a
+    submit limit), with submitit's own copy of sbatch's message on stderr held back."""
     from submitit.core.utils import FailedJobError, FailedSubmissionError
 
     held = io.StringIO()
@@ -243,7 +254,8 @@ def refusals_as_one_line(what: str):
             yield
     except (FailedJobError, FailedSubmissionError) as error:
         message = " ".join(str(error).split()) or "sbatch failed"
-        raise UserError(f"{what}: {message}") from None
+        kind = NoRoom if any(words in message.lower() for words in _NO_ROOM) else UserError
+        raise kind(f"{what}: {message}") from None
     sys.stderr.write(held.getvalue())  # anything else said on the way
 
 
@@ -274,22 +286,38 @@ class SlurmBackend:
     snapshot: Path | None = None
     # Print what would be submitted (sbatch scripts with their dependencies) instead of submitting.
     dry_run: Callable[[str], None] | None = None
-    # How often outcome files are looked for, and how often squeue is asked.
+    # How often outcome files are looked for, and how often squeue (and the site's limits) are asked.
     poll_seconds: float = 0.5
     queue_seconds: float = 2.0
+    # The site's limits on what may be queued (None: read them from the site, again every queue_seconds).
+    limits: SiteLimits | None = None
+    # "auto": where a partition runs fewer jobs at once than a batch holds, tasks run chains of jobs in turn;
+    # "never": every job is a Slurm task of its own (one log each; what a large partition gets anyway).
+    pack: str = "auto"
+    # The feeder chain (see dpcluster.sweeps.feeder): its first interval, and each feeder job's time limit.
+    feed_seconds: float = 60.0
+    feeder_minutes: int = 15
     name: str = "slurm"
     resolves_dependencies = True
     # Called with {job id: (Slurm id, Slurm ids it waits on)} right after each sbatch, so the ids are on disk
     # before anything can stop us.
     on_submitted: object = None
     queue: list = field(default_factory=list, init=False, repr=False)  # (call, dependency job ids), not yet sent
-    running: list = field(default_factory=list, init=False, repr=False)  # _Pack, submitted and not yet over
+    # Arrays (resources, tasks, job ids they wait on) in submission order, not sent yet for want of room.
+    held: deque = field(default_factory=deque, init=False, repr=False)
+    running: dict = field(default_factory=dict, init=False, repr=False)  # Slurm id -> _Pack, not yet over
     task_of: dict = field(default_factory=dict, init=False, repr=False)  # job id -> Slurm id
     failed_tasks: set = field(default_factory=set, init=False, repr=False)
     array_sizes: dict = field(default_factory=dict, init=False, repr=False)
+    # When this backend runs inside a feeder job: its record; and what became of the feeder chain this run.
+    feeding: object = field(default=None, init=False, repr=False)
+    feeder_state: str = field(default="", init=False, repr=False)
+    sent_tasks: int = field(default=0, init=False, repr=False)
     _unchecked: set = field(default_factory=set, init=False, repr=False)
+    _new_failures: bool = field(default=False, init=False, repr=False)
     _slots: dict = field(default_factory=dict, init=False, repr=False)
     _queued: tuple = field(default=(float("-inf"), None), init=False, repr=False)
+    _limits_read: tuple = field(default=(float("-inf"), None, 0), init=False, repr=False)
     _dry_arrays: int = field(default=0, init=False, repr=False)
 
     def resources(self, kind: str) -> Resources:
@@ -331,6 +359,8 @@ class SlurmBackend:
         """How many jobs of this size the partition can run side by side (its CPUs over the CPUs per job);
         None where packing does not apply (GPU or multi-process jobs) or ``sinfo`` cannot say. Asked once per
         size: a partition does not change between two submissions."""
+        if self.pack == "never":
+            return None
         resources = resources or self.resources("")
         if resources not in self._slots:
             self._slots[resources] = self._partition_slots(resources)
@@ -359,7 +389,11 @@ class SlurmBackend:
         self.queue.append((call, tuple(after)))
 
     def outstanding(self) -> int:
-        return len(self.queue) + sum(len(pack.calls) for pack in self.running)
+        return len(self.queue) + self.held_jobs() + sum(len(pack.calls) for pack in self.running.values())
+
+    def held_jobs(self) -> int:
+        """Jobs not sent yet for want of room in the queue."""
+        return sum(len(task) for _, tasks, _ in self.held for task in tasks)
 
     def _dependency(self, tasks: list[str]) -> str | None:
         """``afterok:`` on ``tasks``, naming a whole array where every task of it is there."""
@@ -374,52 +408,174 @@ class SlurmBackend:
             names += [array] if whole else sorted(set(members))
         return "afterok:" + ":".join(names)
 
+    # -- the site's limits -----------------------------------------------------------------------------------------
+
+    def site_limits(self) -> SiteLimits:
+        """The limits, read again once they are ``queue_seconds`` old (what is queued changes as jobs end)."""
+        at, limits, _ = self._limits_read
+        if limits is None or time.monotonic() - at > self.queue_seconds:
+            limits = self.limits or read_limits(self.account, self.qos)
+            self._limits_read = (time.monotonic(), limits, 0)
+        return limits
+
+    def room(self) -> int | None:
+        """How many more tasks may be queued now (None: no limit), counting what was sent since the reading."""
+        limits = self.site_limits()
+        room = limits.room()
+        return None if room is None else room - self._limits_read[2]
+
+    def _count_sent(self, tasks: int, feeder: bool = False) -> None:
+        at, limits, sent = self._limits_read
+        self._limits_read = (at, limits, sent + tasks)
+        if not feeder:
+            self.sent_tasks += tasks
+
+    # -- submitting ------------------------------------------------------------------------------------------------
+
     def flush(self) -> None:
-        """Send every queued job, in the order they were queued (a job's dependencies are queued before it)."""
-        if not self.queue:
+        """Send the queued jobs, in the order they were queued (a job's dependencies are queued before it), as far
+        as the site's limits let: arrays are split at MaxArraySize, and what does not fit in the queue now is held,
+        to be sent as room frees up (by this process while it follows the sweep, or by a feeder job)."""
+        if self.queue:
+            items, self.queue = self.queue, []
+            max_array = self.site_limits().max_array_size
+            for resources, tasks, after in task_groups(items, self.resources, self.slots):
+                for part in split_array(tasks, max_array):
+                    self.held.append((resources, part, after))
+        if self.dry_run is not None:
+            self._print_arrays()
+            return
+        self._send_held()
+        self._queued = (float("-inf"), None)  # what was just sent is in the queue now
+
+    def _send_held(self) -> None:
+        if not self.held:
             return
         from contextlib import nullcontext
 
-        items, self.queue = self.queue, []
-        groups = task_groups(items, self.resources, self.slots)
-        with self._snapshot() if self.snapshot and not self.dry_run else nullcontext():
-            for resources, tasks, after in groups:
-                self._send(tasks, resources, sorted({self.task_of[job_id] for job_id in after}))
-        self._queued = (float("-inf"), None)  # what was just sent is in the queue now
+        room = self.room()
+        tasks_held = sum(len(tasks) for _, tasks, _ in self.held)
+        # What cannot all go now leaves a slot free for the feeder job that will send the rest.
+        budget = tasks_held if room is None or tasks_held <= room else max(0, room - 1)
+        with self._snapshot() if self.snapshot and budget else nullcontext():
+            while self.held and budget > 0:
+                resources, tasks, after = self.held[0]
+                part, rest = tasks[:budget], tasks[budget:]
+                try:
+                    self._send(part, resources, sorted({self.task_of[job_id] for job_id in after}))
+                except NoRoom:
+                    # The limits moved since they were read (other jobs of the user): wait for room.
+                    self._limits_read = (float("-inf"), None, 0)
+                    break
+                budget -= len(part)
+                self._count_sent(len(part))
+                if rest:
+                    self.held[0] = (resources, rest, after)
+                else:
+                    self.held.popleft()
 
     def _send(self, groups: list[list[JobCall]], resources: Resources, after: list[str]) -> None:
         """One array of ``groups`` (one task each), after the Slurm jobs ``after``."""
         calls = [call for group in groups for call in group]
         executor = self.executor(resources, self._dependency(after))
-        if self.dry_run is not None:
-            ids = self._print_script(executor, groups, after)
-        else:
-            for call in calls:  # an earlier attempt's outcome is not this one's
-                _outcome_file(self.folder, call.job.id).unlink(missing_ok=True)
-            with refusals_as_one_line("Slurm refused the jobs"):
-                ids = [job.job_id for job in executor.map_array(_requeueable(), groups,
-                                                                [str(self.folder)] * len(groups))]
+        for call in calls:  # an earlier attempt's outcome is not this one's
+            _outcome_file(self.folder, call.job.id).unlink(missing_ok=True)
+        with refusals_as_one_line("Slurm refused the jobs"):
+            ids = [job.job_id for job in executor.map_array(_requeueable(), groups,
+                                                            [str(self.folder)] * len(groups))]
+        self._sent(groups, ids, after)
+
+    def _sent(self, groups: list[list[JobCall]], ids: list[str], after: list[str]) -> None:
         if len(ids) > 1:
             self.array_sizes[ids[0].split("_")[0]] = len(ids)
-        self.running += [_Pack(list(group), task, tuple(after)) for group, task in zip(groups, ids)]
         for group, task in zip(groups, ids):
+            self.running[task] = _Pack(list(group), task, tuple(after))
             self.task_of.update({call.job.id: task for call in group})
         if self.on_submitted is not None:
             self.on_submitted({call.job.id: (task, tuple(after)) for group, task in zip(groups, ids)
                                for call in group})
 
-    def _print_script(self, executor, groups: list[list[JobCall]], after: list[str]) -> list[str]:
+    def leave(self) -> None:
+        """The coordinator is leaving: what is still held goes to a feeder job (see dpcluster.sweeps.feeder)."""
+        if self.dry_run is None and self.held:
+            call = self.held[0][1][0][0]
+            self.queue_feeder(Path(call.sweep_dir), call.device, self.held_jobs())
+
+    def queue_feeder(self, sweep_dir: Path, device: str, waiting: int) -> None:
+        """Make sure one feeder job is queued to send the ``waiting`` jobs held back: the one already pending, or
+        a new one (this process's successor when it is the feeder)."""
+        from dpcluster.sweeps.feeder import FeederRecord, feed, next_interval, own_job_id, read_record, write_record
+        from dpcluster.sweeps.layout import SweepLayout
+
+        path = SweepLayout(Path(sweep_dir)).feeder_file
+        record = read_record(path)
+        if record is not None and record.scheduler_id != own_job_id():
+            known = (self._queue() or {}).get(record.scheduler_id)
+            if known is not None and known.state == "PENDING":
+                write_record(path, replace(record, waiting=waiting))
+                self.feeder_state = f"feeder {record.scheduler_id} queued"
+                return
+        room = self.room()
+        if room is not None and room < 1:
+            self.feeder_state = "no room"
+            return
+        interval, first = next_interval(self.feeding, self.feed_seconds, self.sent_tasks > 0)
+        executor = self.executor(Resources(1, 0, None, self.feeder_minutes, None, self.partition))
+        executor.update_parameters(job_name="dpcluster-feeder",
+                                   additional_parameters={**self.sbatch, "begin": f"now+{max(1, round(interval))}"})
+        # The feeder's own backend: these settings, none of this run's state, and the site's limits read afresh.
+        settings = replace(self, dry_run=None, on_submitted=None, snapshot=None)
+        with refusals_as_one_line("Slurm refused the feeder job"):
+            job = executor.submit(feed, str(sweep_dir), settings, device)
+        self._count_sent(1, feeder=True)
+        write_record(path, FeederRecord(job.job_id, interval, first, time.time(), waiting))
+        self.feeder_state = f"feeder {job.job_id} queued"
+
+    def _print_arrays(self) -> None:
+        """The dry run: the limits read, then every array in submission order with what it runs and waits on,
+        marked "later" past what fits in the queue now; each distinct sbatch script is printed once."""
         from submitit.slurm.slurm import _make_sbatch_string
 
-        self._dry_arrays += 1
-        array = f"<{self._dry_arrays}>"
-        ids = [f"{array}_{i}" for i in range(len(groups))] if len(groups) > 1 else [array]
-        jobs = "; ".join(f"task {i}: " + ", ".join(call.job.name for call in group) for i, group in enumerate(groups))
-        script = _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
-                                     map_count=len(groups) if len(groups) > 1 else None, **executor.parameters)
-        self.dry_run(f"# sbatch {array}" + (f", after {', '.join(after)}" if after else "") + f" -- {jobs}\n"
-                     + script)
-        return ids
+        limits, room = self.site_limits(), self.room()
+        self.dry_run("# Slurm limits read: " + "; ".join(limits.describe()))
+        total = sum(len(tasks) for _, tasks, _ in self.held)
+        now = total if room is None or total <= room else max(0, room - 1)
+        arrays, budget = [], now
+        for resources, tasks, after in self.held:  # cut where a submission would (see _send_held)
+            for part in (tasks[:budget], tasks[budget:]) if 0 < budget < len(tasks) else (tasks,):
+                arrays.append((resources, part, after, budget <= 0))
+                budget -= len(part)
+        self.held = deque()
+        if now < total:
+            tightest = limits.tightest()
+            self.dry_run(f"# {total} task(s): {now} submitted now; the other {total - now} wait for room in the queue "
+                         f"(tightest: {tightest.what} {tightest.limit}, {tightest.used} queued now), sent by a feeder "
+                         f"job every {self.feed_seconds:g} s at first, as jobs end")
+        else:
+            self.dry_run(f"# {total} task(s), all submitted now")
+        shown: set = set()
+        for resources, groups, after, later in arrays:
+            self._dry_arrays += 1
+            array = f"<{self._dry_arrays}>"
+            ids = [f"{array}_{i}" for i in range(len(groups))] if len(groups) > 1 else [array]
+            waits = sorted({self.task_of[job_id] for job_id in after})
+            executor = self.executor(resources, self._dependency(waits))
+            jobs = "; ".join(f"task {i}: " + _names([call.job.name for call in group])
+                             for i, group in enumerate(groups[:4])) + \
+                (f"; and {len(groups) - 4} more task(s)" if len(groups) > 4 else "")
+            when = " [later: waits for room]" if later else ""
+            self.dry_run(f"# sbatch {array}" + (f", after {_names(waits)}" if waits else "") + f"{when} -- {jobs}")
+            script = _make_sbatch_string(command=executor._submitit_command_str, folder=executor.folder,
+                                         map_count=len(groups) if len(groups) > 1 else None, **executor.parameters)
+            # The script once per shape (what differs between arrays of a stage is only their ids).
+            shape = "\n".join(line for line in script.splitlines()
+                              if not line.startswith(("#SBATCH --array", "#SBATCH --dependency")))
+            if shape not in shown:
+                shown.add(shape)
+                self.dry_run(script)
+            elif self._dependency(waits):
+                self.dry_run(f"#SBATCH --dependency='{self._dependency(waits)}'")
+            self._sent(groups, ids, waits)
 
     def _snapshot(self):
         """submitit's RsyncSnapshot of the checkout dpcluster runs from: jobs submitted inside it start in the
@@ -445,7 +601,7 @@ class SlurmBackend:
     def attach(self, calls: list[JobCall], scheduler_id: str, after: tuple[str, ...] = ()) -> None:
         """Follow a Slurm job an earlier run submitted for ``calls`` (queued, running or ended: its outcome
         files, or its end without them, are read as for a job submitted now)."""
-        self.running.append(_Pack(list(calls), scheduler_id, tuple(after)))
+        self.running[scheduler_id] = _Pack(list(calls), scheduler_id, tuple(after))
         self.task_of.update({call.job.id: scheduler_id for call in calls})
         self._unchecked.update(after)
         self._queued = (float("-inf"), None)
@@ -457,22 +613,27 @@ class SlurmBackend:
         return self._queued[1]
 
     def wait(self) -> list[Outcome]:
-        self.flush()
         while True:
             outcomes = self.poll()
-            if outcomes or not self.running:
+            if outcomes or not (self.running or self.held):
                 return outcomes
             time.sleep(self.poll_seconds)
 
     def poll(self, cancel_blocked: bool = True) -> list[Outcome]:
-        """The outcomes of submitted jobs that ended since the last look, without waiting. With
-        ``cancel_blocked``, jobs still queued behind a failed one are cancelled and reported blocked."""
+        """The outcomes of submitted jobs that ended since the last look, without waiting (and what was held sent,
+        as far as room has freed up). With ``cancel_blocked``, jobs still queued behind a failed one are
+        cancelled and reported blocked. Only tasks that are running or have left the queue are looked at: a
+        pending one has written nothing, so following a large queue costs what runs, not what waits."""
         self._learn_earlier_failures()
         in_queue = self._queue()
         outcomes, silent = [], []
-        for pack in self.running:
+        for pack in list(self.running.values()):
+            known = in_queue.get(pack.task) if in_queue is not None else None
+            if known is not None and known.state == "PENDING" and not pack.started:
+                continue
+            pack.started = True  # a requeued task may have written outcomes before it went back to pending
             # Whether it is still queued is read before its outcome files, so none written last is missed.
-            ended = in_queue is not None and pack.task not in in_queue
+            ended = in_queue is not None and known is None
             outcomes += self._reported(pack)
             if pack.calls and ended:
                 silent.append(pack)
@@ -481,13 +642,16 @@ class SlurmBackend:
             for pack in silent:
                 outcomes += self._ended_without_outcome(pack, states)
                 pack.calls = []
-        for pack in list(self.running):
-            if pack.failed:
+        for pack in list(self.running.values()):
+            if pack.failed and pack.task not in self.failed_tasks:
                 self.failed_tasks.add(pack.task)
+                self._new_failures = True
             if not pack.calls:
-                self.running.remove(pack)
+                del self.running[pack.task]
         if cancel_blocked:
             outcomes += self._cancel_blocked()
+        if self.held and self.dry_run is None:
+            self._send_held()
         return outcomes
 
     def _learn_earlier_failures(self) -> None:
@@ -495,22 +659,38 @@ class SlurmBackend:
         those submitted now are followed as they go)."""
         if not self._unchecked:
             return
-        followed = {pack.task for pack in self.running}
-        states = slurm_states(sorted(self._unchecked - followed))
-        self.failed_tasks.update(task for task, state in states.items() if state.state in ENDED_BADLY)
+        states = slurm_states(sorted(self._unchecked - set(self.running)))
+        failed = {task for task, state in states.items() if state.state in ENDED_BADLY}
+        self._new_failures |= bool(failed - self.failed_tasks)
+        self.failed_tasks |= failed
         self._unchecked = set()
 
     def _cancel_blocked(self) -> list[Outcome]:
-        """Jobs queued after a Slurm job that failed (or will: one of its jobs failed) can never start:
-        cancel them, and their own dependents in turn."""
+        """Jobs queued (or held) after a Slurm job that failed (or will: one of its jobs failed) can never start:
+        cancel them, and their own dependents in turn. Looked for only when a failure is new."""
+        if not self._new_failures:
+            return []
+        self._new_failures = False
         outcomes = []
-        while blocked := [pack for pack in self.running if set(pack.after) & self.failed_tasks]:
+        while blocked := [pack for pack in self.running.values() if set(pack.after) & self.failed_tasks]:
             cancel_slurm([pack.task for pack in blocked])
             for pack in blocked:
                 outcomes += [Outcome(call.job.id, False, "a job it depends on failed", blocked=True)
                              for call in pack.calls]
                 self.failed_tasks.add(pack.task)
-                self.running.remove(pack)
+                del self.running[pack.task]
+        # Held arrays that wait on a failed job, or on a held job that is blocked, are dropped the same way.
+        dropped: set = set()
+        kept = deque()
+        for resources, tasks, after in self.held:
+            if any(self.task_of.get(job_id) in self.failed_tasks or job_id in dropped for job_id in after):
+                for task in tasks:
+                    outcomes += [Outcome(call.job.id, False, "a job it depends on failed", blocked=True)
+                                 for call in task]
+                    dropped.update(call.job.id for call in task)
+            else:
+                kept.append((resources, tasks, after))
+        self.held = kept
         return outcomes
 
     def _log(self, task: str):
@@ -551,3 +731,8 @@ class SlurmBackend:
         running, *after = pack.calls
         return [Outcome(running.job.id, False, error)] + \
             [Outcome(call.job.id, False, f"never started: {error}", blocked=True) for call in after]
+
+
+def _names(names: list[str], most: int = 3) -> str:
+    """A few names, then how many more (a dry run's line per array stays one line)."""
+    return ", ".join(names[:most]) + (f" (+{len(names) - most} more)" if len(names) > most else "")

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-
-from dpcluster.methods.engine import TrainedPair
-from dpcluster.pruning.masks import sparsity, unpack_mask
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, Planner
 from dpcluster.sweeps.kinds.mask import levels
+
+if TYPE_CHECKING:
+    import torch
+
+    from dpcluster.methods.engine import TrainedPair
 
 # The kinds that measure the trained pair of a level.
 PAIR_ANALYSES = ("stability", "landscape", "sharpness")
@@ -22,6 +24,8 @@ def level_key(spec: ExperimentSpec, round_index: int, **settings) -> dict:
 
 
 def level_columns(spec: ExperimentSpec, round_index: int, mask) -> dict:
+    from dpcluster.pruning.masks import sparsity
+
     return {"experiment_id": spec.experiment_id, "seed": spec.seed, "round": round_index,
             "sparsity": sparsity(mask), "images_per_class": spec.set_size, "rewind": spec.rewind_point_used}
 
@@ -31,6 +35,11 @@ def wants(planner: Planner, kind: str) -> bool:
 
 
 def load_pair(path) -> TrainedPair:
+    import torch
+
+    from dpcluster.methods.engine import TrainedPair
+    from dpcluster.pruning.masks import unpack_mask
+
     saved = torch.load(path, weights_only=True)
     return TrainedPair(unpack_mask(saved["mask"]), saved["a"], saved["b"])
 
@@ -64,9 +73,11 @@ class PairLevel:
 
 def open_pair_level(job: Job, context) -> PairLevel | None:
     """The job's level, or None when its rows are already written."""
+    from dpcluster.results.store import rows_written
+
     spec = job.experiment
     path = context.layout.analysis_file(job.kind, spec, job.id)
-    if path.exists():
+    if rows_written(path):
         return None
     inputs = context.inputs(spec)
     return PairLevel(path, inputs, load_pair(context.layout.pair_file(spec, job.round)),

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from dpcluster.analyses.kept_weights import kept_weight_histograms
-from dpcluster.methods.engine import level_mask
-from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
 from dpcluster.sweeps.kinds.analysis_common import level_columns, level_key, wants
@@ -24,9 +21,14 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def run(job: Job, context) -> None:
+    from dpcluster.analyses.kept_weights import kept_weight_histograms
+    from dpcluster.methods.engine import level_mask
+    from dpcluster.results.analyses import write_analysis
+    from dpcluster.results.store import rows_written
+
     spec, layout = job.experiment, context.layout
     path = layout.analysis_file("kept_weights", spec, job.id)
-    if path.exists():
+    if rows_written(path):
         return
     search = layout.search_dir(spec) if job.round else None
     mask, initial = level_mask(spec, context.inputs(spec), search, job.round)

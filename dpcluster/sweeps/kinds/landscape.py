@@ -3,12 +3,6 @@ filter-normalised random directions restricted to its mask (Li et al.), on a gri
 
 from __future__ import annotations
 
-import torch
-
-from dpcluster.analyses.interpolation import has_batchnorm, recompute_batchnorm
-from dpcluster.analyses.landscape import filter_normalised_direction, grid, plane
-from dpcluster.data.base import first_examples
-from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
 from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
@@ -21,6 +15,13 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def run(job: Job, context) -> None:
+    import torch
+
+    from dpcluster.analyses.interpolation import has_batchnorm, recompute_batchnorm
+    from dpcluster.analyses.landscape import filter_normalised_direction, grid, plane
+    from dpcluster.data.base import first_examples
+    from dpcluster.results.analyses import write_analysis
+
     level, settings = open_pair_level(job, context), job.settings
     if level is None:
         return

@@ -4,7 +4,6 @@ whose validation is the next round's inner loop anyway (IMP) are validated here 
 
 from __future__ import annotations
 
-from dpcluster.methods.engine import run_experiment
 from dpcluster.methods.registry import get_method
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, experiment_label, register
@@ -16,6 +15,8 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def run(job: Job, context) -> None:
+    from dpcluster.methods.engine import run_experiment
+
     spec = job.experiment
     run_experiment(spec, context.inputs(spec), context.layout.search_dir(spec), context.device, context.reporter,
                    keep_masks=True, validate=False)

@@ -4,11 +4,6 @@ sharpness) measures, and kept in the sweep folder for them."""
 
 from __future__ import annotations
 
-import torch
-
-from dpcluster.atomic import torch_save_atomic
-from dpcluster.methods.engine import train_pair
-from dpcluster.pruning.masks import pack_mask
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
 from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, level_key, wants
@@ -24,6 +19,12 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def run(job: Job, context) -> None:
+    import torch
+
+    from dpcluster.atomic import torch_save_atomic
+    from dpcluster.methods.engine import train_pair
+    from dpcluster.pruning.masks import pack_mask
+
     spec, layout = job.experiment, context.layout
     path = layout.pair_file(spec, job.round)
     if path.exists():

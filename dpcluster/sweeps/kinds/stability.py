@@ -6,9 +6,6 @@ from __future__ import annotations
 
 from dataclasses import asdict
 
-from dpcluster.analyses.interpolation import error_barrier, interpolation_curve
-from dpcluster.data.base import first_examples
-from dpcluster.results.analyses import write_analysis
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
 from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
@@ -21,6 +18,10 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def run(job: Job, context) -> None:
+    from dpcluster.analyses.interpolation import error_barrier, interpolation_curve
+    from dpcluster.data.base import first_examples
+    from dpcluster.results.analyses import write_analysis
+
     level, settings = open_pair_level(job, context), job.settings
     if level is None:
         return

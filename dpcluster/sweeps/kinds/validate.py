@@ -5,14 +5,16 @@ loops) is settled by the coordinator: the search's record is the result, nothing
 
 from __future__ import annotations
 
-from dpcluster.methods.engine import searched_validation, validate_round
-from dpcluster.results.levels import write_level
-from dpcluster.results.records import RoundRecord
+from typing import TYPE_CHECKING
+
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
 from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES
 from dpcluster.sweeps.kinds.mask import levels
 from dpcluster.sweeps.layout import SweepLayout
+
+if TYPE_CHECKING:
+    from dpcluster.results.records import RoundRecord
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -25,14 +27,20 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def _write(job: Job, layout: SweepLayout, record: RoundRecord) -> None:
+    from dpcluster.results.levels import write_level
+
     write_level(record, job.experiment.set_size, layout.result_file(job.experiment, job.id))
 
 
 def settle(job: Job, layout: SweepLayout) -> bool:
-    if layout.result_file(job.experiment, job.id).exists():
+    from dpcluster.results.store import rows_written
+
+    if rows_written(layout.result_file(job.experiment, job.id)):
         return True
     if not job.round:
         return False
+    from dpcluster.methods.engine import searched_validation
+
     record = searched_validation(layout.search_dir(job.experiment), job.round)
     if record is None:
         return False
@@ -41,8 +49,11 @@ def settle(job: Job, layout: SweepLayout) -> bool:
 
 
 def run(job: Job, context) -> None:
+    from dpcluster.methods.engine import validate_round
+    from dpcluster.results.store import rows_written
+
     spec, layout = job.experiment, context.layout
-    if layout.result_file(spec, job.id).exists():
+    if rows_written(layout.result_file(spec, job.id)):
         return
     search = layout.search_dir(spec) if job.round else None
     record = validate_round(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
