@@ -7,14 +7,14 @@ a user runs, in a process of its own (wall time and peak memory from ``wait4``):
 - planning: ``dpcluster sweep SPEC --dry-run`` (expansion, the manifest, the job listing);
 - bookkeeping: the coordinator over the whole sweep with a backend whose jobs end at once (nothing runs), so what
   is left is the coordinator's own work — its time, and the bytes it writes per job (``/proc/self/io``);
-- Slurm (``--slurm``; needs root and ``slurm/cluster.sh``): the local cluster restarted with site limits
-  (MaxArraySize 16, root's MaxSubmitJobs 20), then for the 4,556-job sweep the dry run's split, the time the
-  submitting command takes to return (jobs submitted on hold, so nothing runs), ``dpcluster status`` and
-  ``dpcluster cancel``; the cluster is put back to its defaults after;
+- Slurm (``--slurm``; needs root and ``slurm/cluster.sh``): for the 4,556-job sweep, on the local cluster
+  restarted with site limits (MaxArraySize 16, root's MaxSubmitJobs 20; then Slurm's defaults), the dry run's
+  split, the time the submitting command takes to return (jobs submitted on hold, so nothing runs),
+  ``dpcluster status`` and ``dpcluster cancel``; the cluster is put back to its defaults after;
 - results (``bench/scale_results.py``): reading and aggregating 10k / 100k / 1M result rows, and the report on the
   4,556-job sweep's data.
 
-``--tree DIR`` measures another checkout of dpcluster (the commands run with it first on PYTHONPATH), so one
+``--tree DIR`` measures another checkout of dpcluster (the commands import dpcluster from it), so one
 script gives the figures before and after a change; ``--label`` names them in the JSON (default
 bench/results/scale.json, which keeps the other labels' figures)::
 
@@ -39,6 +39,22 @@ import tomli_w
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (41, 4556, 45551)
+
+
+# Runs ``-m MODULE ARGS`` or ``-c CODE ARGS`` with dpcluster imported from the tree given first: the editable
+# install's import hook (which would find this checkout whatever PYTHONPATH says) is taken out first.
+LAUNCH = r"""
+import runpy, sys
+tree, how, what = sys.argv[1:4]
+sys.argv = [what, *sys.argv[4:]]
+sys.meta_path[:] = [f for f in sys.meta_path if "__editable__" not in getattr(f, "__module__", "")]
+sys.path.insert(0, tree)
+if how == "-m":
+    runpy.run_module(what, run_name="__main__", alter_sys=True)
+else:
+    sys.argv[0] = "-c"
+    exec(compile(what, "<bench>", "exec"), {"__name__": "__main__"})
+"""
 
 
 def sweep_specs(folder: Path) -> dict[int, Path]:
@@ -104,9 +120,39 @@ print(json.dumps({"jobs": jobs, "seconds": round(seconds, 2), "bytes_per_job": r
 """
 
 
-def bookkeeping(python: str, spec: Path, env: dict) -> dict:
+# One state change on a manifest of n jobs: what it costs in time and bytes written (the old manifest rewrote its
+# whole file for each). Written against what both manifests have (open, add, save, set).
+CHANGE = r"""
+import json, sys, time
+from pathlib import Path
+from dpcluster.sweeps.manifest import Manifest
+
+def written():
+    return int(dict(line.split(": ") for line in Path("/proc/self/io").read_text().splitlines())["wchar"])
+
+jobs = int(sys.argv[1])
+manifest = Manifest.open(Path(sys.argv[2]) / "manifest.json")
+for i in range(jobs):
+    manifest.add(f"validate-{i:012d}", f"validate-imp-0ep-s{i % 5}-cifar10-alexnet-r{i % 30}", "validate")
+manifest.save()
+changes = 20
+before, started = written(), time.perf_counter()
+for i in range(changes):
+    manifest.set(f"validate-{i:012d}", "running")
+seconds, total = (time.perf_counter() - started) / changes, (written() - before) / changes
+print(json.dumps({"jobs": jobs, "seconds_per_change": round(seconds, 6), "bytes_per_change": round(total)}))
+"""
+
+
+def change(python: list[str], jobs: int, env: dict) -> dict:
     with tempfile.TemporaryDirectory() as folder:
-        run = measured([python, "-c", SIMULATION, str(spec), folder], env)
+        run = measured([*python, "-c", CHANGE, str(jobs), folder], env)
+    return json.loads(run["output"].strip().splitlines()[-1])
+
+
+def bookkeeping(python: list[str], spec: Path, env: dict) -> dict:
+    with tempfile.TemporaryDirectory() as folder:
+        run = measured([*python, "-c", SIMULATION, str(spec), folder], env)
     figures = json.loads(run["output"].strip().splitlines()[-1])
     return {**figures, "peak_mb": run["peak_mb"]}
 
@@ -126,19 +172,30 @@ def cluster(limits: dict[str, str]) -> None:
         sys.exit(f"slurm/cluster.sh start failed:\n{done.stderr[-2000:]}")
 
 
-def slurm(dpcluster: list[str], spec: Path, env: dict) -> dict:
-    """Dry run, submit (held), status and cancel of one sweep on the local Slurm under small site limits."""
-    limits = {"DPCLUSTER_SLURM_MAX_ARRAY_SIZE": "16", "DPCLUSTER_SLURM_MAX_SUBMIT_JOBS": "20"}
+# (name, cluster.sh's limits, dpcluster's options): the site limits of the issue's test with this 2-CPU node's
+# packing, the same with a task per job (as on a large partition), and Slurm's default limits with a task per job.
+SLURM_SCENARIOS = (
+    ("limits 16/20, packed", {"DPCLUSTER_SLURM_MAX_ARRAY_SIZE": "16", "DPCLUSTER_SLURM_MAX_SUBMIT_JOBS": "20"}, []),
+    ("limits 16/20, a task per job", {"DPCLUSTER_SLURM_MAX_ARRAY_SIZE": "16", "DPCLUSTER_SLURM_MAX_SUBMIT_JOBS": "20"},
+     ["--pack", "never"]),
+    ("Slurm's defaults, a task per job", {}, ["--pack", "never"]),
+)
+
+
+def slurm(dpcluster: list[str], spec: Path, env: dict, limits: dict[str, str], options: list[str]) -> dict:
+    """Dry run, submit (held), status and cancel of one sweep on the local Slurm under ``limits``."""
     cluster(limits)
     out = Path(tempfile.mkdtemp(prefix="scale-slurm-"))
     site = [*dpcluster, "sweep", str(spec), "--backend", "slurm", "--partition", "debug", "--out", str(out / "s"),
-            "--sbatch", "hold"]
-    figures = {"limits": limits}
+            "--sbatch", "hold", *options]
+    figures = {"limits": limits, "options": options}
     try:
         dry = measured(site + ["--dry-run"], env)
         figures["dry_run"] = {"seconds": dry["seconds"], "peak_mb": dry["peak_mb"],
+                              "limits_read": [line for line in dry["output"].splitlines()
+                                              if line.startswith("# Slurm limits read")],
                               "split": [line for line in dry["output"].splitlines()
-                                        if line.startswith("# ") and "task(s)" in line]}
+                                        if line.startswith("# ") and line[2:3].isdigit()]}
         submitted = measured(site, env)
         figures["submit"] = {"seconds": submitted["seconds"], "peak_mb": submitted["peak_mb"],
                              "said": [line for line in submitted["output"].splitlines()
@@ -151,7 +208,6 @@ def slurm(dpcluster: list[str], spec: Path, env: dict) -> dict:
             figures[command] = {"seconds": run["seconds"], "peak_mb": run["peak_mb"]}
     finally:
         subprocess.run(["scancel", "--user", "root"], capture_output=True)
-        cluster({})
     return figures
 
 
@@ -168,23 +224,31 @@ def main() -> None:
     sizes = [int(size) for size in args.sizes.split(",")]
     simulated = [int(size) for size in (args.bookkeeping_sizes or args.sizes).split(",")]
     tree = args.tree.resolve()
-    env = {**os.environ, "PYTHONPATH": str(tree)}
-    python = sys.executable
-    dpcluster = [python, "-m", "dpcluster"]
+    env = dict(os.environ)
+    python = [sys.executable, "-c", LAUNCH, str(tree)]
+    dpcluster = [*python, "-m", "dpcluster"]
     commit = subprocess.run(["git", "-C", str(tree), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    figures: dict = {"tree": str(tree), "commit": commit, "planning": {}, "bookkeeping": {}}
+    figures: dict = {"tree": str(tree), "commit": commit, "planning": {}, "change": {}, "bookkeeping": {}}
     with tempfile.TemporaryDirectory() as folder:
         specs = sweep_specs(Path(folder))
         for size in sizes:
             figures["planning"][size] = planning(dpcluster, specs[size], env)
             print(f"planning {size}: {figures['planning'][size]}", flush=True)
+        for size in sizes:
+            figures["change"][size] = change(python, size, env)
+            print(f"one state change, {size} jobs: {figures['change'][size]}", flush=True)
         for size in simulated:
             figures["bookkeeping"][size] = bookkeeping(python, specs[size], env)
             print(f"bookkeeping {size}: {figures['bookkeeping'][size]}", flush=True)
         if args.slurm:
-            figures["slurm_4556"] = slurm(dpcluster, specs[4556], env)
-            print(f"slurm: {figures['slurm_4556']}", flush=True)
+            figures["slurm_4556"] = {}
+            try:
+                for name, limits, options in SLURM_SCENARIOS:
+                    figures["slurm_4556"][name] = slurm(dpcluster, specs[4556], env, limits, options)
+                    print(f"slurm, {name}: {figures['slurm_4556'][name]}", flush=True)
+            finally:
+                cluster({})
     if args.results:
         sys.path.insert(0, str(REPO / "bench"))
         from scale_results import measure_results

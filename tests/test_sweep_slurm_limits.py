@@ -2,7 +2,9 @@
 allows, the rest held and sent as room frees up; then on the real local Slurm (slurm/cluster.sh) with small limits,
 a sweep several times larger than them run by the feeder chain with no process of ours following it."""
 
+import contextlib
 import subprocess
+import threading
 import time
 from collections import Counter
 
@@ -152,24 +154,9 @@ def submit_limit(slurm_cluster):
         set_limit(SLURM_MAX_SUBMIT_JOBS)
 
 
-def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process_following_it(submit_limit,
-                                                                                              tmp_path, capsys):
-    """The command submits what fits and returns; the feeder chain, all in Slurm, submits the rest as room frees
-    up. The queue never holds more than the limit, no sbatch is refused, and every row lands exactly once."""
-    import threading
-
-    from conftest import SLURM_MAX_ARRAY_SIZE
-
-    from dpcluster.cli.main import main
-    from dpcluster.sweeps.coordinator import observe
-
-    limit = submit_limit
-    sweep = {**WIDE, "seeds": list(range(12))}  # 12 dense validations, 12 searches, 12 levels, the aggregate
-    spec = tmp_path / "wide.toml"
-    SweepSpec.from_dict(sweep).save(spec)
-    jobs = expand(SweepSpec.from_dict(sweep))
-    assert len(jobs) == 37 > 5 * limit
-    out = tmp_path / "out"
+@contextlib.contextmanager
+def _most_queued():
+    """The most jobs root had in Slurm's queue at once while the block ran (``[count]``, filled in as it goes)."""
     most, stop = [0], threading.Event()
 
     def watch():
@@ -182,6 +169,29 @@ def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     try:
+        yield most
+    finally:
+        stop.set()
+        watcher.join()
+
+
+def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process_following_it(submit_limit,
+                                                                                              tmp_path, capsys):
+    """The command submits what fits and returns; the feeder chain, all in Slurm, submits the rest as room frees
+    up. The queue never holds more than the limit, no sbatch is refused, and every row lands exactly once."""
+    from conftest import SLURM_MAX_ARRAY_SIZE
+
+    from dpcluster.cli.main import main
+    from dpcluster.sweeps.coordinator import observe
+
+    limit = submit_limit
+    sweep = {**WIDE, "seeds": list(range(12))}  # 12 dense validations, 12 searches, 12 levels, the aggregate
+    spec = tmp_path / "wide.toml"
+    SweepSpec.from_dict(sweep).save(spec)
+    jobs = expand(SweepSpec.from_dict(sweep))
+    assert len(jobs) == 37 > 5 * limit
+    out = tmp_path / "out"
+    with _most_queued() as most:
         # This node's two CPUs would pack the jobs into a few tasks; one task per job (as on a large partition)
         # is what meets the limits.
         code = main(["sweep", str(spec), "--backend", "slurm", "--partition", "debug", "--out", str(out),
@@ -189,7 +199,7 @@ def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process
         printed = capsys.readouterr().out
         assert code == 0, printed
         assert "wait for room in Slurm's queue (association root/root MaxSubmitJobs 6)" in printed, printed
-        assert "a feeder job" in printed and "you may log off" in printed
+        assert "feeder job" in printed and "you may log off" in printed
         deadline = time.time() + 600
         # Followed as dpcluster status follows it (reading, changing nothing): done once every job is.
         while not all(s.state == "done" for s in observe(out).jobs.values()):
@@ -197,9 +207,6 @@ def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process
             time.sleep(2)
         assert main(["status", str(out)]) == 0
         status = capsys.readouterr().out
-    finally:
-        stop.set()
-        watcher.join()
     assert most[0] <= limit, most
     states = observe(out).jobs
     assert all(s.attempts == 1 and s.error is None for s in states.values()), states
@@ -209,7 +216,7 @@ def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process
     assert keys == sorted([("dense", s, 0) for s in range(12)] + [("random", s, 1) for s in range(12)])
     logs = " ".join(p.read_text(errors="replace") for p in (out / "logs").rglob("*_log.*"))
     assert "refused" not in logs.lower() and "AssocMaxSubmitJobLimit" not in logs
-    assert "feeder" in logs  # the chain ran, in Slurm
+    assert "feeder: the next feeder is" in logs and "feeder: everything is submitted" in logs  # the chain, in Slurm
     feeders = subprocess.run(["sacct", "--noheader", "--allocations", "--parsable2", "--name", "dpcluster-feeder",
                               "--format=JobID,State", "--starttime", "now-1hour"], capture_output=True, text=True)
     assert feeders.stdout.count("COMPLETED") >= 2, feeders.stdout
@@ -217,3 +224,27 @@ def test_a_sweep_several_times_the_site_s_limits_runs_to_the_end_with_no_process
                              "--starttime", "now-1hour"], capture_output=True, text=True).stdout.split()
     indices = [int(task.split("_")[1]) for task in arrays if "_" in task and task.split("_")[1].isdigit()]
     assert indices and max(indices) < SLURM_MAX_ARRAY_SIZE
+
+
+def test_a_waiting_coordinator_submits_what_was_held_as_room_frees_up(submit_limit, tmp_path, capsys):
+    """With --wait the command itself sends the held jobs as the queue empties: no feeder job is needed."""
+    from dpcluster.cli.main import main
+    from dpcluster.sweeps.manifest import Manifest
+
+    limit = submit_limit
+    sweep = {**WIDE, "seeds": list(range(6))}  # 19 jobs, a task each
+    spec = tmp_path / "wide.toml"
+    SweepSpec.from_dict(sweep).save(spec)
+    out = tmp_path / "out"
+    with _most_queued() as most:
+        code = main(["sweep", str(spec), "--backend", "slurm", "--partition", "debug", "--out", str(out),
+                     "--device", "cpu", "--time-min", "10", "--pack", "never", "--wait"])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert most[0] <= limit, most
+    states = Manifest.open(out / "manifest.json", read_only=True).jobs
+    assert len(states) == 19 and all(s.state == "done" and s.attempts == 1 for s in states.values()), states
+    assert not (out / "feeder.json").exists()
+    rows = read_levels(out / "results").to_pylist()
+    assert sorted((r["method"], r["seed"]) for r in rows) == sorted(
+        [("dense", s) for s in range(6)] + [("random", s) for s in range(6)])

@@ -118,13 +118,14 @@ def handle_sweep(args: argparse.Namespace) -> int:
         if held:
             limit = backend.site_limits().tightest()
             why = f" ({limit.what} {limit.limit})" if limit is not None else ""
-            if backend.feeder_state == "no room":
+            if backend.feeder is None:
                 console.print(f"Slurm's queue has no room for this sweep now{why}: {held} job(s) not submitted. "
                               f"Run the same command again later, or with --wait to submit them as room frees up.",
                               soft_wrap=True, markup=False)
                 return 1
-            console.print(f"{held} job(s) wait for room in Slurm's queue{why}: {backend.feeder_state.replace('feeder', 'a feeder job', 1)} "
-                          f"submits them as jobs end.", soft_wrap=True, markup=False)
+            console.print(f"{held} job(s) wait for room in Slurm's queue{why}: feeder job {backend.feeder} submits "
+                          f"them as jobs end (it looks {backend.feed_seconds:g} s from now, then less often while "
+                          f"there is no room).", soft_wrap=True, markup=False)
         if waiting or held:
             console.print(f"Slurm holds {waiting} job(s) of this sweep; this command is done and you may log "
                           f"off.\nFollow it with: dpcluster status {out}\nAfter a failure, run the same command "

@@ -7,11 +7,24 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from dpcluster.report.tables import ReportData  # noqa: E402
 
 PCT = 100
+# Landscape panels per series at most, at levels spread over its sparsities: a sweep of 30 rounds would otherwise
+# draw 30 contour plots per series, more than anyone reads and most of the report's time.
+LANDSCAPE_LEVELS = 6
+# Interpolation panels per row: a row of 30 levels is 100 inches wide.
+PANELS_PER_ROW = 8
+
+
+def _spread(values: list, most: int) -> list:
+    """At most ``most`` of the sorted ``values``, evenly spaced, the first and the last among them."""
+    if len(values) <= most:
+        return values
+    return [values[round(i * (len(values) - 1) / (most - 1))] for i in range(most)]
 
 
 def _palette(data: ReportData) -> dict[str, str]:
@@ -92,22 +105,29 @@ def interpolation_curves(data: ReportData):
     if frame.empty:
         return None
     frame = frame.assign(sparsity=frame["sparsity"].round(4))
+    curves = frame.groupby(["sparsity", "series", "alpha"])["test_error"].mean()
     levels = sorted(frame["sparsity"].unique())
-    figure, axes = plt.subplots(1, len(levels), figsize=(3.2 * len(levels), 3.4), squeeze=False, sharey=True)
-    for ax, level in zip(axes[0], levels):
-        for series, part in frame[frame["sparsity"] == level].groupby("series"):
-            curve = part.groupby("alpha")["test_error"].mean()
-            ax.plot(curve.index, curve.values * PCT, marker=".", label=series, color=_palette(data).get(series))
+    columns = min(len(levels), PANELS_PER_ROW)
+    rows = -(-len(levels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(3.2 * columns, 3.4 * rows + 0.6), squeeze=False,
+                                sharey=True)
+    for ax, level in zip(axes.flat, levels):
+        for series, curve in curves.loc[level].groupby(level="series"):
+            ax.plot(curve.index.get_level_values("alpha"), curve.values * PCT, marker=".", label=series,
+                    color=_palette(data).get(series))
         ax.set(title=f"{level * PCT:.1f}% sparse", xlabel="interpolation α")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("test error (%)")
+    for ax in list(axes.flat)[len(levels):]:
+        ax.axis("off")
+    for row in axes:
+        row[0].set_ylabel("test error (%)")
     # One legend for every panel: a series may be missing from some levels (dense has only its own).
     handles = {}
-    for ax in axes[0]:
+    for ax in axes.flat:
         for handle, name in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(name, handle)
     figure.legend(handles.values(), handles.keys(), loc="lower center", ncol=min(len(handles), 6), fontsize=8)
-    figure.tight_layout(rect=(0, 0.12, 1, 1))
+    figure.tight_layout(rect=(0, 0.6 / (3.4 * rows + 0.6), 1, 1))
     return figure
 
 
@@ -125,24 +145,28 @@ def instability_vs_sparsity(data: ReportData):
 
 
 def landscapes(data: ReportData):
-    """Test loss over the plane around each method's trained subnetwork at each level (first seed)."""
+    """Test loss over the plane around each method's trained subnetwork (first seed), one row per method, at up
+    to six of its levels spread over its sparsities."""
     frame = data.analyses["landscape"]
     if frame.empty:
         return None
     frame = frame[frame["seed"] == frame["seed"].min()].assign(sparsity=frame["sparsity"].round(4))
-    panels = sorted(frame.groupby(["series", "sparsity"]).groups)
-    columns = min(4, len(panels))
-    rows = -(-len(panels) // columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
-    for ax, (series, level) in zip(axes.flat, panels):
-        part = frame[(frame["series"] == series) & (frame["sparsity"] == level)]
-        grid = part.pivot_table(index="b", columns="a", values="test_loss")
-        contours = ax.contourf(grid.columns, grid.index, grid.values, levels=15, cmap="viridis")
-        figure.colorbar(contours, ax=ax, shrink=0.8)
-        ax.plot([0], [0], "w+")
-        ax.set(title=f"{series}, {level * PCT:.1f}% sparse", xlabel="direction 1", ylabel="direction 2")
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+    planes = dict(tuple(frame.groupby(["series", "sparsity"])))
+    shown = {series: _spread(sorted(level for s, level in planes if s == series), LANDSCAPE_LEVELS)
+             for series in sorted({series for series, _ in planes})}
+    columns = max(len(levels) for levels in shown.values())
+    figure, axes = plt.subplots(len(shown), columns, figsize=(3.6 * columns, 3.2 * len(shown)), squeeze=False)
+    for row, (series, levels) in zip(axes, shown.items()):
+        for ax, level in zip(row, levels):
+            grid = planes[(series, level)].pivot_table(index="b", columns="a", values="test_loss")
+            # Rasterized: as vectors, an SVG of many filled contours takes seconds to write and megabytes to hold.
+            contours = ax.contourf(grid.columns, grid.index, grid.values, levels=15, cmap="viridis",
+                                   rasterized=True)
+            figure.colorbar(contours, ax=ax, shrink=0.8)
+            ax.plot([0], [0], "w+")
+            ax.set(title=f"{series}, {level * PCT:.1f}% sparse", xlabel="direction 1", ylabel="direction 2")
+        for ax in row[len(levels):]:
+            ax.axis("off")
     figure.tight_layout()
     return figure
 
@@ -171,16 +195,23 @@ def kept_weights(data: ReportData):
     frame = frame[frame["round"] == sparsest]
     series_names = sorted(frame["series"].unique())
     layers = list(dict.fromkeys(frame["layer"]))
+    bins = {key: part.sort_values("low") for key, part in frame.groupby(["series", "layer"])}
     figure, axes = plt.subplots(len(series_names), len(layers), figsize=(3 * len(layers), 2.6 * len(series_names)),
                                 squeeze=False)
     for i, series in enumerate(series_names):
         for j, layer in enumerate(layers):
             ax = axes[i][j]
-            part = frame[(frame["series"] == series) & (frame["layer"] == layer)]
-            centers, width = (part["low"] + part["high"]) / 2, (part["high"] - part["low"]).mean()
-            # Stacked: the bar's height is every weight in the bin, its blue part the kept ones.
-            ax.bar(centers, part["kept"], width=width, color="C0", label="kept")
-            ax.bar(centers, part["pruned"], width=width, bottom=part["kept"], color="lightgrey", label="pruned")
+            part = bins.get((series, layer))
+            if part is None:
+                ax.axis("off")
+                continue
+            # Stacked: the bar's height is every weight in the bin, its blue part the kept ones. Steps, one
+            # artist per layer, rather than a bar each: 40 bins × 8 layers × the series are thousands of bars.
+            edges = np.append(part["low"].to_numpy(), part["high"].to_numpy()[-1])
+            kept_counts = part["kept"].to_numpy()
+            ax.stairs(kept_counts, edges, fill=True, color="C0", label="kept")
+            ax.stairs(kept_counts + part["pruned"].to_numpy(), edges, baseline=kept_counts, fill=True,
+                      color="lightgrey", label="pruned")
             kept = part["kept"].sum()
             ax.set_title(f"{series} {layer}\n{100 * (1 - kept / (kept + part['pruned'].sum())):.1f}% sparse",
                          fontsize=8)

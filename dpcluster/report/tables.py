@@ -14,6 +14,13 @@ from dpcluster.results.levels import read_levels
 from dpcluster.sweeps.layout import SweepLayout
 
 
+# The levels' columns the figures and the summary use: not the per-layer lists, which cost more to turn into
+# pandas objects than everything else (the kept-weight histograms come from their own analysis).
+LEVEL_COLUMNS = ["dataset", "model", "method", "images_per_class", "rewind", "experiment_id", "seed", "round",
+                 "sparsity", "test_accuracy", "mask_search_seconds", "mask_search_examples", "time_to_mask_seconds",
+                 "time_to_mask_examples"]
+
+
 @dataclass
 class ReportData:
     levels: pd.DataFrame
@@ -36,7 +43,7 @@ def load(folder: Path) -> ReportData:
     from dpcluster.sweeps.coordinator import current_job_ids
 
     names = current_job_ids(folder)
-    levels = read_levels(layout.results_dir, names).to_pandas()
+    levels = read_levels(layout.results_dir, names, LEVEL_COLUMNS).to_pandas()
     if levels.empty:
         raise UserError(f"{folder}: no results yet (expected Parquet files under {layout.results_dir})")
     levels["series"] = series_label(levels)

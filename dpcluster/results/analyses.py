@@ -14,6 +14,7 @@ rewind``; then
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -48,6 +49,8 @@ def write_analysis(kind: str, level: dict, rows: list[dict], path: Path) -> None
     write_atomic(path, lambda handle: pq.write_table(table, handle))
 
 
-def read_analysis(folder: Path, kind: str, names=None) -> pa.Table:
-    """Every file of analysis ``kind`` under ``folder`` (or those of the job ids ``names``), with its schema."""
-    return read_partitioned(folder, SCHEMAS[kind], names)
+def read_analysis(folder: Path, kind: str, names: Iterable[str] | None = None,
+                  columns: Sequence[str] | None = None) -> pa.Table:
+    """The rows of analysis ``kind`` under ``folder`` (or those of the job ids ``names``), with its schema
+    (``columns`` of it, in that order, where given)."""
+    return read_partitioned(folder, SCHEMAS[kind], names, columns)

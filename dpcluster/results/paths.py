@@ -2,7 +2,7 @@
 planning a sweep of tens of thousands of jobs names every job's file, and must stay light.
 
     ROOT/dataset=D/model=M/method=X/<job id>.parquet      one small file per job (its only writer)
-    ROOT/dataset=D/model=M/method=X/_compacted.parquet    the partition's finished jobs merged (store.py)
+    ROOT/dataset=D/model=M/method=X/compacted.parquet     the partition's finished jobs merged (store.py)
 """
 
 from __future__ import annotations

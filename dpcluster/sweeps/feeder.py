@@ -113,9 +113,10 @@ def _feed(sweep_dir: str, backend, device: str) -> str:
             # Another coordinator (a --wait, or the user's command) is at work: keep the chain alive behind it.
             backend.feeding = read_record(layout.feeder_file)
             backend.queue_feeder(layout.root, device, waiting=backend.feeding.waiting if backend.feeding else 0)
-            return f"another coordinator holds the sweep: {backend.feeder_state}"
-        if backend.feeder_state != "no room":
-            return backend.feeder_state or "everything is submitted: the chain ends here"
+            return f"another coordinator holds the sweep; the next feeder is {backend.feeder}"
+        if backend.feeder is not None:
+            return f"the next feeder is {backend.feeder}" if backend.feeder else "everything is submitted: the " \
+                "chain ends here"
         # Not even a slot for the next feeder (other jobs of the user took the room): wait for one here rather
         # than let the chain end.
         if time.monotonic() > deadline:

@@ -311,7 +311,8 @@ class SlurmBackend:
     array_sizes: dict = field(default_factory=dict, init=False, repr=False)
     # When this backend runs inside a feeder job: its record; and what became of the feeder chain this run.
     feeding: object = field(default=None, init=False, repr=False)
-    feeder_state: str = field(default="", init=False, repr=False)
+    # The feeder job that sends what is held ("" while none was needed; None when the queue had no room for one).
+    feeder: str | None = field(default="", init=False, repr=False)
     sent_tasks: int = field(default=0, init=False, repr=False)
     _unchecked: set = field(default_factory=set, init=False, repr=False)
     _new_failures: bool = field(default=False, init=False, repr=False)
@@ -446,7 +447,6 @@ class SlurmBackend:
             self._print_arrays()
             return
         self._send_held()
-        self._queued = (float("-inf"), None)  # what was just sent is in the queue now
 
     def _send_held(self) -> None:
         if not self.held:
@@ -486,6 +486,8 @@ class SlurmBackend:
         self._sent(groups, ids, after)
 
     def _sent(self, groups: list[list[JobCall]], ids: list[str], after: list[str]) -> None:
+        # squeue's answer from before this is stale: a task missing from it would be taken for one that ended.
+        self._queued = (float("-inf"), None)
         if len(ids) > 1:
             self.array_sizes[ids[0].split("_")[0]] = len(ids)
         for group, task in zip(groups, ids):
@@ -513,11 +515,11 @@ class SlurmBackend:
             known = (self._queue() or {}).get(record.scheduler_id)
             if known is not None and known.state == "PENDING":
                 write_record(path, replace(record, waiting=waiting))
-                self.feeder_state = f"feeder {record.scheduler_id} queued"
+                self.feeder = record.scheduler_id
                 return
         room = self.room()
         if room is not None and room < 1:
-            self.feeder_state = "no room"
+            self.feeder = None
             return
         interval, first = next_interval(self.feeding, self.feed_seconds, self.sent_tasks > 0)
         executor = self.executor(Resources(1, 0, None, self.feeder_minutes, None, self.partition))
@@ -529,7 +531,7 @@ class SlurmBackend:
             job = executor.submit(feed, str(sweep_dir), settings, device)
         self._count_sent(1, feeder=True)
         write_record(path, FeederRecord(job.job_id, interval, first, time.time(), waiting))
-        self.feeder_state = f"feeder {job.job_id} queued"
+        self.feeder = job.job_id
 
     def _print_arrays(self) -> None:
         """The dry run: the limits read, then every array in submission order with what it runs and waits on,
