@@ -11,8 +11,9 @@ a user runs, in a process of its own (wall time and peak memory from ``wait4``):
   restarted with site limits (MaxArraySize 16, root's MaxSubmitJobs 20; then Slurm's defaults), the dry run's
   split, the time the submitting command takes to return (jobs submitted on hold, so nothing runs),
   ``dpcluster status`` and ``dpcluster cancel``; the cluster is put back to its defaults after;
-- results (``bench/scale_results.py``): reading and aggregating 10k / 100k / 1M result rows, and the report on the
-  4,556-job sweep's data.
+- the report (``--report``): ``dpcluster report`` on synthetic data of the 4,556-job sweep, in the real schemas;
+- results (``--results``, ``bench/scale_results.py``; this checkout only): reading and aggregating 10k / 100k / 1M
+  result rows, and the report's parts.
 
 ``--tree DIR`` measures another checkout of dpcluster (the commands import dpcluster from it), so one
 script gives the figures before and after a change; ``--label`` names them in the JSON (default
@@ -164,6 +165,22 @@ def planning(dpcluster: list[str], spec: Path, env: dict) -> dict:
     return {"jobs": jobs, "seconds": run["seconds"], "peak_mb": run["peak_mb"]}
 
 
+def report_figures(dpcluster: list[str], env: dict) -> dict:
+    """``dpcluster report`` on the synthetic data of the 4,556-job sweep (``scale_results.write_report_sweep``:
+    one small file per validation and analysis job, as the jobs write them), run twice: the first run finds the
+    small files (and, from now on, compacts them), the second what the first left."""
+    sys.path.insert(0, str(REPO / "bench"))
+    from scale_results import write_report_sweep
+
+    with tempfile.TemporaryDirectory() as folder:
+        data = Path(folder) / "sweep"
+        data.mkdir()
+        files = write_report_sweep(data)
+        runs = [measured([*dpcluster, "report", str(data)], env) for _ in range(2)]
+    return {"files": sum(files.values()), "first": {key: runs[0][key] for key in ("seconds", "peak_mb")},
+            "second": {key: runs[1][key] for key in ("seconds", "peak_mb")}}
+
+
 def cluster(limits: dict[str, str]) -> None:
     """The local Slurm (re)started with ``limits`` (cluster.sh's environment variables)."""
     done = subprocess.run(["bash", str(REPO / "slurm" / "cluster.sh"), "start"], env={**os.environ, **limits},
@@ -219,6 +236,7 @@ def main() -> None:
     parser.add_argument("--bookkeeping-sizes", help="sizes to simulate the coordinator on (default: --sizes)")
     parser.add_argument("--slurm", action="store_true", help="also the Slurm figures (root, slurm/cluster.sh)")
     parser.add_argument("--results", action="store_true", help="also the results figures (bench/scale_results.py)")
+    parser.add_argument("--report", action="store_true", help="also dpcluster report on the 4,556-job sweep's data")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "scale.json")
     args = parser.parse_args()
     sizes = [int(size) for size in args.sizes.split(",")]
@@ -249,6 +267,9 @@ def main() -> None:
                     print(f"slurm, {name}: {figures['slurm_4556'][name]}", flush=True)
             finally:
                 cluster({})
+    if args.report:
+        figures["report_4556"] = report_figures(dpcluster, env)
+        print(f"report: {figures['report_4556']}", flush=True)
     if args.results:
         sys.path.insert(0, str(REPO / "bench"))
         from scale_results import measure_results
