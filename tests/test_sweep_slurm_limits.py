@@ -145,7 +145,7 @@ def submit_limit(slurm_cluster):
     limit = 6
     set_limit(limit)
     deadline = time.time() + 30  # the controller hears of it from slurmdbd within a moment
-    while read_limits().room() is None or min(l.limit for l in read_limits().submit) != limit:
+    while read_limits().room() is None or min(cap.limit for cap in read_limits().submit) != limit:
         assert time.time() < deadline, read_limits()
         time.sleep(0.5)
     try:

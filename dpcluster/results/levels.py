@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpcluster.atomic import write_atomic
+
 # level_file lives in the pyarrow-free paths.py (sweep planning names every job's file); re-exported here.
 from dpcluster.results.paths import PARTITIONS, level_file  # noqa: F401
 from dpcluster.results.records import SCHEMA, RoundRecord

@@ -6,8 +6,8 @@ function, so the same call runs in this process, in a Slurm job (submitit) or in
 from __future__ import annotations
 
 import traceback
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from dpcluster.sweeps import execute as execute_module

@@ -4,7 +4,11 @@ is handed over at once with its dependencies, and following the sweep to its end
 it again resumes: finished jobs are skipped, jobs still queued or running are followed instead of submitted
 twice, and failed ones are retried up to ``max_retries`` together with the jobs that waited on them. Another
 spec run into the same folder reuses every job the two have in common (ids are content hashes); jobs whose
-settings changed are new jobs beside the old ones."""
+settings changed are new jobs beside the old ones.
+
+A backend may hold jobs back (Slurm, where the site's limits leave no room in the queue): a held job is running,
+and an attempt, only from when the backend says it sent it; what is still held when the coordinator leaves the
+backend hands on (Slurm: to a feeder job). One coordinator runs a folder at a time (``coordinator_lock``)."""
 
 from __future__ import annotations
 

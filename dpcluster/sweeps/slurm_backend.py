@@ -8,7 +8,12 @@ validation. So when a batch holds more jobs than the partition could ever run si
 CPUs per job, from ``sinfo``), they are packed: each array task runs its share one after another in one process
 and writes an outcome file per job. A task that had a failed job exits with an error, so Slurm never starts what
 waits on it: those dependents are cancelled (``--kill-on-invalid-dep``, and by the backend itself as soon as the
-failure is known) and reported as blocked, so the coordinator resubmits them with their dependency."""
+failure is known) and reported as blocked, so the coordinator resubmits them with their dependency.
+
+Submissions stay inside the site's limits (``slurm_limits``): arrays are split at MaxArraySize, and what does not
+fit in the queue now is held, in submission order, and sent as room frees up — by this process while it follows
+the sweep, or, once it leaves, by a feeder job (``feeder``). Following a sweep looks only at the tasks that run
+or have ended (squeue says which), so its cost follows what runs, not the size of the queue."""
 
 from __future__ import annotations
 
