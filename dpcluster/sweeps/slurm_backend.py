@@ -532,8 +532,12 @@ class SlurmBackend:
                                    additional_parameters={**self.sbatch, "begin": f"now+{max(1, round(interval))}"})
         # The feeder's own backend: these settings, none of this run's state, and the site's limits read afresh.
         settings = replace(self, dry_run=None, on_submitted=None, snapshot=None)
-        with refusals_as_one_line("Slurm refused the feeder job"):
-            job = executor.submit(feed, str(sweep_dir), settings, device)
+        try:
+            with refusals_as_one_line("Slurm refused the feeder job"):
+                job = executor.submit(feed, str(sweep_dir), settings, device)
+        except NoRoom:  # limits this process could not read (a site that hides its associations) took the slot
+            self.feeder = None
+            return
         self._count_sent(1, feeder=True)
         write_record(path, FeederRecord(job.job_id, interval, first, time.time(), waiting))
         self.feeder = job.job_id
