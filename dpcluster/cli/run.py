@@ -131,7 +131,7 @@ def handle(args: argparse.Namespace) -> int:
     if records:
         console.print(accuracy_table(records))
         console.print(cost_table(records))
-    console.print(f"Results: {args.out}/results (one Parquet file per validated level; "
+    console.print(f"Results: {args.out}/results (hive-partitioned Parquet, a row per validated level; "
                   f"mask searches under {args.out}/masks)")
     not_done = unfinished(sweep, args.out)
     for state in not_done:

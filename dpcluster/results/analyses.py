@@ -1,5 +1,6 @@
-"""The analyses' data sets: one per analysis, one Parquet file per job (a level of one experiment), rows not
-pickles, hive-partitioned by data set, model and method like the results, each read with its own schema.
+"""The analyses' data sets: one per analysis, one Parquet file per job (a level of one experiment) until compacted
+(``store.py``), rows not pickles, hive-partitioned by data set, model and method like the results, each read with
+its own schema.
 
 Every row starts with the level it measures: ``experiment_id, seed, round, sparsity, images_per_class,
 rewind``; then
