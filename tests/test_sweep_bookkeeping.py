@@ -44,7 +44,7 @@ def test_the_journal_replays_to_the_state_through_every_kind_of_change_and_fold(
         elif action == 1:
             manifest.set(job_id, draw.choice(["done", "failed"]), draw.choice([None, f"error {step}"]))
         elif action == 2:
-            manifest.sent({job_id: (f"{step}_1", (f"{step - 1}",))})
+            manifest.started({job_id: (f"{step}_1", (f"{step - 1}",))})
         elif action == 3:
             manifest.release(job_id)
         elif step < 300:

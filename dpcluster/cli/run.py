@@ -10,6 +10,7 @@ import argparse
 from rich.console import Console
 
 from dpcluster.cli.options import add_spec_options, override, spec_from_options
+from dpcluster.cli.unfinished import add_retry_failed, not_done_lines
 from dpcluster.errors import SpecError, UserError
 from dpcluster.methods.registry import method_names
 from dpcluster.specs import ExperimentSpec
@@ -40,6 +41,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--distilled", help="use this distilled set instead of distilling one here")
     p.add_argument("--distilled-format", choices=("dpcluster", "mtt", "png"), default="dpcluster",
                    help="format of --distilled (default: dpcluster)")
+    add_retry_failed(p)
     p.set_defaults(handler=handle)
 
 
@@ -126,7 +128,8 @@ def handle(args: argparse.Namespace) -> int:
     with RichReporter(console, len(unfinished(sweep, args.out))) as reporter, \
             distill_progress(console) as on_iteration:
         backend = LocalBackend(on_start=reporter.start_job, reporter=reporter, distill_progress=on_iteration)
-        run_sweep(sweep, args.out, backend, args.device, on_end=lambda job: reporter.end_job())
+        run_sweep(sweep, args.out, backend, args.device, on_end=lambda job: reporter.end_job(),
+                  retry_failed=args.retry_failed)
     records = sweep_records(sweep, args.out)
     if records:
         console.print(accuracy_table(records))
@@ -134,11 +137,6 @@ def handle(args: argparse.Namespace) -> int:
     console.print(f"Results: {args.out}/results (hive-partitioned Parquet, a row per validated level; "
                   f"mask searches under {args.out}/masks)")
     not_done = unfinished(sweep, args.out)
-    for state in not_done:
-        if state.state == "failed":
-            console.print(f"failed: {state.name}: {state.error}")
-    if not_done:
-        console.print(f"{len(not_done)} job(s) not done (logs under {args.out}/logs); run the same command again "
-                      f"to retry")
-        return 1
-    return 0
+    for line in not_done_lines(not_done, sweep.max_retries, args.out):
+        console.print(line, soft_wrap=True, markup=False, highlight=False)
+    return 1 if not_done else 0

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dpcluster.cli.slurm_options import add_site_options
+from dpcluster.cli.unfinished import add_retry_failed, not_done_lines, out_of_attempts
 from dpcluster.errors import UserError
 from dpcluster.sweeps.layout import SweepLayout
 
@@ -27,6 +28,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                    help="where jobs run: this process, Slurm through submitit, or Ray (default local)")
     p.add_argument("--out", type=Path, help="sweep folder (default sweeps/<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    add_retry_failed(p)
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be submitted (for Slurm, each sbatch script and its dependencies) and "
                         "submit and write nothing")
@@ -109,7 +111,8 @@ def handle_sweep(args: argparse.Namespace) -> int:
     def say(text: str) -> None:  # unwrapped, so an error's log path can be copied
         console.print(text, soft_wrap=True, markup=False, highlight=False)
 
-    manifest = run_sweep(sweep, out, backend, args.device, say, on_end, follow=follow)
+    manifest = run_sweep(sweep, out, backend, args.device, say, on_end, follow=follow,
+                         retry_failed=args.retry_failed)
     console.print(status_table(manifest))
     not_done = unfinished(sweep, out)
     if not follow:
@@ -132,7 +135,8 @@ def handle_sweep(args: argparse.Namespace) -> int:
                           f"again: it resubmits only what failed and what waited on it.")
             return 0
     if not_done:
-        console.print(f"{len(not_done)} job(s) not done; run the same command again to retry")
+        for line in not_done_lines(not_done, sweep.max_retries, out, each=False):
+            console.print(line, soft_wrap=True, markup=False, highlight=False)
         return 1
     console.print(f"Results: {out}/results (hive-partitioned Parquet), summary: {out}/aggregate.parquet")
     return 0
@@ -211,9 +215,15 @@ def _manifest(folder: Path):
 def handle_status(args: argparse.Namespace) -> int:
     from dpcluster.sweeps.coordinator import observe
     from dpcluster.sweeps.feeder import feeder_line
+    from dpcluster.sweeps.manifest import coordinator_active
     from dpcluster.sweeps.scheduler_state import queued, slurm_states
+    from dpcluster.sweeps.spec import SweepSpec
 
-    _manifest(args.dir)  # a clear error for a folder that is not a sweep's
+    recorded = _manifest(args.dir)  # a clear error for a folder that is not a sweep's
+    layout = SweepLayout(args.dir)
+    # Jobs a run here left running, with no scheduler holding them, while no run holds the folder: interrupted.
+    interrupted = [s for s in recorded.jobs.values() if s.state == "running" and s.scheduler_id is None] \
+        if not coordinator_active(args.dir) else []
     # Brought up to date with what Slurm's jobs reported since the submitting command ended (nothing is saved).
     manifest = observe(args.dir)
     console = Console()
@@ -246,10 +256,17 @@ def handle_status(args: argparse.Namespace) -> int:
     line = feeder_line(SweepLayout(args.dir), in_queue, pending)
     if line:
         console.print(line, soft_wrap=True, markup=False, highlight=False)
+    if interrupted:
+        console.print(f"{len(interrupted)} job(s) were interrupted (the run that started them was stopped): "
+                      f"{', '.join(s.name for s in interrupted[:4])}{' ...' if len(interrupted) > 4 else ''}; run "
+                      f"the sweep's command again to run them", soft_wrap=True, markup=False, highlight=False)
+    max_retries = SweepSpec.load(layout.spec_file).max_retries if layout.spec_file.exists() else None
+    spent = {id(s) for s in out_of_attempts(manifest.jobs.values(), max_retries)} if max_retries is not None else set()
     for state in manifest.jobs.values():
         if state.state == "failed":
             # Unwrapped, so the log path can be copied.
-            console.print(f"failed ({state.attempts} attempt(s)): {state.name}: {state.error}", markup=False,
+            why = "; out of attempts: --retry-failed runs it again" if id(state) in spent else ""
+            console.print(f"failed ({state.attempts} attempt(s){why}): {state.name}: {state.error}", markup=False,
                           highlight=False, soft_wrap=True)
     return 0
 

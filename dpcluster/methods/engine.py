@@ -29,26 +29,32 @@ from dpcluster.errors import UserError
 from dpcluster.methods.checkpoint import Carry, Checkpoint, State
 from dpcluster.methods.registry import Method, get_method
 from dpcluster.methods.reporter import Reporter
+# The search's files (named in run_files, which loads no torch); mask_path is used by callers of the engine.
+from dpcluster.methods.run_files import (  # noqa: F401
+    CHECKPOINT_FILE, PROGRESS_DIR, RESULTS_FILE, REWIND_FILE, SPEC_FILE, mask_path)
 from dpcluster.models import build_model
 from dpcluster.pruning.masks import (
-    Mask, count_kept, count_total, full_mask, layer_counts, magnitude_scores, mask_hash, next_mask, pack_mask,
-    random_scores, sparsity, unpack_mask,
+    Mask,
+    count_kept,
+    count_total,
+    full_mask,
+    layer_counts,
+    magnitude_scores,
+    mask_hash,
+    next_mask,
+    pack_mask,
+    random_scores,
+    sparsity,
+    unpack_mask,
 )
 from dpcluster.pruning.model_masks import capture_state, masked_state, prunable_weights, restore_state
 from dpcluster.results.records import LayerCount, RoundRecord, read_records, write_records
 from dpcluster.runtime import granted_cpus, progress_seconds
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
-from dpcluster.training.loop import Progress
 from dpcluster.training.batches import steps_per_epoch
 from dpcluster.training.distributed import Distributed
-
-RESULTS_FILE = "rounds.parquet"
-REWIND_FILE = "rewind.pt"
-SPEC_FILE = "spec.toml"
-CHECKPOINT_FILE = "checkpoint.pt"
-# Per-epoch progress of the training under way, so a stopped run resumes mid-training.
-PROGRESS_DIR = "progress"
+from dpcluster.training.loop import Progress
 
 
 @dataclass
@@ -285,10 +291,6 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     checkpoint_path.unlink(missing_ok=True)
     reporter.end_experiment(spec.name)
     return checkpoint.records
-
-
-def mask_path(run_dir: Path, round_index: int) -> Path:
-    return run_dir / "masks" / f"round-{round_index:03d}.pt"
 
 
 def searched_validation(mask_run_dir: Path, round_index: int) -> RoundRecord | None:

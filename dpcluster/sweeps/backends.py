@@ -5,7 +5,9 @@ function, so the same call runs in this process, in a Slurm job (submitit) or in
 
 from __future__ import annotations
 
+import errno
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -24,10 +26,29 @@ class Outcome:
     error: str | None = None
     # The job never ran because a dependency failed first (it is not an attempt of its own).
     blocked: bool = False
+    # Whether a failure was the job's own (its code raised, its task exited non-zero, ran out of time or memory)
+    # and so uses one of its attempts; what ended it from outside (a node failure, a cancellation, a full disk)
+    # does not.
+    attempt_used: bool = True
 
 
 def last_line(error: BaseException) -> str:
     return traceback.format_exception_only(type(error), error)[-1].strip()
+
+
+# Errors of the machine, not of the job: the disk or quota is full, the folder became read-only.
+_ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
+
+
+def environment_failure(error: BaseException) -> bool:
+    """Whether ``error`` (or what caused it) is the machine's, not the job's: it uses no attempt."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in _ENVIRONMENT:
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 class Backend(Protocol):
@@ -46,14 +67,19 @@ class Backend(Protocol):
 
 
 @runtime_checkable
-class FollowsEarlierRuns(Protocol):
+class SaysWhenStarted(Protocol):
+    """A backend that says when a submitted job's attempt really begins (the local backend when it runs it, Slurm
+    when it sends it), so a job waiting its turn is not counted as an attempt."""
+
+    # Set by the coordinator: called with {job id: (scheduler id or None, scheduler ids it waits on)} as jobs start
+    # (Slurm: right after sbatch, so the ids are on disk before anything can stop the coordinator).
+    on_started: Callable[[dict[str, tuple[str | None, tuple[str, ...]]]], None] | None
+
+
+@runtime_checkable
+class FollowsEarlierRuns(SaysWhenStarted, Protocol):
     """A scheduler whose jobs outlive the coordinator (Slurm): what was submitted is sent by ``flush`` (the
     coordinator may leave after it), and a later coordinator follows it instead of submitting it again."""
-
-    # Set by the coordinator: called with {job id: (scheduler id, scheduler ids it waits on)} as jobs are really
-    # sent (a job may be held back a while for want of room), so the ids are on disk before anything can stop the
-    # coordinator.
-    on_submitted: Callable[[dict[str, tuple[str, tuple[str, ...]]]], None] | None
 
     def flush(self) -> None:
         """Send what was submitted so far, as far as the scheduler takes it now (the rest is held back)."""
@@ -76,7 +102,8 @@ class LocalBackend:
 
     def __init__(self, on_start=None, reporter: Reporter | None = None, distill_progress=None):
         self.on_start, self.reporter, self.distill_progress = on_start, reporter, distill_progress
-        self.queue: list[JobCall] = []
+        self.queue: deque[JobCall] = deque()
+        self.on_started = None
 
     def submit(self, call: JobCall, after: tuple[str, ...] = ()) -> None:
         self.queue.append(call)
@@ -85,7 +112,9 @@ class LocalBackend:
         return len(self.queue)
 
     def wait(self) -> list[Outcome]:
-        call = self.queue.pop(0)
+        call = self.queue.popleft()
+        if self.on_started is not None:
+            self.on_started({call.job.id: (None, ())})
         if self.on_start is not None:
             self.on_start(call.job)
         try:
@@ -94,7 +123,7 @@ class LocalBackend:
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - a failed job is recorded and retried, not fatal
-            return [Outcome(call.job.id, False, last_line(error))]
+            return [Outcome(call.job.id, False, last_line(error), attempt_used=not environment_failure(error))]
 
 
 class DryRunBackend:

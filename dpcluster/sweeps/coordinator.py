@@ -13,11 +13,12 @@ backend hands on (Slurm: to a feeder job). One coordinator runs a folder at a ti
 from __future__ import annotations
 
 import heapq
+import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from dpcluster.sweeps.backends import Backend, FollowsEarlierRuns, Outcome, last_line
+from dpcluster.sweeps.backends import Backend, FollowsEarlierRuns, Outcome, SaysWhenStarted, last_line
 from dpcluster.sweeps.execute import JobCall
 from dpcluster.sweeps.graph import expand
 from dpcluster.sweeps.jobs import Job, get_kind
@@ -47,6 +48,10 @@ def prepare(sweep: SweepSpec, sweep_dir: Path, read_only: bool = False,
 # How far a job has got, for what waits on it: nothing yet, handed to a backend, done.
 _WAITING, _SENT, _DONE = 0, 1, 2
 
+# A failed job is tried again after RETRY_SECONDS, doubling with each failure in the same run up to RETRY_MAX
+# (a job that fails at once would otherwise burn its attempts in a tight loop).
+RETRY_SECONDS, RETRY_MAX = 1.0, 60.0
+
 
 class _Run:
     """One run of the coordinator over a sweep's jobs. What may start is found from counts, not by walking the
@@ -57,7 +62,7 @@ class _Run:
 
     def __init__(self, sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str,
                  say: Callable[[str], None], on_end: Callable[[Job], None] | None, read_only: bool = False,
-                 undo_cancel: bool = True):
+                 undo_cancel: bool = True, retry_failed: bool = False):
         self.sweep, self.layout, self.backend, self.device = sweep, SweepLayout(Path(sweep_dir)), backend, device
         self.say, self.on_end, self.read_only = say, on_end or (lambda job: None), read_only
         self.jobs, self.manifest = prepare(sweep, sweep_dir, read_only, undo_cancel)
@@ -68,15 +73,49 @@ class _Run:
         for i, job in enumerate(self.jobs):
             for dep in job.deps:
                 self.dependents[dep].append(i)
+        self.redo = self._lost_outputs()
+        if retry_failed:
+            self.manifest.forgive([job.id for job in self.jobs if self.out_of_attempts(job.id)])
+        # Failures of each job in this run, and failed jobs waiting for their time to be tried again.
+        self.failures: Counter = Counter()
+        self.later: list[tuple[float, int]] = []
         self.progress = {job.id: _DONE if self.state(job.id) == "done" else _WAITING for job in self.jobs}
         self.not_done = [sum(self.progress[dep] < _DONE for dep in job.deps) for job in self.jobs]
         self.not_sent = [sum(self.progress[dep] < _SENT for dep in job.deps) for job in self.jobs]
         self.ready: list[int] = []
-        # A backend that holds jobs back (Slurm, for want of room in the queue) says when each is really sent: only
-        # then is it running, and an attempt.
+        # A backend that says when a job's attempt begins (the local backend runs jobs in turn; Slurm may hold
+        # them back for want of room) makes it running, and an attempt, only then.
+        self.says_when_started = isinstance(backend, SaysWhenStarted)
+        if self.says_when_started:
+            backend.on_started = self.manifest.started
         self.holds_back = isinstance(backend, FollowsEarlierRuns)
-        if self.holds_back:
-            backend.on_submitted = self.manifest.sent
+
+    def _lost_outputs(self) -> list[str]:
+        """Done jobs whose outputs are gone (a result deleted, a scratch file system wiped) go back to pending, to
+        run again: every job that is the sweep's result (a level's row, an analysis), and an intermediate one (a
+        mask search, a pair) where a job after it still has to run. The aggregate goes again with any of them."""
+        lost = []
+        for i in range(len(self.jobs) - 1, -1, -1):  # a job's dependents come after it
+            job = self.jobs[i]
+            kind = get_kind(job.kind)
+            if self.state(job.id) != "done":
+                continue
+            needed = not kind.intermediate or any(self.state(self.jobs[d].id) != "done" for d in self.dependents[job.id])
+            if needed and not kind.outputs_present(job, self.layout):
+                self.manifest.jobs[job.id].state = "pending"
+                lost.append(job.id)
+        if lost:
+            for job in self.jobs:
+                if get_kind(job.kind).scope == "sweep" and self.state(job.id) == "done":
+                    self.manifest.jobs[job.id].state = "pending"
+                    lost.append(job.id)
+            self.manifest.record(lost)
+        return lost
+
+    def out_of_attempts(self, job_id: str) -> bool:
+        """Whether ``job_id`` failed on every attempt it had (it starts again only with ``--retry-failed``)."""
+        state = self.manifest.jobs[job_id]
+        return state.state == "failed" and state.attempts > self.sweep.max_retries
 
     # -- progress and the ready queue ------------------------------------------------------------------------------
 
@@ -100,10 +139,24 @@ class _Run:
         return self.not_done[i] == 0 or (self.backend.resolves_dependencies and self.not_sent[i] == 0)
 
     def _requeue(self, job_id: str) -> None:
-        """``job_id`` may start again (it failed with attempts left, or never ran)."""
+        """``job_id`` may start again (it never ran)."""
         i = self.index[job_id]
         if self._startable(i):
             heapq.heappush(self.ready, i)
+
+    def _retry_later(self, job_id: str) -> None:
+        """``job_id`` failed: it is tried again after a wait that doubles with each failure in this run, at most
+        ``max_retries`` times a run (its attempts, counted across runs, have the same limit)."""
+        self.failures[job_id] += 1
+        if self.failures[job_id] > self.sweep.max_retries:
+            return
+        wait = min(RETRY_MAX, RETRY_SECONDS * 2 ** (self.failures[job_id] - 1))
+        heapq.heappush(self.later, (time.monotonic() + wait, self.index[job_id]))
+
+    def _due(self) -> None:
+        """Failed jobs whose wait is over join the ready queue."""
+        while self.later and self.later[0][0] <= time.monotonic():
+            heapq.heappush(self.ready, heapq.heappop(self.later)[1])
 
     # -- following what earlier runs submitted ---------------------------------------------------------------------
 
@@ -124,7 +177,9 @@ class _Run:
                 attachable.setdefault(state.scheduler_id, []).append(JobCall(job, self.layout.root, self.device))
                 after[state.scheduler_id] = tuple(state.after or ())
             else:
-                state.state = "pending"
+                # Left running by a run that was stopped (Ctrl+C, kill -9, a lost machine): it was interrupted,
+                # which is not an attempt of its own.
+                self.manifest.release(job.id, error="interrupted")
         for scheduler_id, calls in attachable.items():
             self.backend.attach(calls, scheduler_id, after[scheduler_id])
             for call in calls:
@@ -158,8 +213,10 @@ class _Run:
         try:
             settled = get_kind(job.kind).settle(job, self.layout)
         except Exception as error:  # noqa: BLE001 - recorded like a failed job, retried up to the limit
+            from dpcluster.sweeps.backends import environment_failure
+
             self.manifest.set(job.id, "running")
-            self.finish(Outcome(job.id, False, last_line(error)))
+            self.finish(Outcome(job.id, False, last_line(error), attempt_used=not environment_failure(error)))
             return None
         if settled:
             self.manifest.set(job.id, "done")
@@ -172,6 +229,7 @@ class _Run:
         if self.layout.cancel_file.exists():  # dpcluster cancel: start nothing more
             return False
         changed, sent = False, Counter()
+        self._due()
         while self.ready:
             i = heapq.heappop(self.ready)
             job = self.jobs[i]
@@ -182,7 +240,7 @@ class _Run:
             if deps_done and not self.read_only and self.settle(job) is not False:
                 changed = True
                 continue
-            if not self.holds_back:
+            if not self.says_when_started:
                 self.manifest.set(job.id, "running")
             self.submitted.add(job.id)
             self._advance(job.id, _SENT)
@@ -198,35 +256,70 @@ class _Run:
         return changed
 
     def finish(self, outcome: Outcome) -> None:
-        self.submitted.discard(outcome.job_id)
+        job_id = outcome.job_id
+        self.submitted.discard(job_id)
+        began = self.state(job_id) == "running"  # its attempt began (it was started, or sent to a scheduler)
         if not outcome.ok and self.layout.cancel_file.exists():
-            self.manifest.set(outcome.job_id, "cancelled", "cancelled by dpcluster cancel")
-            self._advance(outcome.job_id, _WAITING)
+            self._give_back(job_id, began, "cancelled", "cancelled by dpcluster cancel")
+            self._advance(job_id, _WAITING)
             return
         if outcome.blocked:  # it never ran: a job it waits on failed; it goes again with that job's retry
-            if self.state(outcome.job_id) == "running":  # sent, so counted as an attempt: give it back
-                self.manifest.release(outcome.job_id)
-            self._advance(outcome.job_id, _WAITING)
-            self._requeue(outcome.job_id)
+            if began:
+                self.manifest.release(job_id)
+            self._advance(job_id, _WAITING)
+            self._requeue(job_id)
             return
-        self.on_end(self.by_id[outcome.job_id])
-        self.manifest.set(outcome.job_id, "done" if outcome.ok else "failed", outcome.error)
-        self._advance(outcome.job_id, _DONE if outcome.ok else _WAITING)
-        if not outcome.ok:
-            self.say(f"failed: {self.manifest.jobs[outcome.job_id].name}: {outcome.error}")
-            self._requeue(outcome.job_id)
+        self.on_end(self.by_id[job_id])
+        if outcome.ok:
+            self.manifest.set(job_id, "done")
+            self._advance(job_id, _DONE)
+            return
+        if outcome.attempt_used:
+            self.manifest.set(job_id, "failed", outcome.error)
+        else:  # ended from outside (a node failure, a cancellation, a full disk): not an attempt of its own
+            self._give_back(job_id, began, "failed", outcome.error)
+        self._advance(job_id, _WAITING)
+        self.say(f"failed: {self.manifest.jobs[job_id].name}: {outcome.error}" +
+                 ("" if outcome.attempt_used else " (no attempt used)"))
+        self._retry_later(job_id)
+
+    def _give_back(self, job_id: str, began: bool, state: str, error: str | None) -> None:
+        if began:
+            self.manifest.release(job_id, state, error)
+        else:
+            self.manifest.set(job_id, state, error)
+
+    def _interrupted(self) -> None:
+        """This run is stopping (Ctrl+C): the jobs it was running here were interrupted, not failed."""
+        for job_id in self.submitted:
+            state = self.manifest.jobs[job_id]
+            if state.state == "running" and state.scheduler_id is None:
+                self.manifest.release(job_id, error="interrupted")
 
     def run(self, follow: bool = True) -> Manifest:
         self.reattach()
-        while True:
-            while self.dispatch():
-                pass
-            if self.holds_back:
-                self.backend.flush()
-            if not follow or not self.backend.outstanding():
-                return self.manifest
-            for outcome in self.backend.wait():
-                self.finish(outcome)
+        if self.redo:
+            self.say(f"{len(self.redo)} finished job(s) lost their outputs and run again: "
+                     f"{_few(sorted(self.manifest.jobs[job_id].name for job_id in self.redo), 4)}")
+        try:
+            while True:
+                while self.dispatch():
+                    pass
+                if self.holds_back:
+                    self.backend.flush()
+                if not follow:
+                    return self.manifest
+                if not self.backend.outstanding():
+                    if not self.later:
+                        return self.manifest
+                    # Nothing runs but failed jobs waiting for their retry: wait for the first of them.
+                    time.sleep(max(0.0, self.later[0][0] - time.monotonic()))
+                    continue
+                for outcome in self.backend.wait():
+                    self.finish(outcome)
+        except KeyboardInterrupt:
+            self._interrupted()
+            raise
 
 
 def _few(names: list[str], most: int = 8) -> str:
@@ -237,23 +330,25 @@ def _few(names: list[str], most: int = 8) -> str:
 
 def run_sweep(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
               say: Callable[[str], None] = lambda text: None,
-              on_end: Callable[[Job], None] | None = None, follow: bool = True, dry_run: bool = False) -> Manifest:
+              on_end: Callable[[Job], None] | None = None, follow: bool = True, dry_run: bool = False,
+              retry_failed: bool = False) -> Manifest:
     """Run the sweep's jobs that are not done into ``sweep_dir``; ``say`` tells what is submitted and what
     failed, ``on_end`` is called with every job that ends (done or failed). Without ``follow``, returns once
     everything is submitted (on a backend that holds the graph: Slurm). ``dry_run`` writes nothing (the backend
     shows what it would submit). One coordinator runs a folder at a time (another is waited for a while, then
-    named in a UserError)."""
+    named in a UserError). ``retry_failed`` gives jobs that failed on every attempt they had their attempts
+    again."""
     if dry_run:
         return _Run(sweep, sweep_dir, backend, device, say, on_end, read_only=True).run(follow=False)
     with coordinator_lock(sweep_dir):
-        return run_locked(sweep, sweep_dir, backend, device, say, on_end, follow)
+        return run_locked(sweep, sweep_dir, backend, device, say, on_end, follow, retry_failed=retry_failed)
 
 
 def run_locked(sweep: SweepSpec, sweep_dir: Path, backend: Backend, device: str = "auto",
                say: Callable[[str], None] = lambda text: None, on_end: Callable[[Job], None] | None = None,
-               follow: bool = True, undo_cancel: bool = True) -> Manifest:
+               follow: bool = True, undo_cancel: bool = True, retry_failed: bool = False) -> Manifest:
     """``run_sweep`` for a caller that holds the folder's coordinator lock (a feeder job)."""
-    run = _Run(sweep, sweep_dir, backend, device, say, on_end, undo_cancel=undo_cancel)
+    run = _Run(sweep, sweep_dir, backend, device, say, on_end, undo_cancel=undo_cancel, retry_failed=retry_failed)
     try:
         return run.run(follow)
     finally:

@@ -80,6 +80,11 @@ class JobKind:
     data_parallel: bool = False
     # Whether a sweep asks for it by name in ``analyses`` (otherwise it is planned whenever it applies).
     analysis: bool = False
+    # Whether a job that is done still has its outputs, asked of every done job at the start of a run (a result
+    # deleted, a scratch file system wiped: the job runs again). An intermediate kind's outputs (a mask search's
+    # masks, a level's pair) are only needed while a job after it still has to run.
+    outputs_present: Callable[[Job, SweepLayout], bool] = lambda job, layout: True
+    intermediate: bool = False
 
     def __post_init__(self):
         if self.scope not in SCOPES:

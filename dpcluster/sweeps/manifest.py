@@ -125,20 +125,27 @@ class Manifest:
             job.scheduler_id, job.after = None, None
         self.record([job_id])
 
-    def sent(self, ids: dict[str, tuple[str, tuple[str, ...]]]) -> None:
-        """Jobs just sent to a scheduler (job id -> (scheduler id, the ids it waits on)): running, an attempt each,
-        with the scheduler's ids, as one change."""
+    def started(self, ids: dict[str, tuple[str | None, tuple[str, ...]]]) -> None:
+        """Jobs whose attempt just began (job id -> (scheduler id or None, the ids it waits on)): running, an
+        attempt each, with the scheduler's ids, as one change."""
         for job_id, (scheduler_id, after) in ids.items():
             job = self.jobs[job_id]
             job.state, job.error, job.attempts = "running", None, job.attempts + 1
             job.scheduler_id, job.after = scheduler_id, list(after)
         self.record(ids)
 
-    def release(self, job_id: str) -> None:
-        """Back to pending without counting the attempt: the job never ran (a dependency failed first)."""
+    def release(self, job_id: str, state: str = "pending", error: str | None = None) -> None:
+        """``state`` without counting the attempt that began: the job never ran (a dependency failed first), or
+        what ended it was not its own failure (an interruption, a cancellation, a node failure, a full disk)."""
         job = self.jobs[job_id]
-        job.state, job.attempts = "pending", max(0, job.attempts - 1)
+        job.state, job.error, job.attempts = state, error, max(0, job.attempts - 1)
         self.record([job_id])
+
+    def forgive(self, job_ids) -> None:
+        """Give ``job_ids`` all their attempts again (``--retry-failed``)."""
+        for job_id in job_ids:
+            self.jobs[job_id].attempts = 0
+        self.record(job_ids)
 
     def record(self, job_ids) -> None:
         """Append the current states of ``job_ids`` (and of jobs added since the last write) as one change."""
@@ -198,8 +205,22 @@ class FolderBusy(UserError):
     """Another process holds the sweep folder's coordinator lock."""
 
 
+def coordinator_active(sweep_dir: Path) -> bool:
+    """Whether a coordinator holds the folder now (asked without waiting; a folder that cannot be locked, say
+    read-only, counts as not held). Creates nothing: no lock file, no holder."""
+    if not (Path(sweep_dir) / "coordinator.lock").exists():
+        return False
+    try:
+        with coordinator_lock(sweep_dir, wait_seconds=0, record=False):
+            return False
+    except FolderBusy:
+        return True
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def coordinator_lock(sweep_dir: Path, wait_seconds: float = 60.0) -> Iterator[None]:
+def coordinator_lock(sweep_dir: Path, wait_seconds: float = 60.0, record: bool = True) -> Iterator[None]:
     """Hold the sweep folder's coordinator lock: one process changes the manifest and submits at a time. Waits up
     to ``wait_seconds`` for another holder to finish (a Slurm feeder job holds it for seconds), then raises
     :class:`FolderBusy` naming it. A process that dies lets go of it. ``flock``: held per open file, so two
@@ -220,10 +241,11 @@ def coordinator_lock(sweep_dir: Path, wait_seconds: float = 60.0) -> Iterator[No
                     holder = handle.read().strip() or "another process"
                     raise FolderBusy(f"{sweep_dir} is being run by {holder}; wait for it to end, or stop it")
                 time.sleep(0.2)
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"dpcluster (pid {os.getpid()} on {socket.gethostname()})\n")
-        handle.flush()
+        if record:  # who holds it, for the next one to say
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"dpcluster (pid {os.getpid()} on {socket.gethostname()})\n")
+            handle.flush()
         yield
     finally:
         handle.close()

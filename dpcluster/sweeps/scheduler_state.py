@@ -22,6 +22,9 @@ class SchedulerState:
 # How a Slurm job ends other than COMPLETED: whatever waited on it with afterok will never start.
 ENDED_BADLY = frozenset({"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL", "DEADLINE",
                          "PREEMPTED", "REVOKED"})
+# Of those, the ends that come from outside the job (its node, a cancellation, preemption): the job's code did not
+# fail, so they use none of its attempts. FAILED, TIMEOUT and OUT_OF_MEMORY do.
+NOT_ITS_OWN = frozenset({"CANCELLED", "NODE_FAIL", "BOOT_FAIL", "PREEMPTED", "REVOKED"})
 
 
 def _run(command: list[str]) -> subprocess.CompletedProcess | None:

@@ -29,9 +29,9 @@ from pathlib import Path
 
 from dpcluster.atomic import write_atomic
 from dpcluster.errors import UserError
-from dpcluster.sweeps.backends import Outcome, last_line
+from dpcluster.sweeps.backends import Outcome, environment_failure, last_line
 from dpcluster.sweeps.execute import JobCall, execute
-from dpcluster.sweeps.scheduler_state import ENDED_BADLY, cancel_slurm, queued, slurm_states
+from dpcluster.sweeps.scheduler_state import ENDED_BADLY, NOT_ITS_OWN, cancel_slurm, queued, slurm_states
 from dpcluster.sweeps.slurm_limits import SiteLimits, read_limits, split_array
 
 
@@ -197,7 +197,7 @@ def _run_pack(calls: list[JobCall], folder: str) -> None:
                 import traceback
 
                 traceback.print_exc()
-                outcome = {"ok": False, "error": last_line(error)}
+                outcome = {"ok": False, "error": last_line(error), "attempt_used": not environment_failure(error)}
         if first:
             text = json.dumps(outcome)
             write_atomic(path, lambda handle: handle.write(text.encode()))
@@ -306,7 +306,7 @@ class SlurmBackend:
     resolves_dependencies = True
     # Called with {job id: (Slurm id, Slurm ids it waits on)} right after each sbatch, so the ids are on disk
     # before anything can stop us.
-    on_submitted: object = None
+    on_started: object = None
     queue: list = field(default_factory=list, init=False, repr=False)  # (call, dependency job ids), not yet sent
     # Arrays (resources, tasks, job ids they wait on) in submission order, not sent yet for want of room.
     held: deque = field(default_factory=deque, init=False, repr=False)
@@ -498,8 +498,8 @@ class SlurmBackend:
         for group, task in zip(groups, ids):
             self.running[task] = _Pack(list(group), task, tuple(after))
             self.task_of.update({call.job.id: task for call in group})
-        if self.on_submitted is not None:
-            self.on_submitted({call.job.id: (task, tuple(after)) for group, task in zip(groups, ids)
+        if self.on_started is not None:
+            self.on_started({call.job.id: (task, tuple(after)) for group, task in zip(groups, ids)
                                for call in group})
 
     def leave(self) -> None:
@@ -531,7 +531,7 @@ class SlurmBackend:
         executor.update_parameters(job_name="dpcluster-feeder",
                                    additional_parameters={**self.sbatch, "begin": f"now+{max(1, round(interval))}"})
         # The feeder's own backend: these settings, none of this run's state, and the site's limits read afresh.
-        settings = replace(self, dry_run=None, on_submitted=None, snapshot=None)
+        settings = replace(self, dry_run=None, on_started=None, snapshot=None)
         try:
             with refusals_as_one_line("Slurm refused the feeder job"):
                 job = executor.submit(feed, str(sweep_dir), settings, device)
@@ -720,7 +720,8 @@ class SlurmBackend:
                 error = None if written["ok"] else written["error"] if blocked else \
                     f"{written['error']} (Slurm job {pack.task}; log {self._log(pack.task).stdout})"
                 pack.failed |= not written["ok"]
-                outcomes.append(Outcome(call.job.id, written["ok"], error, blocked))
+                outcomes.append(Outcome(call.job.id, written["ok"], error, blocked,
+                                        attempt_used=written.get("attempt_used", True)))
                 pack.calls.remove(call)
         return outcomes
 
@@ -740,7 +741,9 @@ class SlurmBackend:
         # The task runs its jobs in turn: the first without an outcome was running when it ended; the ones after
         # it never started, which is not an attempt of theirs.
         running, *after = pack.calls
-        return [Outcome(running.job.id, False, error)] + \
+        # Ended from outside (its node failed, it was cancelled or preempted): not the job's own failure.
+        own = state is None or state.state not in NOT_ITS_OWN
+        return [Outcome(running.job.id, False, error, attempt_used=own)] + \
             [Outcome(call.job.id, False, f"never started: {error}", blocked=True) for call in after]
 
 

@@ -21,4 +21,5 @@ def settle(job: Job, layout: SweepLayout) -> bool:
 
 
 AGGREGATE = register(JobKind("aggregate", "summarise the sweep's results per level", plan, lambda job: "aggregate",
-                             scope="sweep", settle=settle))
+                             scope="sweep", settle=settle,
+                             outputs_present=lambda job, layout: layout.aggregate_file.exists()))

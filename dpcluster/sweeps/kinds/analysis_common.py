@@ -30,6 +30,13 @@ def level_columns(spec: ExperimentSpec, round_index: int, mask) -> dict:
             "sparsity": sparsity(mask), "images_per_class": spec.set_size, "rewind": spec.rewind_point_used}
 
 
+def rows_present(job: Job, layout) -> bool:
+    """An analysis job's rows are in its data set (its ``outputs_present``)."""
+    from dpcluster.results.store import rows_written
+
+    return rows_written(layout.analysis_file(job.kind, job.experiment, job.id))
+
+
 def wants(planner: Planner, kind: str) -> bool:
     return kind in planner.sweep.analyses
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, level_key, wants
+from dpcluster.sweeps.kinds.analysis_common import level_columns, level_key, rows_present, wants
 from dpcluster.sweeps.kinds.mask import levels
 
 
@@ -37,4 +37,4 @@ def run(job: Job, context) -> None:
 
 
 KEPT_WEIGHTS = register(JobKind("kept_weights", "initial values each level's mask keeps, per layer", plan, level_label,
-                                run=run, analysis=True))
+                                run=run, analysis=True, outputs_present=rows_present))

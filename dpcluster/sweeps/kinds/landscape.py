@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
+from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs, rows_present
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -41,4 +41,4 @@ def run(job: Job, context) -> None:
 
 
 LANDSCAPE = register(JobKind("landscape", "the loss plane around a level's trained subnetwork", plan, level_label,
-                             run=run, analysis=True))
+                             run=run, analysis=True, outputs_present=rows_present))

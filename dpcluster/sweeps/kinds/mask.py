@@ -22,8 +22,17 @@ def run(job: Job, context) -> None:
                    keep_masks=True, validate=False)
 
 
+def outputs_present(job: Job, layout) -> bool:
+    """The finished search's records and every round's mask, which its levels' validations start from."""
+    from dpcluster.methods.run_files import RESULTS_FILE, mask_path
+
+    search = layout.search_dir(job.experiment)
+    rounds = job.experiment.pruning.num_rounds
+    return (search / RESULTS_FILE).exists() and all(mask_path(search, r).exists() for r in range(1, rounds + 1))
+
+
 MASK = register(JobKind("mask", "find the masks: every pruning round of one method and seed", plan, experiment_label,
-                        run=run))
+                        run=run, outputs_present=outputs_present, intermediate=True))
 
 
 def levels(planner: Planner, spec: ExperimentSpec) -> tuple[tuple[int, ...], tuple[str, ...]]:

@@ -39,4 +39,5 @@ def run(job: Job, context) -> None:
 
 
 PAIR = register(JobKind("pair", "train two copies of a level's subnetwork with different data orders", plan,
-                        level_label, run=run))
+                        level_label, run=run, intermediate=True,
+                        outputs_present=lambda job, layout: layout.pair_file(job.experiment, job.round).exists()))

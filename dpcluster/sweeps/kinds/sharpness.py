@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs
+from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs, rows_present
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -36,4 +36,4 @@ def run(job: Job, context) -> None:
 
 
 SHARPNESS = register(JobKind("sharpness", "top Hessian eigenvalue and trace at a level's trained subnetwork", plan,
-                             level_label, run=run, analysis=True))
+                             level_label, run=run, analysis=True, outputs_present=rows_present))

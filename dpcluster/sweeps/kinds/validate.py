@@ -64,5 +64,11 @@ def run(job: Job, context) -> None:
     context.reporter.end_validation(record)
 
 
+def outputs_present(job: Job, layout: SweepLayout) -> bool:
+    from dpcluster.results.store import rows_written
+
+    return rows_written(layout.result_file(job.experiment, job.id))
+
+
 VALIDATE = register(JobKind("validate", "train one level's subnetwork on real data and test it", plan, level_label,
-                            run=run, settle=settle, data_parallel=True))
+                            run=run, settle=settle, data_parallel=True, outputs_present=outputs_present))
