@@ -290,8 +290,8 @@ def handle_cancel(args: argparse.Namespace) -> int:
         with coordinator_lock(args.dir, wait_seconds=30):
             manifest = Manifest.open(layout.manifest_file)
             for job_id in running:
-                if manifest.jobs[job_id].state == "running":
-                    manifest.set(job_id, "cancelled", "cancelled by dpcluster cancel")
+                if manifest.jobs[job_id].state == "running":  # a cancellation is not an attempt of the job's
+                    manifest.release(job_id, "cancelled", "cancelled by dpcluster cancel")
             manifest.close()
     except FolderBusy:
         pass

@@ -472,6 +472,11 @@ class SlurmBackend:
                     # The limits moved since they were read (other jobs of the user): wait for room.
                     self._limits_read = (float("-inf"), None, 0)
                     break
+                except UserError:
+                    # Refused for good (an unknown partition, a bad option): nothing held can go either; its jobs
+                    # never started, so they stay pending with their attempts.
+                    self.held.clear()
+                    raise
                 budget -= len(part)
                 self._count_sent(len(part))
                 if rest:

@@ -16,8 +16,13 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 def run(job: Job, context) -> None:
     from dpcluster.methods.engine import run_experiment
+    from dpcluster.methods.run_files import RESULTS_FILE
 
     spec = job.experiment
+    if not outputs_present(job, context.layout):
+        # A finished search whose masks are gone (its records alone would make the engine skip it) is searched
+        # again: the masks come out the same.
+        (context.layout.search_dir(spec) / RESULTS_FILE).unlink(missing_ok=True)
     run_experiment(spec, context.inputs(spec), context.layout.search_dir(spec), context.device, context.reporter,
                    keep_masks=True, validate=False)
 
