@@ -214,6 +214,45 @@ def test_cifar_corrupt_batch_is_a_user_error(tmp_path):
     assert str(batch) in message
 
 
+class _RunsCode:
+    """What a crafted batch holds: unpickling it calls a function of the file's choosing."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        from pathlib import Path
+
+        return (Path.touch, (self.marker,))
+
+
+def test_a_crafted_cifar_batch_is_refused_without_running_its_code(tmp_path):
+    import pickle
+
+    make_cifar10(tmp_path, n_train_per_batch=2, n_test=2)
+    marker = tmp_path / "ran"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_2"
+    batch.write_bytes(pickle.dumps({"data": _RunsCode(marker), "labels": [0]}, protocol=2))
+    assert pickle.loads(batch.read_bytes()) and marker.exists(), "plain pickle would run it"
+    marker.unlink()
+    message = user_error(lambda: load_data(DataSpec(name="cifar10", root=str(tmp_path))))
+    assert not marker.exists()
+    assert str(batch) in message and "refused to unpickle" in message and "would run code" in message, message
+
+
+def test_cifar_batches_that_do_not_add_up_are_one_line(tmp_path):
+    written = make_cifar10(tmp_path, n_train_per_batch=2, n_test=2)
+    folder = tmp_path / "cifar-10-batches-py"
+    rows = written["train_x"][:2].transpose(0, 3, 1, 2).reshape(2, 3072)
+    write_py2_pickle(folder / "data_batch_4", {"labels": [1], "data": rows})  # 2 images, 1 label
+    message = user_error(lambda: load_data(DataSpec(name="cifar10", root=str(tmp_path))))
+    assert str(folder / "data_batch_4") in message and "2 image(s) but 1 label(s)" in message
+    write_py2_pickle(folder / "data_batch_4", {"labels": [1, 2], "data": rows})
+    write_py2_pickle(folder / "test_batch", {"labels": [], "data": rows[:0]})  # an empty test split
+    message = user_error(lambda: load_data(DataSpec(name="cifar10", root=str(tmp_path))))
+    assert "test batches" in message and "hold no image" in message
+
+
 # --- ImageNet subsets ---------------------------------------------------------------------------------------------
 
 WRITTEN = ("n00000004", "n00000001", "n00000003", "n00000002")  # make_imagefolder's order: class_color index

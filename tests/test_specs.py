@@ -113,3 +113,24 @@ def test_rounds_from_target_sparsity():
 def test_spec_prints_readably():
     text = str(ExperimentSpec(data=DataSpec(name="cifar10", root="/data")))
     assert "root = '/data'" in text and "training:" in text
+
+
+def test_concurrent_saves_of_one_spec_never_collide(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "sweep.toml"
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        failures = sum(pool.map(_save_many, [str(path)] * 4))
+    assert failures == 0
+    assert ExperimentSpec.load(path) == ExperimentSpec(seed=3)
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep.toml"]  # no temporary file left behind
+
+
+def _save_many(path: str) -> int:
+    failures = 0
+    for _ in range(250):
+        try:
+            ExperimentSpec(seed=3).save(path)
+        except OSError:
+            failures += 1
+    return failures

@@ -196,3 +196,24 @@ def test_slurm_refusals_and_cancellations_use_no_attempt(slurm_cluster, tmp_path
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     assert _levels(out) == [("dense", 0, 0), ("random", 0, 1)]
     assert all(s.state == "done" and s.attempts == 1 for s in _states(out).values()), _states(out)
+
+
+def test_a_second_coordinator_of_a_folder_says_which_process_holds_it(tmp_path):
+    spec = tmp_path / "long.toml"
+    # Long enough to outlast the second command's wait for the lock (it is killed once that has answered).
+    SweepSpec.from_dict({**LONG, "base": {**LONG["base"], "training": {"epochs": 2000}}}).save(spec)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "dpcluster", "sweep", str(spec), "--out", str(out), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 120
+        while not (out / "logs").exists():  # running its first job
+            assert first.poll() is None and time.time() < deadline
+            time.sleep(0.05)
+        second = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+        assert second.returncode == 2 and second.stderr.count("\n") == 1, second.stderr
+        assert f"is being run by dpcluster (pid {first.pid} on " in second.stderr
+    finally:
+        first.kill()
+        first.wait()

@@ -172,10 +172,11 @@ class Spec:
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_toml())
-        tmp.replace(path)
+        """Written to a temporary name of its own and renamed: two processes saving the same file never collide."""
+        from dpcluster.atomic import write_atomic
+
+        text = self.to_toml().encode()
+        write_atomic(Path(path), lambda handle: handle.write(text))
 
     @classmethod
     def load(cls, path: str | Path) -> Self:

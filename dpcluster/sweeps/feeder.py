@@ -100,7 +100,7 @@ def _feed(sweep_dir: str, backend, device: str) -> str:
     deadline = time.monotonic() + max(60.0, 60 * backend.feeder_minutes - 120)
     while True:
         try:
-            with coordinator_lock(layout.root):
+            with coordinator_lock(layout.root, wait_seconds=60):
                 record = read_record(layout.feeder_file)
                 if record is None or record.scheduler_id != own_job_id():
                     return f"not the sweep's current feeder ({record.scheduler_id if record else 'none'} is)"

@@ -220,10 +220,10 @@ def coordinator_active(sweep_dir: Path) -> bool:
 
 
 @contextlib.contextmanager
-def coordinator_lock(sweep_dir: Path, wait_seconds: float = 60.0, record: bool = True) -> Iterator[None]:
+def coordinator_lock(sweep_dir: Path, wait_seconds: float = 10.0, record: bool = True) -> Iterator[None]:
     """Hold the sweep folder's coordinator lock: one process changes the manifest and submits at a time. Waits up
-    to ``wait_seconds`` for another holder to finish (a Slurm feeder job holds it for seconds), then raises
-    :class:`FolderBusy` naming it. A process that dies lets go of it. ``flock``: held per open file, so two
+    to ``wait_seconds`` for another holder to finish (a Slurm feeder job holds it for seconds; a feeder itself
+    waits longer, for the user's command), then raises :class:`FolderBusy` naming it. A process that dies lets go of it. ``flock``: held per open file, so two
     coordinators in one process exclude each other too; Linux maps it to POSIX locks on NFS, which hold across
     hosts (with lockd; Lustre and GPFS have their own)."""
     path = Path(sweep_dir) / "coordinator.lock"
