@@ -119,25 +119,29 @@ def test_failures_are_retried_spaced_out_and_a_job_out_of_attempts_runs_again_wi
     assert state.state == "done" and state.attempts == 1
 
 
-def test_a_full_disk_uses_no_attempt(tmp_path, monkeypatch, quick_retries):
+def test_a_full_disk_stops_the_run_in_one_line_and_uses_no_attempt(tmp_path, monkeypatch, capsys):
     import errno
 
-    sweep = SweepSpec.from_dict({**QUICK, "methods": ["dense"], "max_retries": 1})
+    spec = tmp_path / "quick.toml"
+    SweepSpec.from_dict({**QUICK, "methods": ["dense"]}).save(spec)
     real = execute_module.execute
-    full = {"left": 2}
+    full = {"left": 1}
 
     def disk_full(call, *args):
         if call.job.kind == "validate" and full["left"]:
             full["left"] -= 1
-            raise OSError(errno.ENOSPC, "No space left on device")
+            raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "results"))
         return real(call, *args)
 
     monkeypatch.setattr(execute_module, "execute", disk_full)
-    run_sweep(sweep, tmp_path, LocalBackend(), "cpu")  # fails twice (the run's one retry included)
-    (state,) = [s for s in _states(tmp_path).values() if s.kind == "validate"]
-    assert state.state == "failed" and state.attempts == 0 and "No space left" in state.error
-    run_sweep(sweep, tmp_path, LocalBackend(), "cpu")  # room again: it runs, nothing was used up
-    assert _levels(tmp_path) == [("dense", 0, 0)]
+    command = ["sweep", str(spec), "--out", str(tmp_path / "out"), "--device", "cpu"]
+    assert main(command) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "No space left on device" in err and "nothing was left half-written" in err
+    (state,) = [s for s in _states(tmp_path / "out").values() if s.kind == "validate"]
+    assert state.state == "pending" and state.attempts == 0
+    assert main(command) == 0  # room again: it runs, nothing was used up
+    assert _levels(tmp_path / "out") == [("dense", 0, 0)]
 
 
 def test_a_finished_level_whose_result_is_gone_runs_again_and_the_aggregate_with_it(tmp_path):

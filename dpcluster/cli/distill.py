@@ -7,7 +7,7 @@ import statistics
 
 from rich.console import Console
 
-from dpcluster.cli.options import add_spec_options, override, spec_from_options
+from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
 from dpcluster.errors import UserError
 from dpcluster.specs import ExperimentSpec
 
@@ -79,6 +79,7 @@ def handle(args: argparse.Namespace) -> int:
 
     console = Console()
     spec = distill_spec(args)
+    writable_folder(args.out, "--out")
     device = resolve_device(args.device)
     console.print(f"Loading {spec.data.name} ...")
     data = place_data(load_data(spec.data), device, spec.data.placement)

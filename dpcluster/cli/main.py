@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 
@@ -12,6 +13,10 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 from dpcluster import __version__  # noqa: E402
 from dpcluster.errors import UserError  # noqa: E402
+
+
+# What the machine says when it cannot take a write: no space, over quota, read-only, no permission.
+_ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -40,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except UserError as error:
         print(f"dpcluster: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        # The machine, not dpcluster: a full disk or quota, a read-only or vanished folder. Every file is written
+        # to a temporary name and renamed, so nothing is left half-written.
+        if error.errno not in _ENVIRONMENT:
+            raise
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"dpcluster: error: {error.strerror}{where}; nothing was left half-written: free the space or fix "
+              f"the folder, then run the same command again", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dpcluster: interrupted; run the same command again to resume from the last finished round",

@@ -19,6 +19,20 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default ./runs)")
 
 
+def writable_folder(path: Path, option: str) -> Path:
+    """``path`` as a folder this process may write into (it need not exist yet); anything else is one line naming
+    ``option``, before anything is written."""
+    import os
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"{option} {path}: is a file, not a folder")
+    existing = next(p for p in (path, *path.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{option} {path}: cannot write to {existing} (read-only, or not yours)")
+    return path
+
+
 def override(spec: ExperimentSpec, section: str, option: str, **changes) -> ExperimentSpec:
     """``spec`` with fields of one section changed; a bad value is reported against the option."""
     try:

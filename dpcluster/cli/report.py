@@ -26,7 +26,9 @@ def _cell(value, scale: float = 1.0, digits: int = 1) -> str:
 def handle(args: argparse.Namespace) -> int:
     from dpcluster.report.build import write_report
 
-    out = args.out or args.dir / "report"
+    from dpcluster.cli.options import writable_folder
+
+    out = writable_folder(args.out or args.dir / "report", "--out")
     table, written = write_report(args.dir, out)
     console = Console()
     extra = {"instability": ("instability %", 100, 2), "top_eigenvalue": ("λ max", 1, 3),

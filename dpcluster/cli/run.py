@@ -9,7 +9,7 @@ import argparse
 
 from rich.console import Console
 
-from dpcluster.cli.options import add_spec_options, override, spec_from_options
+from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines
 from dpcluster.errors import SpecError, UserError
 from dpcluster.methods.registry import method_names
@@ -79,12 +79,14 @@ def base_spec(args: argparse.Namespace) -> ExperimentSpec:
 
 
 def expand(spec: ExperimentSpec, args: argparse.Namespace) -> list[ExperimentSpec]:
-    methods = [m.strip() for m in (args.methods or ",".join(DEFAULT_METHODS)).split(",") if m.strip()]
+    # Given but empty ("--methods ''") is a mistake, not the defaults.
+    methods = [m.strip() for m in (",".join(DEFAULT_METHODS) if args.methods is None else args.methods).split(",")
+               if m.strip()]
     unknown = [m for m in methods if m not in method_names()]
     if unknown or not methods:
         raise UserError(f"--methods: unknown method {', '.join(unknown) or '(none given)'}; "
                         f"choose from {', '.join(method_names())}")
-    seeds = _ints(args.seeds, "--seeds") if args.seeds else list(DEFAULT_SEEDS)
+    seeds = _ints(args.seeds, "--seeds") if args.seeds is not None else list(DEFAULT_SEEDS)
     out = []
     for method in dict.fromkeys(methods):
         for seed in dict.fromkeys(seeds):
@@ -123,6 +125,7 @@ def handle(args: argparse.Namespace) -> int:
     # Jobs log their output to files; the terminal keeps the progress and tables.
     console = Console(file=sys.stdout)
     sweep = as_sweep(expand(base_spec(args), args), args.analyses)
+    writable_folder(args.out, "--out")
     resolve_device(args.device)
     preflight(sweep, console.print)  # every mistake surfaces here, before anything is written
     with RichReporter(console, len(unfinished(sweep, args.out))) as reporter, \

@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dpcluster.cli.options import writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines, out_of_attempts
 from dpcluster.errors import UserError
@@ -86,6 +87,8 @@ def handle_sweep(args: argparse.Namespace) -> int:
     sweep = SweepSpec.load(args.spec)
     expand(sweep)  # every spec mistake surfaces here, before the folder is made
     out = args.out or Path("sweeps") / sweep.name
+    if not args.dry_run:
+        writable_folder(out, "--out")
     backend = make_backend(args, out, console)
     if args.backend == "local" and not args.dry_run:
         # Elsewhere the device, the data and the set files are those of the job's machine, checked there. (Not

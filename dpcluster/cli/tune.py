@@ -9,6 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from dpcluster.cli.options import writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.errors import UserError
 
@@ -56,7 +57,7 @@ def handle_tune(args: argparse.Namespace) -> int:
         if given:
             raise UserError(f"{given[0]} is for --backend slurm")
     search = SearchSpec.load(args.spec)
-    out = args.out or Path("searches") / search.name
+    out = writable_folder(args.out or Path("searches") / search.name, "--out")
     say(f"searching {', '.join(d.key for d in search.space)} for the best {search.metric} ({search.mode}), "
         f"{search.trials} trial(s), {search.algorithm} search, {search.scheduler} scheduler")
     if args.backend == "slurm":

@@ -214,6 +214,8 @@ class DistilledSet:
             raise UserError(f"{folder / IMAGES}: images are {list(images.shape[1:])}, "
                             f"{SIDECAR} says input_shape {meta['input_shape']}")
         norm = meta["normalization"]
+        if not isinstance(meta.get("extra") or {}, dict):
+            raise UserError(f"{folder / SIDECAR}: 'extra' must be a table (a JSON object), got {meta['extra']!r}")
         try:
             return cls(images=images, labels=labels, source_dataset=meta["source_dataset"],
                        images_per_class=meta["images_per_class"], method=meta["method"], mean=tuple(norm["mean"]),

@@ -149,6 +149,10 @@ def _png_tensor(file: Path, data: "DataBundle") -> torch.Tensor:
             if image.size != (width, height):
                 image = image.resize((width, height), Image.Resampling.BILINEAR)
             raw = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8)
+    except Image.DecompressionBombError:
+        # Its header claims more pixels than any distilled image has (PIL would allocate them all).
+        raise UserError(f"{file}: claims to be larger than {2 * Image.MAX_IMAGE_PIXELS:,} pixels; not a distilled "
+                        f"image (the set's images are {width}x{height})") from None
     except (OSError, UnidentifiedImageError) as error:
         raise UserError(f"{file}: cannot read as an image ({error})") from None
     x = raw.view(height, width, channels).permute(2, 0, 1).float() / 255.0

@@ -102,7 +102,9 @@ def rewind_step(spec: ExperimentSpec, train_set: TensorSet | Dataset) -> int:
 
 def check_experiment(spec: ExperimentSpec, inputs: Inputs) -> None:
     """Everything about ``spec`` that can only be checked against its data and model; raises UserError."""
-    model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
+    from dpcluster.models import check_model
+
+    model = check_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
     prunable_weights(model, spec.pruning.ignore)
     rewind_step(spec, inputs.data.train)
 

@@ -6,6 +6,7 @@ matching uses, and ``classifier`` (that last layer).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from dpcluster.models.alexnet import AlexNet
@@ -31,4 +32,30 @@ def build_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes:
     raise ValueError(f"unknown model {spec.name!r}")  # ModelSpec already rejects this
 
 
-__all__ = ["build_model", "ConvNet", "AlexNet"]
+def check_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    """The model of ``spec``, built on torch's meta device (shapes, no memory) once it is known to be one that can
+    learn on these inputs and fit in this machine's memory; otherwise a one-line UserError naming the setting."""
+    import os
+
+    from dpcluster.errors import UserError
+    from dpcluster.models.convnet import degenerate_depth
+
+    if spec.name == "convnet":
+        why = degenerate_depth(input_shape[1:], spec.depth, spec.norm, spec.pooling)
+        if why:
+            raise UserError(f"model.depth = {spec.depth}: {why}")
+    with torch.device("meta"):
+        model = build_model(spec, input_shape, num_classes)
+    parameters = sum(p.numel() for p in model.parameters())
+    # fp32 weights, their gradients, two optimizer moments (Adam), and the initial weights kept for rewinding.
+    needed = parameters * 4 * 5
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if needed > memory:
+        shape = f"width {spec.width}, depth {spec.depth}" if spec.name == "convnet" else "as built"
+        raise UserError(f"model {spec.name} ({shape}): {parameters / 1e9:.1f} G parameters need about "
+                        f"{needed / 2**30:,.0f} GiB to train (weights, gradients, optimizer state and the initial "
+                        f"weights, fp32); this machine has {memory / 2**30:,.0f} GiB")
+    return model
+
+
+__all__ = ["build_model", "check_model", "ConvNet", "AlexNet"]

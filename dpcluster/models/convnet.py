@@ -26,6 +26,30 @@ def _pool(kind: str) -> nn.Module:
     return nn.Identity()
 
 
+def block_map_sides(size: tuple[int, int], depth: int, pooling: str) -> list[int]:
+    """The smaller side of the maps each block's norm sees (pooling halves them after each block, down to 1)."""
+    side, sides = min(size), []
+    for _ in range(depth):
+        sides.append(side)
+        if pooling != "none" and side >= 2:
+            side //= 2
+    return sides
+
+
+def degenerate_depth(size: tuple[int, int], depth: int, norm: str, pooling: str) -> str | None:
+    """Why a ConvNet this deep cannot learn on images of ``size`` (None if it can): instance norm over a 1x1 map
+    subtracts the only value from itself, so every input gives the same output from that block on."""
+    sides = block_map_sides(size, depth, pooling)
+    if norm != "instancenorm" or sides[-1] >= 2:
+        return None
+    deepest = max(d for d in range(1, depth + 1) if block_map_sides(size, d, pooling)[-1] >= 2)
+    first = sides.index(1) + 1
+    return (f"on {size[0]}x{size[1]} images block {first} of {depth} and every one after it see 1x1 maps, where "
+            f"instance norm outputs 0 for every input (the network cannot learn): at most depth {deepest} here "
+            f"(its last block sees {block_map_sides(size, deepest, pooling)[-1]}x"
+            f"{block_map_sides(size, deepest, pooling)[-1]} maps)")
+
+
 class ConvNet(nn.Module):
     def __init__(self, channels: int, size: tuple[int, int], num_classes: int, depth: int = 3,
                  width: int = 128, norm: str = "instancenorm", pooling: str = "avgpooling"):

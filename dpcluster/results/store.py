@@ -39,6 +39,7 @@ import pyarrow.fs
 import pyarrow.parquet as pq
 
 from dpcluster.atomic import write_atomic
+from dpcluster.errors import UserError
 from dpcluster.results.paths import PARTITIONS
 
 # A reader compacts a partition holding more small files than this before reading it (tests lower it): below it,
@@ -255,6 +256,19 @@ def _read_partition_once(folder: Path, schema: pa.Schema, value_set: pa.Array | 
     return _by_job(rows) if len(parts) > 1 else rows
 
 
+def _unreadable(folder: Path, error: Exception) -> UserError:
+    """A partition whose files do not read (one cut short, or not Parquet): one line naming the first bad one."""
+    for path in [folder / COMPACTED, *small_files(folder).values()]:
+        try:
+            if path.exists():
+                pq.read_metadata(path)
+        except (pa.ArrowInvalid, OSError):
+            return UserError(f"{path}: not a readable Parquet file (cut short or corrupt); delete it, and run the "
+                             f"sweep's command again: the jobs whose rows it held run again")
+    return UserError(f"{folder}: its Parquet files do not read: {type(error).__name__}: "
+                     f"{(str(error).splitlines() or [''])[0]}")
+
+
 def _read_partition(folder: Path, schema: pa.Schema, value_set: pa.Array | None) -> pa.Table:
     """One partition's rows with ``schema`` (file columns and ``job_id``): its compacted file's (all of them:
     the caller filters every partition's at once, as ``is_in`` hashes its ids once a call) and those of its
@@ -265,6 +279,8 @@ def _read_partition(folder: Path, schema: pa.Schema, value_set: pa.Array | None)
             return _read_partition_once(folder, schema, value_set)
         except _Raced:
             time.sleep(0.01 * attempt)
+        except pa.ArrowInvalid as error:
+            raise _unreadable(folder, error) from None
     raise RuntimeError(f"{folder}: changed by a compactor during each of {_ATTEMPTS} reads")
 
 
@@ -381,6 +397,8 @@ def compact(folder: Path, file_schema: pa.Schema, at_least: int = 1) -> bool:
             covered = _merge(folder, file_schema)
         except _Raced:  # a small file deleted by hand meanwhile (no compactor could): leave it to the next one
             return False
+        except pa.ArrowInvalid as error:
+            raise _unreadable(folder, error) from None
         except OSError as error:
             if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):  # read-only: only read it
                 return False

@@ -8,6 +8,7 @@ names the dotted key, e.g. ``training.lr: must be > 0, got -1``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 import types
 import typing
@@ -68,10 +69,16 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise SpecError(key, f"must be a number, got {value!r}")
+        # TOML has inf and nan; no setting means either (an infinite learning rate trains to NaN).
+        if not math.isfinite(value):
+            raise SpecError(key, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise SpecError(key, f"must be an integer, got {value!r}")
+        # Seeds and counts go to torch and numpy as 64-bit integers.
+        if not -2**63 <= value < 2**63:
+            raise SpecError(key, f"must be below 2**63, got {value}")
         return value
     if tp in (str, bool):
         if not isinstance(value, tp):
@@ -182,9 +189,11 @@ class Spec:
     def load(cls, path: str | Path) -> Self:
         path = Path(path)
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise UserError(f"cannot read spec {path}: {error.strerror}") from None
+        except UnicodeDecodeError:
+            raise UserError(f"cannot read spec {path}: not a text file (TOML is UTF-8 text)") from None
         try:
             return cls.from_toml(text)
         except SpecError as error:

@@ -159,11 +159,13 @@ class PruningSpec(Spec):
         check_choice(self.strategy, STRATEGIES, "strategy")
         check(self.target_sparsity is None or self.rounds is None, "rounds",
               "give either rounds or target_sparsity, not both")
+        # No pruning at all is the method dense, not a mask search of no rounds.
         if self.target_sparsity is not None:
-            check(0 <= self.target_sparsity < 1, "target_sparsity",
-                  f"must be in [0, 1), got {self.target_sparsity}")
+            check(0 < self.target_sparsity < 1, "target_sparsity",
+                  f"must be in (0, 1), got {self.target_sparsity} (for no pruning, use the method dense)")
         if self.rounds is not None:
-            check(0 <= self.rounds <= 200, "rounds", f"must be in 0..200, got {self.rounds}")
+            check(1 <= self.rounds <= 200, "rounds",
+                  f"must be in 1..200, got {self.rounds} (for no pruning, use the method dense)")
         check(_REWIND.match(self.rewind) is not None, "rewind",
               f"must look like 0ep, 1ep or 500it; got {self.rewind!r}")
         check(0 <= self.hybrid_switch < 1, "hybrid_switch", f"must be in [0, 1), got {self.hybrid_switch}")

@@ -40,15 +40,16 @@ def last_line(error: BaseException) -> str:
 _ENVIRONMENT = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-def environment_failure(error: BaseException) -> bool:
-    """Whether ``error`` (or what caused it) is the machine's, not the job's: it uses no attempt."""
+def environment_failure(error: BaseException) -> OSError | None:
+    """The machine's error behind ``error`` (it, or what caused it), if it is one rather than the job's: such a
+    failure uses no attempt."""
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, OSError) and error.errno in _ENVIRONMENT:
-            return True
+            return error
         seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return False
+    return None
 
 
 class Backend(Protocol):
@@ -123,7 +124,10 @@ class LocalBackend:
         except KeyboardInterrupt:
             raise
         except Exception as error:  # noqa: BLE001 - a failed job is recorded and retried, not fatal
-            return [Outcome(call.job.id, False, last_line(error), attempt_used=not environment_failure(error))]
+            stop = environment_failure(error)
+            if stop:  # the disk is full or read-only here: every later job would fail alike, so the run stops
+                raise stop from error
+            return [Outcome(call.job.id, False, last_line(error))]
 
 
 class DryRunBackend:

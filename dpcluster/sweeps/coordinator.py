@@ -215,8 +215,10 @@ class _Run:
         except Exception as error:  # noqa: BLE001 - recorded like a failed job, retried up to the limit
             from dpcluster.sweeps.backends import environment_failure
 
+            if stop := environment_failure(error):  # a full or read-only disk here: the run stops
+                raise stop from error
             self.manifest.set(job.id, "running")
-            self.finish(Outcome(job.id, False, last_line(error), attempt_used=not environment_failure(error)))
+            self.finish(Outcome(job.id, False, last_line(error)))
             return None
         if settled:
             self.manifest.set(job.id, "done")
@@ -317,8 +319,12 @@ class _Run:
                     continue
                 for outcome in self.backend.wait():
                     self.finish(outcome)
-        except KeyboardInterrupt:
-            self._interrupted()
+        except (KeyboardInterrupt, OSError):
+            # Stopped (Ctrl+C), or the machine cannot take writes (a full disk): what ran here was interrupted.
+            try:
+                self._interrupted()
+            except OSError:
+                pass  # the disk that stopped the run may not take the manifest's line either: the next run will
             raise
 
 

@@ -92,6 +92,16 @@ def _replay(path: Path) -> tuple[dict[str, JobState], int, int, bool]:
     return {job_id: JobState(**state) for job_id, state in jobs.items()}, generation, len(data), unfolded
 
 
+def _read(path: Path) -> tuple[dict[str, JobState], int, int, bool]:
+    """``_replay``, with a snapshot that is not a manifest (cut short, empty, something else's) as one line."""
+    try:
+        return _replay(path)
+    except (ValueError, TypeError, KeyError, AttributeError) as error:
+        raise UserError(f"{path}: not a dpcluster manifest (corrupt, or written by something else: "
+                        f"{type(error).__name__}); move it and {journal_file(path).name} away to start the folder's "
+                        f"bookkeeping over (finished jobs find their outputs and are not redone)") from None
+
+
 class Manifest:
     def __init__(self, path: Path, jobs: dict[str, JobState], read_only: bool = False, generation: int = 0,
                  journal_bytes: int = 0):
@@ -106,7 +116,7 @@ class Manifest:
 
     @classmethod
     def open(cls, path: Path, read_only: bool = False) -> Manifest:
-        jobs, generation, journal_bytes, unfolded = _replay(Path(path))
+        jobs, generation, journal_bytes, unfolded = _read(Path(path))
         manifest = cls(path, jobs, read_only, generation, journal_bytes)
         if not read_only and unfolded and (jobs or journal_bytes):
             manifest.fold()  # also drops a change a killed writer left half-written

@@ -123,8 +123,10 @@ class SweepSpec(Spec):
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
 
     def __post_init__(self):
-        check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name), "name",
-              f"must be letters, digits, '-', '_' or '.', got {self.name!r}")
+        # The name is the default folder (sweeps/NAME): "." or ".." would be the current folder or sweeps/ itself.
+        check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name) and
+              any(c.isalnum() for c in self.name), "name",
+              f"must be letters, digits, '-', '_' or '.', with a letter or digit, got {self.name!r}")
         for key, values, choices in (("datasets", self.datasets, DATASETS), ("models", self.models, MODELS),
                                      ("methods", self.methods, method_names())):
             check(len(values) > 0, key, "must not be empty")
@@ -226,6 +228,8 @@ def _choices(tables, key: str, kind: type[Spec], key_type: type) -> tuple:
             typed_name = key_type(name)
         except ValueError:
             raise SpecError(f"{key}.{name}", f"must be a {key_type.__name__}") from None
+        if not isinstance(table, dict):
+            raise SpecError(f"{key}.{name}", f"must be a table ([{key}.{name}] with its keys), got {table!r}")
         try:
             out.append((typed_name, kind.from_dict(table)))
         except SpecError as error:

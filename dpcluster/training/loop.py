@@ -97,6 +97,10 @@ def _to_input(x: torch.Tensor, device: torch.device) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last) if device.type == "cuda" and x.dim() == 4 else x
 
 
+class Diverged(RuntimeError):
+    """A training whose loss became NaN or infinite (a learning rate too high for the network)."""
+
+
 def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, device: torch.device, seed: int,
           mask: Mask | None = None, lr: float | None = None, start_step: int = 0,
           snapshot_step: int | None = None, workers: int = 0,
@@ -163,6 +167,11 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
             examples += batch_examples
             if step == snapshot_step:
                 snapshot = capture_state(model)
+        # Once a loss is NaN or infinite every later step is too: stop with why, rather than train on to chance.
+        # Looked at once an epoch (on a GPU, looking means waiting for the device).
+        if step > first and not torch.isfinite(loss.detach()).item():
+            raise Diverged(f"the training loss became {float(loss.detach()):g} in epoch {epoch + 1} of {spec.epochs} "
+                           f"(learning rate {lr_at(spec, base_lr, epoch):g}): lower the learning rate")
         if on_epoch is not None:
             on_epoch(epoch + 1, spec.epochs)
         now = time.perf_counter()
