@@ -32,9 +32,9 @@ def test_data_set_that_needs_a_root(capsys, tmp_path):
     _fails_cleanly(capsys, tmp_path / "out", ["--data", "cifar100"], "root")
 
 
-@pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5"])
+@pytest.mark.parametrize("value", ["1.0", "-0.1", "1.5", "0"])
 def test_sparsity_outside_zero_one(capsys, tmp_path, value):
-    _fails_cleanly(capsys, tmp_path / "out", ["--target-sparsity", value], "--target-sparsity", "[0, 1)")
+    _fails_cleanly(capsys, tmp_path / "out", ["--target-sparsity", value], "--target-sparsity", "(0, 1)")
 
 
 def test_unreadable_spec(capsys, tmp_path):

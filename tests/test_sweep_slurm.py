@@ -404,6 +404,7 @@ def test_a_task_lost_mid_run_fails_only_the_job_it_was_running(tmp_path, monkeyp
         "6": SchedulerState("6", "COMPLETED"), "7_1": SchedulerState("7_1", "NODE_FAIL")})
     first, running, never = backend.poll()
     assert first.ok and not running.ok and not running.blocked and "Slurm NODE_FAIL" in running.error
+    assert not running.attempt_used  # a node failure is not the job's own: it costs no attempt
     assert never.blocked and never.error.startswith("never started")
     assert "7_1" in backend.failed_tasks and not backend.running
     # A task Slurm cancelled because a job it waited on failed: every job of it is blocked, none an attempt.
