@@ -224,3 +224,29 @@ def test_a_net_trained_on_the_set_beats_chance(digits, distilled):
     train(net, result.as_tensor_set(), spec, device=CPU, seed=0)
     accuracy, _ = evaluate(net, digits.test, device=CPU)
     assert accuracy > 0.6, accuracy  # chance is 0.1
+
+
+def test_students_start_below_max_start_epoch_as_mtt_draws_them():
+    """MTT's np.random.randint(0, max_start_epoch): every epoch 0 .. max_start_epoch - 1, about equally often,
+    and never max_start_epoch itself."""
+    from collections import Counter
+
+    from dpcluster.distilled.mtt import start_epoch
+
+    spec = replace(MTT, max_start_epoch=3)
+    rng = torch.Generator().manual_seed(0)
+    counts = Counter(start_epoch(spec, rng) for _ in range(3000))
+    assert sorted(counts) == [0, 1, 2]
+    assert all(abs(count - 1000) < 100 for count in counts.values()), counts
+
+
+def test_the_learned_rate_learns_without_clipping_and_clipping_is_counted(digits, trajectories, distilled):
+    """By default (as MTT) nothing is clipped, and the learned rate differs by seed; clipping, opted into, holds
+    its steps to lr_lr and is counted in the set."""
+    first, _ = distilled
+    assert first.extra["clipped"] == {"images": 0, "lr": 0}
+    other = distill_mtt(digits, MODEL, IPC, MTT, AUG, 1, CPU, trajectories)
+    assert other.learned_lr != pytest.approx(first.learned_lr, rel=1e-3)
+    clipped = distill_mtt(digits, MODEL, IPC, replace(MTT, iterations=10, grad_clip=1e-3), AUG, 0, CPU,
+                          trajectories)
+    assert clipped.extra["clipped"]["lr"] == 10 and clipped.extra["clipped"]["images"] == 10

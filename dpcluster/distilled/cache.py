@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
 
 # Bump a method's number when a change to it changes its output, so stale sets are not reused.
-ALGORITHM_VERSIONS = {"dm": 3, "mtt": 1}
+# Bumped when an algorithm's result changes for the same parameters (MTT 2: starts drawn below max_start_epoch).
+ALGORITHM_VERSIONS = {"dm": 3, "mtt": 2}
 _SAMPLED_IMAGES = 16
 
 

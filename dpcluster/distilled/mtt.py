@@ -56,6 +56,12 @@ def _run_config(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
             "trajectories": [len(trajectories), *trajectories[0].shape]}
 
 
+def start_epoch(mtt: MTTSpec, rng: torch.Generator) -> int:
+    """The expert epoch a student starts from: uniform over 0 .. max_start_epoch - 1, as MTT's
+    ``np.random.randint(0, args.max_start_epoch)``."""
+    return int(torch.randint(mtt.max_start_epoch, (), generator=rng))
+
+
 def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int, mtt: MTTSpec, augmentation: str,
                 seed: int, device, trajectories: list[torch.Tensor], progress: Progress | None = None,
                 state_path: Path | str | None = None, checkpoint_every: int = 25,
@@ -81,11 +87,11 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
     names = [name for name, _ in meta.named_parameters()]
     shapes = [p.shape for _, p in meta.named_parameters()]
     num_params = sum(math.prod(shape) for shape in shapes)
-    needed = mtt.max_start_epoch + mtt.expert_epochs + 1
+    needed = mtt.max_start_epoch + mtt.expert_epochs  # epochs 0 .. max_start_epoch - 1 + expert_epochs
     for trajectory in trajectories:
         if trajectory.dim() != 2 or trajectory.shape[1] != num_params or trajectory.shape[0] < needed:
             raise UserError(f"trajectory matching: an expert trajectory has shape {list(trajectory.shape)}, but "
-                            f"needs at least {needed} epochs (max_start_epoch + expert_epochs + 1) of "
+                            f"needs at least {needed} epochs (max_start_epoch + expert_epochs) of "
                             f"{num_params} parameters (the model's)")
 
     train_labels = data.train_labels()
@@ -112,6 +118,8 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
                            _run_config(data, model_spec, images_per_class, mtt, augmentation, seed, trajectories))
     start, extra = state.resume()
     losses = list(extra.get("losses", []))
+    # Iterations whose gradients grad_clip cut (images, learning rate), counted across resumes.
+    clipped = dict(extra.get("clipped", {"images": 0, "lr": 0}))
     if start > mtt.iterations:
         raise UserError(f"{state_path}: already at iteration {start}, past iterations = {mtt.iterations}")
 
@@ -121,11 +129,11 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
             images_per_class=images_per_class, method="mtt", mean=tuple(data.mean), std=tuple(data.std),
             learned_lr=float(syn_lr.detach()), num_classes=classes, zca=data.zca,
             extra={"model": model_spec.to_dict(), "mtt": mtt.to_dict(), "augmentation": augmentation,
-                   "seed": seed, "experts": len(trajectories), "iterations_done": iteration,
+                   "seed": seed, "experts": len(trajectories), "iterations_done": iteration, "clipped": dict(clipped),
                    "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None})
 
     def checkpoint(iteration: int) -> None:
-        state.save(iteration, losses=losses)
+        state.save(iteration, losses=losses, clipped=clipped)
         if on_checkpoint is not None:
             on_checkpoint(iteration, current_set(iteration))
 
@@ -133,7 +141,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
     batch_syn = n if mtt.batch_syn is None else min(mtt.batch_syn, n)
     for it in range(start, mtt.iterations):
         trajectory = trajectories[int(torch.randint(len(trajectories), (), generator=choice_rng))]
-        s = int(torch.randint(mtt.max_start_epoch + 1, (), generator=choice_rng))
+        s = start_epoch(mtt, choice_rng)
         starting = trajectory[s].to(device)
         target = trajectory[s + mtt.expert_epochs].to(device)
 
@@ -157,10 +165,11 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
         optimizer_lr.zero_grad(set_to_none=True)
         loss.backward()
         if mtt.grad_clip is not None:
-            # Unrolled second-order gradients can spike by orders of magnitude on single iterations (seen on
-            # 8x8 digits, whose deepest normalization sees 2x2 maps); one such spike would wreck the images.
-            torch.nn.utils.clip_grad_norm_([images], mtt.grad_clip)
-            torch.nn.utils.clip_grad_norm_([syn_lr], mtt.grad_clip)
+            # Opted into: unrolled second-order gradients can spike by orders of magnitude on single iterations,
+            # and one such spike can wreck the images. It also holds the learning rate's steps to lr_lr, which
+            # is why MTT does not clip and neither does the default; how often it cut is recorded.
+            clipped["images"] += int(torch.nn.utils.clip_grad_norm_([images], mtt.grad_clip) > mtt.grad_clip)
+            clipped["lr"] += int(torch.nn.utils.clip_grad_norm_([syn_lr], mtt.grad_clip) > mtt.grad_clip)
         optimizer_images.step()
         optimizer_lr.step()
         # MTT leaves the rate unconstrained; a step can push it to zero or below, where the student would stop

@@ -219,8 +219,9 @@ class MTTSpec(Spec):
     trajectory_epochs: int = 10
     expert_lr: float = 0.05
     expert_batch_size: int = 64
-    # Distillation: each iteration starts a student at a random expert epoch <= max_start_epoch, trains it
-    # syn_steps steps on the synthetic set, and matches where the expert was expert_epochs later.
+    # Distillation: each iteration starts a student at a random expert epoch below max_start_epoch (MTT's
+    # randint(0, max_start_epoch)), trains it syn_steps steps on the synthetic set, and matches where the expert
+    # was expert_epochs later.
     iterations: int = 100
     syn_steps: int = 20
     expert_epochs: int = 2
@@ -231,17 +232,19 @@ class MTTSpec(Spec):
     lr_init: float = 0.05
     # Synthetic images per student step (memory); None uses the whole set every step.
     batch_syn: int | None = None
-    # Clip the norm of the images' and the learning rate's gradients (None: no clipping, as MTT).
-    grad_clip: float | None = 1.0
+    # Clip the norm of the images' and the learning rate's gradients (None, the default: no clipping, as MTT). A
+    # guard to opt into where unrolled second-order gradients spike; the set records how often it cut.
+    grad_clip: float | None = None
 
     def __post_init__(self):
         for key in ("experts", "trajectory_epochs", "expert_batch_size", "syn_steps", "expert_epochs"):
             check(getattr(self, key) >= 1, key, f"must be >= 1, got {getattr(self, key)}")
         check(self.iterations >= 0, "iterations", f"must be >= 0, got {self.iterations}")
-        check(self.max_start_epoch >= 0, "max_start_epoch", f"must be >= 0, got {self.max_start_epoch}")
-        check(self.max_start_epoch + self.expert_epochs <= self.trajectory_epochs, "max_start_epoch",
-              f"max_start_epoch + expert_epochs ({self.max_start_epoch} + {self.expert_epochs}) must not exceed "
-              f"trajectory_epochs ({self.trajectory_epochs})")
+        check(self.max_start_epoch >= 1, "max_start_epoch", f"must be >= 1, got {self.max_start_epoch}")
+        # The last start (max_start_epoch - 1) plus expert_epochs must be an epoch the experts saved (0..E).
+        check(self.max_start_epoch - 1 + self.expert_epochs <= self.trajectory_epochs, "max_start_epoch",
+              f"max_start_epoch - 1 + expert_epochs ({self.max_start_epoch} - 1 + {self.expert_epochs}) must not "
+              f"exceed trajectory_epochs ({self.trajectory_epochs})")
         for key in ("expert_lr", "lr_images", "lr_lr", "lr_init"):
             check(getattr(self, key) > 0, key, f"must be > 0, got {getattr(self, key)}")
         check(self.batch_syn is None or self.batch_syn >= 1, "batch_syn", f"must be >= 1, got {self.batch_syn}")
