@@ -1,4 +1,5 @@
-"""Hessian sharpness of a (pruned) network on a fixed batch: top eigenvalue and trace, through ``torch.func``.
+"""Hessian sharpness of a (pruned) network on a fixed batch: its largest and smallest eigenvalues and its trace,
+through ``torch.func``.
 
 The space is the subnetwork's: pruned weight entries are held at zero and are not directions of it, so every
 quantity here is one of P H P, where H is the Hessian of the mean cross-entropy loss with respect to all trainable
@@ -30,7 +31,9 @@ HVP = Callable[[Vector], Vector]
 
 @dataclass(frozen=True)
 class Sharpness:
-    # The eigenvalue of P H P of largest magnitude (power iteration), and whether the iteration met its tolerance.
+    # The largest eigenvalue of the subnetwork's Hessian (sharpness: the largest algebraic one, not the largest in
+    # magnitude), the Hessian-vector products both extreme eigenvalues took, and whether each met the tolerance
+    # on its residual ||H v - lambda v||.
     top_eigenvalue: float
     eigen_iterations: int
     eigen_converged: bool
@@ -38,6 +41,10 @@ class Sharpness:
     trace: float
     trace_std_error: float
     trace_samples: int
+    # The smallest eigenvalue (negative where the subnetwork sits at a saddle: curvature worth knowing), and the
+    # larger of the two eigenpairs' relative residuals.
+    bottom_eigenvalue: float = math.nan
+    eigen_residual: float = math.nan
 
 
 @contextlib.contextmanager
@@ -109,35 +116,94 @@ def _random_like(like: Vector, masks: Vector, generator: torch.Generator,
     return _project({name: draw(t.shape, t.dtype).to(t.device) for name, t in like.items()}, masks)
 
 
-def top_eigenvalue(hvp: HVP, like: Vector, mask: Mask, *, iterations: int, tolerance: float,
-                   generator: torch.Generator) -> tuple[float, int, bool]:
-    """``(eigenvalue, iterations used, converged)``: power iteration on ``hvp`` from a random masked unit vector.
+@dataclass(frozen=True)
+class Extremes:
+    """The largest and smallest eigenvalues of the subnetwork's Hessian, with how they were found."""
 
-    Power iteration finds the eigenvalue of largest *magnitude*, with its sign (the Rayleigh quotient): at a
-    saddle or early in training that can be a negative one; where the two largest magnitudes are equal with opposite
-    signs it oscillates and does not converge. It stops when the relative change of the Rayleigh quotient between
-    two iterations is at most ``tolerance`` (converged) or after ``iterations`` products (not converged; one
-    iteration can never converge, there is nothing to compare with). A small relative change is a heuristic: with a
-    small gap between the two largest eigenvalues the estimate can still be below the true one.
+    largest: float
+    smallest: float
+    # Hessian-vector products used for both, and the larger relative residual ||H v - lambda v|| / max|lambda|.
+    products: int
+    residual: float
+    converged: bool
+
+
+class _Subspace:
+    """The subnetwork's coordinates (the kept entries of every trainable tensor) as one float64 numpy vector."""
+
+    def __init__(self, like: Vector, masks: Vector):
+        self.like, self.keep = like, {name: (masks[name].bool() if name in masks else
+                                             torch.ones_like(t, dtype=torch.bool)) for name, t in like.items()}
+        self.size = sum(int(k.sum()) for k in self.keep.values())
+
+    def vector(self, tensors: Vector):
+        import numpy as np
+
+        return np.concatenate([tensors[name].detach()[self.keep[name]].double().cpu().numpy() for name in self.like])
+
+    def tensors(self, vector) -> Vector:
+        out, at = {}, 0
+        for name, t in self.like.items():
+            keep = self.keep[name]
+            full = torch.zeros(t.shape, dtype=t.dtype)
+            count = int(keep.sum())
+            full[keep.cpu()] = torch.from_numpy(vector[at:at + count]).to(t.dtype)
+            out[name], at = full.to(t.device), at + count
+        return out
+
+
+def extreme_eigenvalues(hvp: HVP, like: Vector, mask: Mask, *, iterations: int, tolerance: float,
+                        generator: torch.Generator) -> Extremes:
+    """The largest and the smallest eigenvalue of the subnetwork's Hessian (``hvp`` restricted to the kept
+    coordinates), by Lanczos iteration (ARPACK's, through ``scipy.sparse.linalg.eigsh`` on a ``LinearOperator`` of
+    Hessian-vector products), each from the same seeded start and within ``iterations`` products.
+
+    Power iteration, used before, finds the eigenvalue of largest *magnitude*: where two of opposite sign are about
+    as large it wanders and its stopping test (a small change of the Rayleigh quotient) can pass at once on a wrong
+    value, and at a saddle it returns a negative one although sharpness is the largest algebraic eigenvalue.
+    Converged here means measured: both eigenpairs' residual ||H v - lambda v|| is at most ``tolerance`` times the
+    larger eigenvalue's magnitude (two more products).
     """
+    import numpy as np
+    from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigsh
+
     if iterations < 1:
         raise ValueError(f"iterations must be >= 1, got {iterations}")
-    masks = _device_masks(mask, like)
-    v = _random_like(like, masks, generator, lambda shape, dtype: torch.randn(shape, generator=generator, dtype=dtype))
-    v = _scale(v, 1.0 / math.sqrt(_dot(v, v)))
-    previous = math.nan
-    for step in range(1, iterations + 1):
-        product = hvp(v)
-        rayleigh = _dot(v, product)  # v is a unit vector
-        norm = math.sqrt(_dot(product, product))
-        if norm == 0.0:
-            # A random start has a component along every eigenvector (almost surely), so H v = 0 means P H P = 0.
-            return 0.0, step, True
-        if abs(rayleigh - previous) <= tolerance * abs(rayleigh):
-            return rayleigh, step, True
-        previous = rayleigh
-        v = _scale(product, 1.0 / norm)
-    return previous, iterations, False
+    space = _Subspace(like, _device_masks(mask, like))
+    if space.size == 0:
+        return Extremes(0.0, 0.0, 0, 0.0, True)
+    used = [0]
+
+    def product(vector):
+        used[0] += 1
+        return space.vector(hvp(space.tensors(np.asarray(vector, dtype=np.float64).ravel())))
+
+    start = torch.randn(space.size, generator=generator, dtype=torch.float64).numpy()
+    if space.size <= 32:  # tiny: the whole matrix, one product per coordinate (ARPACK needs more room)
+        matrix = np.stack([product(column) for column in np.eye(space.size)], axis=1)
+        values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+        pairs = [(values[-1], vectors[:, -1]), (values[0], vectors[:, 0])]
+    else:
+        operator = LinearOperator((space.size, space.size), matvec=product, dtype=np.float64)
+        # ncv Lanczos vectors, then ncv - 1 more products per implicit restart: restarts within the budget.
+        ncv = min(space.size - 1, max(4, min(20, iterations // 2)))
+        restarts = max(1, (iterations - ncv) // (ncv - 1) + 1)
+        pairs = []
+        for which in ("LA", "SA"):
+            try:
+                values, vectors = eigsh(operator, k=1, which=which, v0=start, ncv=ncv, tol=tolerance,
+                                        maxiter=restarts)
+                pairs.append((values[0], vectors[:, 0]))
+            except ArpackNoConvergence as partial:
+                if len(partial.eigenvalues):
+                    pairs.append((partial.eigenvalues[0], partial.eigenvectors[:, 0]))
+                else:  # nothing converged: the start vector's Rayleigh quotient, flagged by its residual
+                    unit = start / np.linalg.norm(start)
+                    pairs.append((float(unit @ product(unit)), unit))
+    scale = max(abs(pairs[0][0]), abs(pairs[1][0]))
+    residuals = [float(np.linalg.norm(product(v) - value * v)) / (scale or 1.0) for value, v in pairs]
+    residual = max(residuals)
+    return Extremes(float(pairs[0][0]), float(pairs[1][0]), used[0], residual, residual <= tolerance or scale == 0)
 
 
 def hutchinson_trace(hvp: HVP, like: Vector, mask: Mask, *, samples: int,
@@ -164,7 +230,8 @@ def hutchinson_trace(hvp: HVP, like: Vector, mask: Mask, *, samples: int,
 
 def sharpness(model: nn.Module, mask: Mask, data: TensorSet, *, device: torch.device, iterations: int = 100,
               tolerance: float = 1e-3, samples: int = 20, seed: int = 0) -> Sharpness:
-    """Top Hessian eigenvalue and Hessian trace of the subnetwork on the whole of ``data`` as one batch.
+    """The largest and smallest Hessian eigenvalues and the Hessian trace of the subnetwork on the whole of
+    ``data`` as one batch.
 
     The caller passes a fixed subset (the products hold the whole batch's activations and their tangents). The
     model is moved to ``device`` and evaluated in fp32 (no autocast). The eigenvalue and trace draw from separate
@@ -174,7 +241,8 @@ def sharpness(model: nn.Module, mask: Mask, data: TensorSet, *, device: torch.de
     hvp, params = hessian_vector_product(model, mask, data.x.to(device), data.y.to(device))
     eigen_generator = torch.Generator().manual_seed(2 * seed)
     trace_generator = torch.Generator().manual_seed(2 * seed + 1)
-    eigenvalue, used, converged = top_eigenvalue(hvp, params, mask, iterations=iterations, tolerance=tolerance,
-                                                 generator=eigen_generator)
+    extremes = extreme_eigenvalues(hvp, params, mask, iterations=iterations, tolerance=tolerance,
+                                   generator=eigen_generator)
     trace, std_error = hutchinson_trace(hvp, params, mask, samples=samples, generator=trace_generator)
-    return Sharpness(eigenvalue, used, converged, trace, std_error, samples)
+    return Sharpness(extremes.largest, extremes.products, extremes.converged, trace, std_error, samples,
+                     extremes.smallest, extremes.residual)

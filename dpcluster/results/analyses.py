@@ -9,7 +9,8 @@ rewind``; then
   (the error barrier) on every row;
 - ``landscape``: one row per grid point, ``a, b, test_loss, test_accuracy``;
 - ``sharpness``: one row, ``top_eigenvalue, eigen_iterations, eigen_converged, trace, trace_std_error,
-  trace_samples, examples``;
+  trace_samples, examples, bottom_eigenvalue, eigen_residual`` (the largest and smallest eigenvalues; the
+  residual that says whether they converged);
 - ``kept_weights``: one row per layer and bin of its initial values, ``layer, low, high, kept, pruned``.
 """
 
@@ -36,7 +37,8 @@ SCHEMAS = {
     "sharpness": pa.schema(LEVEL + [pa.field("top_eigenvalue", pa.float64()), pa.field("eigen_iterations", pa.int64()),
                                     pa.field("eigen_converged", pa.bool_()), pa.field("trace", pa.float64()),
                                     pa.field("trace_std_error", pa.float64()), pa.field("trace_samples", pa.int64()),
-                                    pa.field("examples", pa.int64())]),
+                                    pa.field("examples", pa.int64()), pa.field("bottom_eigenvalue", pa.float64()),
+                                    pa.field("eigen_residual", pa.float64())]),
     "kept_weights": pa.schema(LEVEL + [pa.field("layer", pa.string()), pa.field("low", pa.float64()),
                                        pa.field("high", pa.float64()), pa.field("kept", pa.int64()),
                                        pa.field("pruned", pa.int64())]),

@@ -67,8 +67,9 @@ class AnalysisSpec(Spec):
     # Loss-landscape plane: a size × size grid over [-span, span]² of two filter-normalised directions.
     grid_size: int = 11
     grid_span: float = 1.0
-    # Hessian sharpness on the first this-many training examples: power iteration (stops at this relative
-    # change, or after the cap) and Hutchinson's trace estimator with this many Rademacher vectors.
+    # Hessian sharpness on the first this-many training examples: the largest and smallest eigenvalues by Lanczos
+    # iteration (converged when their residual is within this tolerance, relative; about this many products
+    # each) and Hutchinson's trace estimator with this many Rademacher vectors.
     hessian_examples: int = 512
     hessian_iterations: int = 100
     hessian_tolerance: float = 1e-3

@@ -1,6 +1,7 @@
 """``sharpness``: the Hessian of the training loss at a level's trained subnetwork (copy a), over its unpruned
-weights only, on a fixed subset of the training data: top eigenvalue by power iteration and trace by Hutchinson's
-estimator (the second paper: distilled pruning discards the parameters that make the landscape sharp)."""
+weights only, on a fixed subset of the training data: its largest and smallest eigenvalues by Lanczos iteration and
+its trace by Hutchinson's estimator (the second paper: distilled pruning discards the parameters that make the
+landscape sharp)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_leve
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     s = planner.sweep.analysis
+    # "eigen" names how the eigenvalues are found, so levels measured by the earlier power iteration (which could
+    # report a wrong value as converged) are measured again rather than reused.
     plan_on_pairs(planner, spec, "sharpness", examples=s.hessian_examples, iterations=s.hessian_iterations,
-                  tolerance=s.hessian_tolerance, samples=s.hutchinson_samples)
+                  tolerance=s.hessian_tolerance, samples=s.hutchinson_samples, eigen="lanczos")
 
 
 def run(job: Job, context) -> None:
