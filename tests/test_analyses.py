@@ -152,8 +152,27 @@ def test_analysis_jobs_measure_the_validated_subnetwork(analysed):
         assert curve["sparsity"].iloc[0] == pytest.approx(record.sparsity)
         plane = landscape[landscape["experiment_id"] == record.experiment_id]
         assert len(plane) == 9
+        # Li et al.'s plane by default: the training loss, BatchNorm as trained, on the whole training split.
+        assert set(plane["split"]) == {"train"} and set(plane["test_size"]) == {1437}
+        assert set(plane["batchnorm_size"]) == {0}
+    # Its centre is copy a, evaluated on the training split.
+    from dpcluster.data import load_data
+    from dpcluster.models import build_model
+    from dpcluster.pruning.model_masks import restore_state
+    from dpcluster.sweeps.kinds.analysis_common import load_pair
+    from dpcluster.sweeps.layout import SweepLayout
+    from dpcluster.training.loop import evaluate
+
+    data = load_data(SweepSpec.from_dict(ANALYSED).base.data)
+    for job in (j for j in expand(SweepSpec.from_dict(ANALYSED)) if j.kind == "landscape"):
+        pair = load_pair(SweepLayout(analysed).pair_file(job.experiment, job.round))
+        model = build_model(job.experiment.model, data.input_shape, data.num_classes)
+        restore_state(model, pair.a)
+        accuracy, _ = evaluate(model, data.train, device=torch.device("cpu"))
+        plane = landscape[(landscape["experiment_id"] == job.experiment.experiment_id) &
+                          (landscape["round"] == job.round)]
         center = plane[(plane["a"] == 0) & (plane["b"] == 0)]
-        assert center["test_accuracy"].iloc[0] == pytest.approx(record.test_accuracy, abs=1e-9)
+        assert center["test_accuracy"].iloc[0] == pytest.approx(accuracy, abs=1e-9)
 
 
 def test_sharpness_and_kept_weights_rows(analysed):

@@ -449,3 +449,46 @@ def test_plane_refuses_an_unmasked_center_and_a_callback_that_revives_pruned_wei
         plane(model, center, mask, directions, [0.0], test, device=CPU, recompute_batchnorm=revive)
     for key, t in capture_state(model).items():
         assert torch.equal(t, center[key])
+
+
+# ------------------------------------------------------------------------------------------ measurement subsets
+
+
+def test_measurement_subsets_are_stratified_seeded_draws_even_from_a_class_sorted_split(digits):
+    """ImageFolder splits are stored class by class: their first examples are one or two classes. The subsets the
+    analyses measure on hold every class in its share, the same for every caller with the sweep's seed."""
+    from dpcluster.data.base import measurement_subset
+
+    order = torch.argsort(digits.train.y, stable=True)
+    by_class = TensorSet(digits.train.x[order], digits.train.y[order])
+    first = by_class.y[:140]
+    assert len(torch.unique(first)) <= 2  # what the first examples of such a split are
+    subset = measurement_subset(by_class, 140, seed=0)
+    counts = torch.bincount(subset.y, minlength=10)
+    shares = torch.bincount(by_class.y, minlength=10).double() * 140 / len(by_class)
+    assert len(subset) == 140 and (counts - shares).abs().max() < 1
+    assert len(torch.unique(subset.y[:40])) >= 8, "classes are mixed through the subset, not in blocks"
+    again = measurement_subset(by_class, 140, seed=0)
+    assert torch.equal(again.x, subset.x) and torch.equal(again.y, subset.y)
+    assert not torch.equal(measurement_subset(by_class, 140, seed=1).y, subset.y)
+    assert len(measurement_subset(by_class, None, seed=0)) == len(by_class)
+
+
+def test_batchnorm_recomputed_on_a_stratified_subset_recovers_the_network_first_examples_break(digits):
+    """The issue's measurement: BatchNorm statistics recomputed on the first 140 examples of a class-sorted split
+    cost the network accuracy; on a stratified subset of the same size they do not."""
+    from dpcluster.analyses.interpolation import recompute_batchnorm
+    from dpcluster.data.base import measurement_subset
+    from dpcluster.specs import TrainingSpec
+    from dpcluster.training.loop import evaluate, train
+
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(width=16, depth=2, norm="batchnorm"), (1, 8, 8), 10)
+    train(model, digits.train, TrainingSpec(lr=0.05, epochs=5, batch_size=128), device=CPU, seed=0)
+    order = torch.argsort(digits.train.y, stable=True)
+    by_class = TensorSet(digits.train.x[order], digits.train.y[order])
+    recompute_batchnorm(model, TensorSet(by_class.x[:140], by_class.y[:140]), CPU)
+    skewed, _ = evaluate(model, digits.test, device=CPU)
+    recompute_batchnorm(model, measurement_subset(by_class, 140, seed=0), CPU)
+    fair, _ = evaluate(model, digits.test, device=CPU)
+    assert fair > 0.9 and fair > skewed + 0.03, (fair, skewed)

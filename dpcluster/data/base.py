@@ -129,11 +129,36 @@ class DataBundle:
         return torch.stack([self.train[int(i)][0] for i in chosen]).cpu()
 
 
-def first_examples(split: TensorSet | Dataset, count: int | None) -> TensorSet:
-    """The first ``count`` examples of a split (all of them for None) as one TensorSet: a fixed subset, the same
-    for every network measured on it."""
-    n = len(split) if count is None else min(count, len(split))
+def stratified_indices(labels: torch.Tensor, count: int, seed: int) -> torch.Tensor:
+    """``count`` indices of ``labels`` drawn with ``seed``: each class's share of them is its share of the split
+    (largest remainders settle the rounding), each class's picks at random within it, all in a seeded random
+    order."""
+    generator = torch.Generator().manual_seed(seed)
+    classes, sizes = torch.unique(labels, return_counts=True)
+    exact = sizes.double() * count / len(labels)
+    take = exact.floor().long()
+    short = count - int(take.sum())
+    if short:  # the largest remainders get one more each (ties by class order)
+        take[torch.argsort(exact - take, descending=True, stable=True)[:short]] += 1
+    picked = []
+    for label, n in zip(classes.tolist(), take.tolist()):
+        members = torch.nonzero(labels == label).flatten()
+        picked.append(members[torch.randperm(len(members), generator=generator)[:n]])
+    chosen = torch.cat(picked)
+    return chosen[torch.randperm(len(chosen), generator=generator)]
+
+
+def measurement_subset(split: TensorSet | Dataset, count: int | None, seed: int) -> TensorSet:
+    """A fixed subset of a split to measure networks on (the Hessian's batch, BatchNorm's recomputation, the
+    curves' test examples) as one TensorSet: ``count`` examples drawn class-stratified with ``seed`` (the whole
+    split for None, or a count past its size), so every method and level of a sweep is measured on the same
+    examples and every class is there in its share. Splits stored by class (ImageFolder) would give one or two
+    classes to their first examples."""
+    if count is None or count >= len(split):
+        index = torch.arange(len(split))
+    else:
+        index = stratified_indices(labels_of(split), count, seed)
     if isinstance(split, TensorSet):
-        return TensorSet(split.x[:n], split.y[:n])
-    items = [split[i] for i in range(n)]
+        return TensorSet(split.x[index.to(split.x.device)], split.y[index.to(split.y.device)])
+    items = [split[int(i)] for i in index]
     return TensorSet(torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items]))

@@ -145,8 +145,8 @@ def instability_vs_sparsity(data: ReportData):
 
 
 def landscapes(data: ReportData):
-    """Test loss over the plane around each method's trained subnetwork (first seed), one row per method, at up
-    to six of its levels spread over its sparsities."""
+    """The loss over the plane around each method's trained subnetwork (first seed), one row per method, at up to
+    six of its levels spread over its sparsities; the title says which loss."""
     frame = data.analyses["landscape"]
     if frame.empty:
         return None
@@ -167,6 +167,11 @@ def landscapes(data: ReportData):
             ax.set(title=f"{series}, {level * PCT:.1f}% sparse", xlabel="direction 1", ylabel="direction 2")
         for ax in row[len(levels):]:
             ax.axis("off")
+    # Which loss the planes are of (Li et al.'s: the training loss, BatchNorm as trained).
+    splits = set(frame["split"].dropna()) if "split" in frame else set()
+    what = {"train": "training loss, BatchNorm statistics as trained",
+            "test": "test loss, BatchNorm statistics recomputed at each point"}
+    figure.suptitle("; ".join(what[s] for s in sorted(splits)) if splits else "test loss", y=1.0)
     figure.tight_layout()
     return figure
 

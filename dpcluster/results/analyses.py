@@ -7,7 +7,10 @@ rewind``; then
 
 - ``stability``: one row per point of the path, ``alpha, test_loss, test_error``, and the level's ``instability``
   (the error barrier) on every row;
-- ``landscape``: one row per grid point, ``a, b, test_loss, test_accuracy``;
+- ``stability`` and ``landscape`` end with the subsets they were measured on, ``subset_seed, test_size,
+  batchnorm_size`` (``sharpness`` with ``subset_seed``; its ``examples`` is the size);
+- ``landscape``: one row per grid point, ``a, b, test_loss, test_accuracy`` (of the training split for
+  ``split = "train"``, despite the names, or of the test split), ``split``;
 - ``sharpness``: one row, ``top_eigenvalue, eigen_iterations, eigen_converged, trace, trace_std_error,
   trace_samples, examples, bottom_eigenvalue, eigen_residual`` (the largest and smallest eigenvalues; the
   residual that says whether they converged);
@@ -29,16 +32,21 @@ LEVEL = [pa.field("experiment_id", pa.string(), nullable=False), pa.field("seed"
          pa.field("round", pa.int64(), nullable=False), pa.field("sparsity", pa.float64(), nullable=False),
          pa.field("images_per_class", pa.int64(), nullable=False), pa.field("rewind", pa.string())]
 
+# The fixed subsets a level was measured on: their seed and sizes (the curve's or plane's examples, BatchNorm's).
+SUBSETS = [pa.field("subset_seed", pa.int64()), pa.field("test_size", pa.int64()), pa.field("batchnorm_size", pa.int64())]
+
 SCHEMAS = {
     "stability": pa.schema(LEVEL + [pa.field("alpha", pa.float64()), pa.field("test_loss", pa.float64()),
-                                    pa.field("test_error", pa.float64()), pa.field("instability", pa.float64())]),
+                                    pa.field("test_error", pa.float64()), pa.field("instability", pa.float64())]
+                           + SUBSETS),
     "landscape": pa.schema(LEVEL + [pa.field("a", pa.float64()), pa.field("b", pa.float64()),
-                                    pa.field("test_loss", pa.float64()), pa.field("test_accuracy", pa.float64())]),
+                                    pa.field("test_loss", pa.float64()), pa.field("test_accuracy", pa.float64()),
+                                    pa.field("split", pa.string())] + SUBSETS),
     "sharpness": pa.schema(LEVEL + [pa.field("top_eigenvalue", pa.float64()), pa.field("eigen_iterations", pa.int64()),
                                     pa.field("eigen_converged", pa.bool_()), pa.field("trace", pa.float64()),
                                     pa.field("trace_std_error", pa.float64()), pa.field("trace_samples", pa.int64()),
                                     pa.field("examples", pa.int64()), pa.field("bottom_eigenvalue", pa.float64()),
-                                    pa.field("eigen_residual", pa.float64())]),
+                                    pa.field("eigen_residual", pa.float64()), pa.field("subset_seed", pa.int64())]),
     "kept_weights": pa.schema(LEVEL + [pa.field("layer", pa.string()), pa.field("low", pa.float64()),
                                        pa.field("high", pa.float64()), pa.field("kept", pa.int64()),
                                        pa.field("pruned", pa.int64())]),

@@ -76,8 +76,14 @@ class AnalysisSpec(Spec):
     hutchinson_samples: int = 20
     # Kept-weight histograms: bins per layer.
     histogram_bins: int = 40
-    # Test examples the curves and the plane are measured on (None: the whole test split), and training examples
-    # BatchNorm statistics are recomputed on at each interpolated or displaced network.
+    # The loss plane: of the training loss with BatchNorm's statistics as trained (Li et al.'s "train", the
+    # default), or of the test loss with them recomputed at every point ("test").
+    landscape_split: str = "train"
+    # Every fixed measurement subset (the Hessian's batch, BatchNorm's recomputation, the examples the curves and
+    # the plane are measured on) is a class-stratified draw with this seed: the same for every method and level.
+    subset_seed: int = 0
+    # Examples the curves and the plane are measured on (None: the whole split), and training examples BatchNorm
+    # statistics are recomputed on at each interpolated (or, for a "test" plane, displaced) network.
     test_examples: int | None = None
     batchnorm_examples: int = 2048
 
@@ -92,6 +98,8 @@ class AnalysisSpec(Spec):
         check(self.hessian_tolerance > 0, "hessian_tolerance", f"must be > 0, got {self.hessian_tolerance}")
         check(self.test_examples is None or self.test_examples >= 1, "test_examples",
               f"must be >= 1, got {self.test_examples}")
+        check_choice(self.landscape_split, ("train", "test"), "landscape_split")
+        check(self.subset_seed >= 0, "subset_seed", f"must be >= 0, got {self.subset_seed}")
 
 
 def _round_reaching(sparsity: float, rate: float) -> int:

@@ -197,8 +197,9 @@ def evaluate(model: nn.Module, data: TensorSet | Dataset, *, device: torch.devic
     loss_sum = torch.zeros((), device=device, dtype=torch.float64)
     count = 0
     for x, y in eval_batches(data, batch_size, device, workers):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            logits = model(_to_input(x, device))
+        # In fp32 whatever the training used (bf16 autocast on CUDA): a test accuracy, or an interpolation curve's
+        # barrier of a fraction of a point, is then the network's, not bf16's rounding.
+        logits = model(_to_input(x, device))
         loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
         correct += (logits.argmax(1) == y).sum()
         count += y.shape[0]

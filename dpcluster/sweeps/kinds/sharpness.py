@@ -17,12 +17,13 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
     # "eigen" names how the eigenvalues are found, so levels measured by the earlier power iteration (which could
     # report a wrong value as converged) are measured again rather than reused.
     plan_on_pairs(planner, spec, "sharpness", examples=s.hessian_examples, iterations=s.hessian_iterations,
-                  tolerance=s.hessian_tolerance, samples=s.hutchinson_samples, eigen="lanczos")
+                  tolerance=s.hessian_tolerance, samples=s.hutchinson_samples, eigen="lanczos",
+                  subset="stratified", subset_seed=s.subset_seed)
 
 
 def run(job: Job, context) -> None:
     from dpcluster.analyses.hessian import sharpness
-    from dpcluster.data.base import first_examples
+    from dpcluster.data.base import measurement_subset
     from dpcluster.pruning.model_masks import restore_state
     from dpcluster.results.analyses import write_analysis
 
@@ -30,12 +31,12 @@ def run(job: Job, context) -> None:
     if level is None:
         return
     restore_state(level.model, level.pair.a)
-    data = first_examples(level.inputs.data.train, settings.hessian_examples)
+    data = measurement_subset(level.inputs.data.train, settings.hessian_examples, settings.subset_seed)
     measured = sharpness(level.model, level.pair.mask, data, device=context.device,
                          iterations=settings.hessian_iterations, tolerance=settings.hessian_tolerance,
                          samples=settings.hutchinson_samples, seed=job.experiment.seed)
     write_analysis("sharpness", level_columns(job.experiment, job.round, level.pair.mask),
-                   [{**asdict(measured), "examples": len(data)}], level.path)
+                   [{**asdict(measured), "examples": len(data), "subset_seed": settings.subset_seed}], level.path)
 
 
 SHARPNESS = register(JobKind("sharpness", "top Hessian eigenvalue and trace at a level's trained subnetwork", plan,

@@ -14,24 +14,26 @@ from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_leve
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     settings = planner.sweep.analysis
     plan_on_pairs(planner, spec, "stability", points=settings.points, test_examples=settings.test_examples,
-                  batchnorm_examples=settings.batchnorm_examples)
+                  batchnorm_examples=settings.batchnorm_examples, subset="stratified", subset_seed=settings.subset_seed)
 
 
 def run(job: Job, context) -> None:
     from dpcluster.analyses.interpolation import error_barrier, interpolation_curve
-    from dpcluster.data.base import first_examples
+    from dpcluster.data.base import measurement_subset
     from dpcluster.results.analyses import write_analysis
 
     level, settings = open_pair_level(job, context), job.settings
     if level is None:
         return
-    data = level.inputs.data
-    curve = interpolation_curve(level.model, level.pair.a, level.pair.b, level.pair.mask, settings.points,
-                                first_examples(data.test, settings.test_examples), context.device,
-                                batchnorm_data=first_examples(data.train, settings.batchnorm_examples))
+    data, seed = level.inputs.data, settings.subset_seed
+    test = measurement_subset(data.test, settings.test_examples, seed)
+    batchnorm = measurement_subset(data.train, settings.batchnorm_examples, seed)
+    curve = interpolation_curve(level.model, level.pair.a, level.pair.b, level.pair.mask, settings.points, test,
+                                context.device, batchnorm_data=batchnorm)
     barrier = error_barrier(curve)
+    subsets = {"subset_seed": seed, "test_size": len(test), "batchnorm_size": len(batchnorm)}
     write_analysis("stability", level_columns(job.experiment, job.round, level.pair.mask),
-                   [{**asdict(point), "instability": barrier} for point in curve], level.path)
+                   [{**asdict(point), "instability": barrier, **subsets} for point in curve], level.path)
 
 
 STABILITY = register(JobKind("stability", "linear mode connectivity of a level's two trained copies", plan, level_label,
