@@ -38,6 +38,7 @@ from dpcluster.pruning.masks import (
     count_kept,
     count_total,
     full_mask,
+    is_dense,
     layer_counts,
     magnitude_scores,
     mask_hash,
@@ -146,6 +147,11 @@ class Experiment:
         experiment's seed) draws the data order and augmentation."""
         spec = self.spec
         start_step, snapshot_step = 0, None
+        extra = None
+        if from_rewind and checkpoint.rewind_state is None and self.rewind_at > 0 and not is_dense(mask):
+            # The first real-data training is of a sparse subnetwork (the hybrid's first IMP round): the rewind
+            # point is still the dense network's, as IMP's is, trained here up to it.
+            extra = self._dense_rewind_point(checkpoint)
         if from_rewind and checkpoint.rewind_state is not None:
             self._start(checkpoint.rewind_state, mask)
             start_step = self.rewind_at
@@ -163,7 +169,21 @@ class Experiment:
         if snapshot_step is not None:
             checkpoint.rewind_state = result.snapshot
         self._say_resumed(label, result)
-        return Carry(capture_state(self.model), result.seconds, result.examples_seen)
+        seconds, examples = result.seconds, result.examples_seen
+        if extra is not None:  # what reaching the rewind point cost is this training's
+            seconds, examples = seconds + extra.seconds, examples + extra.examples_seen
+        return Carry(capture_state(self.model), seconds, examples)
+
+    def _dense_rewind_point(self, checkpoint: Checkpoint):
+        """The dense network trained on real data from initialisation up to the rewind point, exactly as IMP's
+        first inner loop passes it (the same seed, data order and schedule), its state kept as the rewind point."""
+        spec = self.spec
+        self._start(self.init_state, full_mask(self.weights))
+        result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=spec.seed,
+                       snapshot_step=self.rewind_at, stop_step=self.rewind_at, workers=self.workers,
+                       distributed=self.distributed)
+        checkpoint.rewind_state = result.snapshot
+        return result
 
     def train_distilled(self, mask: Mask, label: str) -> Carry:
         spec = self.spec

@@ -21,6 +21,11 @@ Weights = dict[str, torch.Tensor]
 Scores = dict[str, torch.Tensor]
 
 
+def is_dense(mask: Mask) -> bool:
+    """Whether ``mask`` keeps every weight."""
+    return all(bool(m.all()) for m in mask.values())
+
+
 def full_mask(weights: Weights) -> Mask:
     return {name: torch.ones_like(w, dtype=torch.bool, device="cpu") for name, w in weights.items()}
 

@@ -147,7 +147,8 @@ class PruningSpec(Spec):
     rewind: str = "0ep"
     # Train every round's subnetwork on real data and record its test accuracy.
     validate: bool = True
-    # hybrid: distilled rounds until this sparsity, real-data IMP beyond it.
+    # hybrid: distilled rounds make every mask up to this sparsity, real-data IMP rounds (rewinding where IMP does)
+    # the sparser ones.
     hybrid_switch: float = 0.5
 
     DEFAULT_ROUNDS = 20

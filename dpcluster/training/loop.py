@@ -103,10 +103,11 @@ class Diverged(RuntimeError):
 
 def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, device: torch.device, seed: int,
           mask: Mask | None = None, lr: float | None = None, start_step: int = 0,
-          snapshot_step: int | None = None, workers: int = 0,
+          snapshot_step: int | None = None, stop_step: int | None = None, workers: int = 0,
           on_epoch: Callable[[int, int], None] | None = None,
           distributed: Distributed | None = None, progress: Progress | None = None) -> TrainResult:
-    """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step``.
+    """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step`` (and stopping at
+    ``stop_step`` when given: the learning-rate schedule is still the whole training's).
 
     With ``distributed``, every process trains its share of each batch and DDP averages the gradients. With
     ``progress``, the model, optimizer and counters are saved after every epoch, and a run that finds the same
@@ -167,6 +168,10 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
             examples += batch_examples
             if step == snapshot_step:
                 snapshot = capture_state(model)
+            if step == stop_step:
+                break
+        if step == stop_step:  # only so far (the dense run up to a rewind point): the rest is not this call's
+            break
         # Once a loss is NaN or infinite every later step is too: stop with why, rather than train on to chance.
         # Looked at once an epoch (on a GPU, looking means waiting for the device).
         if step > first and not torch.isfinite(loss.detach()).item():
