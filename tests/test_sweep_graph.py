@@ -93,6 +93,12 @@ def test_papers_cifar_sweeps_carry_the_papers_settings():
     assert all(e.training.epochs == 120 and e.model.width == 128 for e in cifar100)
     resnet = [j.experiment for j in expand(SweepSpec.load(JOBS / "resnet18_cifar10.toml")) if j.kind == "mask"]
     assert {e.pruning.rewind for e in resnet} == {"0ep"}  # the second paper rewinds both methods to init
+    # The second paper's experiments carry its analyses, at every level.
+    for name in ("resnet18_cifar10", "resnet10_imagenet10"):
+        sweep = SweepSpec.load(JOBS / f"{name}.toml")
+        assert set(sweep.analyses) == {"stability", "landscape", "sharpness"}, name
+        kinds = Counter(job.kind for job in expand(sweep))
+        assert kinds["stability"] == kinds["landscape"] == kinds["sharpness"] == kinds["validate"], name
 
 
 def test_cifar_search_specs_start_from_the_papers_sweep():
