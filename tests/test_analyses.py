@@ -234,6 +234,27 @@ def test_the_report_writes_figures_a_summary_and_one_self_contained_page(analyse
     assert not re.search(r'src="(?!data:)', page), "the page needs no file beside it"
 
 
+def test_the_report_opens_in_a_real_browser_with_every_figure_and_no_error(analysed, tmp_path):
+    """Debian's chromium, headless, loads report.html from a finished digits sweep with analyses: every image
+    decodes, nothing is logged as an error, and the page is screenshot. Required where CI installs chromium
+    (DPCLUSTER_REQUIRE_BROWSER); skipped only where chromium cannot be had."""
+    import os
+
+    from browser import chromium, load_page
+
+    if chromium() is None:
+        if os.environ.get("DPCLUSTER_REQUIRE_BROWSER", "").strip().lower() not in ("", "0", "false", "no"):
+            pytest.fail("DPCLUSTER_REQUIRE_BROWSER is set but chromium is not installed")
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    out = tmp_path / "report"
+    assert main(["report", str(analysed), "--out", str(out)]) == 0
+    page = load_page(out / "report.html")
+    assert page.images == 7 and page.broken_images == [], page.broken_images
+    assert page.errors == [], page.errors
+    assert page.screenshot[:8] == b"\x89PNG\r\n\x1a\n" and len(page.screenshot) > 20_000
+    (tmp_path / "report.png").write_bytes(page.screenshot)
+
+
 def test_report_mistakes_are_one_line_and_write_nothing(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["report", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
