@@ -59,8 +59,9 @@ def test_imp_reuses_each_validation_as_the_next_inner_loop(digits, tmp_path):
 def test_hybrid_switches_from_distilled_to_real_data(digits, tmp_path):
     spec = small("hybrid", rounds=4, hybrid_switch=0.3)
     records = run_experiment(spec, Inputs(digits, fake_distilled(digits)), tmp_path / "hybrid", CPU)
-    # Masks below 30% sparsity (0%, 20%) are pruned with distilled data, sparser ones (36%, 49%) with real.
-    assert [r.inner_data for r in records] == ["distilled", "distilled", "real", "real"]
+    # Masks of at most 30% sparsity (20%) are made by a distilled round, sparser ones (36%, 49%, 59%) by real IMP.
+    assert [r.sparsity for r in records] == pytest.approx([0.2, 0.36, 0.488, 0.5904], abs=1e-3)
+    assert [r.inner_data for r in records] == ["distilled", "real", "real", "real"]
     assert records[0].inner_examples == 5 * 20
 
 

@@ -3,7 +3,7 @@ import pytest
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
 
-DEFAULT_ID = "6e752594bfc4"
+DEFAULT_ID = "38941ca2f508"
 
 
 def test_toml_round_trip_keeps_every_value(tmp_path):
