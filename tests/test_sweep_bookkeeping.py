@@ -212,7 +212,7 @@ def nothing_settles(monkeypatch):
     import dataclasses
 
     monkeypatch.setattr(coordinator_module, "get_kind",
-                        lambda kind: dataclasses.replace(get_kind(kind), settle=lambda job, layout: False))
+                        lambda kind: dataclasses.replace(get_kind(kind), settle=lambda job, layout, world_size: False))
 
 
 def _papers_sweep() -> SweepSpec:

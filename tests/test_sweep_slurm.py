@@ -60,6 +60,9 @@ def test_a_validation_job_on_two_slurm_tasks_trains_data_parallel(slurm_cluster,
                                                        tasks_per_job=2), "cpu")
     assert all(state.state == "done" for state in manifest.jobs.values()), manifest.jobs
     assert len(list((tmp_path / "results").rglob("*.parquet"))) == 1  # rank 0 alone wrote
+    from dpcluster.results.levels import read_levels
+
+    assert read_levels(tmp_path / "results", columns=["world_size"]).column("world_size").to_pylist() == [2]
     logs = " ".join(p.read_text() for p in (tmp_path / "logs").rglob("*_1_log.out"))
     assert "validate-dense-s0-digits-convnet-r0: process 1 of 2" in logs, "the second task joined the group"
 

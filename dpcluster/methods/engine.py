@@ -54,7 +54,7 @@ from dpcluster.runtime import granted_cpus, progress_seconds
 from dpcluster.specs import ExperimentSpec
 from dpcluster.training import evaluate, train
 from dpcluster.training.batches import steps_per_epoch
-from dpcluster.training.distributed import Distributed
+from dpcluster.training.distributed import Distributed, world_size_of
 from dpcluster.training.loop import Progress
 
 
@@ -228,7 +228,12 @@ class Experiment:
         if validation is None:
             return record
         accuracy, loss = self.test(validation.state)
-        return record.with_validation(accuracy, loss, validation.seconds, validation.examples)
+        return record.with_validation(accuracy, loss, validation.seconds, validation.examples, self.world_size)
+
+    @property
+    def world_size(self) -> int:
+        """How many processes this experiment's real-data trainings run on."""
+        return world_size_of(self.distributed)
 
     def run_dense(self, checkpoint: Checkpoint) -> None:
         validation = self.train_real(checkpoint.mask, checkpoint, from_rewind=False, label="dense")
@@ -341,12 +346,12 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
                                        label=f"round {round_index}: validation")
     if keep_trained is not None and (distributed is None or distributed.is_main):
-        torch_save_atomic(validation.state, keep_trained)
+        KeptTraining(validation.state, experiment.world_size).save(keep_trained)
     if round_index == 0:
         return experiment.record(0, mask, "none", None, validation, [])
     searched = {r.round: r for r in read_records(mask_run_dir / RESULTS_FILE)}[round_index]
     accuracy, loss = experiment.test(validation.state)
-    return searched.with_validation(accuracy, loss, validation.seconds, validation.examples)
+    return searched.with_validation(accuracy, loss, validation.seconds, validation.examples, experiment.world_size)
 
 
 def _level(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int, device: torch.device,
@@ -369,30 +374,59 @@ def _level(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, roun
 @dataclass
 class TrainedPair:
     """Two copies of one level's subnetwork trained on real data from the same start (its validation's) with
-    different data orders and augmentation draws: the raw material of stability, landscape and sharpness."""
+    different data orders and augmentation draws, both on ``world_size`` processes: the raw material of
+    stability, landscape and sharpness."""
 
     mask: Mask
     a: State
     b: State
+    # None for a pair kept before it was recorded.
+    world_size: int | None = 1
+
+
+@dataclass(frozen=True)
+class KeptTraining:
+    """A validation's trained network, kept for its level's pair, with the number of processes that trained it."""
+
+    state: State
+    world_size: int | None
+
+    def save(self, path: Path) -> None:
+        torch_save_atomic({"state": self.state, "world_size": self.world_size}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> KeptTraining:
+        saved = torch.load(path, weights_only=True)
+        if "state" not in saved:  # kept before the world size was: a bare state, of an unknown procedure
+            return cls(saved, None)
+        return cls(saved["state"], saved["world_size"])
 
 
 def train_pair(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int,
                device: torch.device, reporter: Reporter | None = None, progress_dir: Path | None = None,
-               validated: State | None = None) -> TrainedPair:
+               validated: KeptTraining | None = None, distributed: Distributed | None = None) -> TrainedPair:
     """Copy ``a`` trains with the experiment's own data order, so it is the validated network: ``validated``
     when the validation kept it, else trained here. Copy ``b`` trains with another data order, drawn from a seed
-    no experiment of a sweep uses for its data."""
+    no experiment of a sweep uses for its data. Both copies are one procedure: with ``distributed`` both train
+    data-parallel across its processes, and a validation trained on another number of processes is not reused
+    as copy a (on the CPU, BatchNorm's statistics depend on it)."""
     experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
-                                                       progress_dir=progress_dir)
+                                                       distributed, progress_dir)
+    world_size = experiment.world_size
 
     def copy(name: str, data_seed: int) -> State:
         return experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
                                      data_seed=data_seed).state
 
+    if validated is not None and validated.world_size != world_size:
+        trained_on = "an unrecorded number of" if validated.world_size is None else validated.world_size
+        experiment.reporter.message(f"round {round_index}: copy a is trained again: the validation ran on "
+                                    f"{trained_on} process(es), this pair on {world_size}")
+        validated = None
     if validated is not None:
         experiment.reporter.message(f"round {round_index}: copy a is the validation's trained network")
-    a = validated if validated is not None else copy("a", spec.seed)
-    return TrainedPair(mask, a, copy("b", PAIR_SEED_OFFSET + spec.seed))
+    a = validated.state if validated is not None else copy("a", spec.seed)
+    return TrainedPair(mask, a, copy("b", PAIR_SEED_OFFSET + spec.seed), world_size)
 
 
 # Copy b's data seed: the experiment's seed shifted past any seed a sweep would list.

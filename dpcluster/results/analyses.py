@@ -14,7 +14,9 @@ rewind``; then
 - ``sharpness``: one row, ``top_eigenvalue, eigen_iterations, eigen_converged, trace, trace_std_error,
   trace_samples, examples, bottom_eigenvalue, eigen_residual`` (the largest and smallest eigenvalues; the
   residual that says whether they converged);
-- ``kept_weights``: one row per layer and bin of its initial values, ``layer, low, high, kept, pruned``.
+- ``kept_weights``: one row per layer and bin of its initial values, ``layer, low, high, kept, pruned``;
+- the analyses of a level's trained pair (``stability``, ``landscape``, ``sharpness``) end with ``world_size``,
+  the number of processes both copies trained on.
 """
 
 from __future__ import annotations
@@ -35,18 +37,22 @@ LEVEL = [pa.field("experiment_id", pa.string(), nullable=False), pa.field("seed"
 # The fixed subsets a level was measured on: their seed and sizes (the curve's or plane's examples, BatchNorm's).
 SUBSETS = [pa.field("subset_seed", pa.int64()), pa.field("test_size", pa.int64()), pa.field("batchnorm_size", pa.int64())]
 
+# How many processes trained the level's pair (both copies alike); null in rows written before it was recorded.
+TRAINED_ON = [pa.field("world_size", pa.int64())]
+
 SCHEMAS = {
     "stability": pa.schema(LEVEL + [pa.field("alpha", pa.float64()), pa.field("test_loss", pa.float64()),
                                     pa.field("test_error", pa.float64()), pa.field("instability", pa.float64())]
-                           + SUBSETS),
+                           + SUBSETS + TRAINED_ON),
     "landscape": pa.schema(LEVEL + [pa.field("a", pa.float64()), pa.field("b", pa.float64()),
                                     pa.field("test_loss", pa.float64()), pa.field("test_accuracy", pa.float64()),
-                                    pa.field("split", pa.string())] + SUBSETS),
+                                    pa.field("split", pa.string())] + SUBSETS + TRAINED_ON),
     "sharpness": pa.schema(LEVEL + [pa.field("top_eigenvalue", pa.float64()), pa.field("eigen_iterations", pa.int64()),
                                     pa.field("eigen_converged", pa.bool_()), pa.field("trace", pa.float64()),
                                     pa.field("trace_std_error", pa.float64()), pa.field("trace_samples", pa.int64()),
                                     pa.field("examples", pa.int64()), pa.field("bottom_eigenvalue", pa.float64()),
-                                    pa.field("eigen_residual", pa.float64()), pa.field("subset_seed", pa.int64())]),
+                                    pa.field("eigen_residual", pa.float64()), pa.field("subset_seed", pa.int64())]
+                           + TRAINED_ON),
     "kept_weights": pa.schema(LEVEL + [pa.field("layer", pa.string()), pa.field("low", pa.float64()),
                                        pa.field("high", pa.float64()), pa.field("kept", pa.int64()),
                                        pa.field("pruned", pa.int64())]),

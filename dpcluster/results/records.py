@@ -59,6 +59,10 @@ class RoundRecord:
     layers: tuple[LayerCount, ...] = ()
     # Where real-data training rewinds to ("0ep", "1ep", ...) for methods that rewind; None for the others.
     rewind: str | None = None
+    # How many processes trained the validated subnetwork (data-parallel across them); null in rows written before
+    # the column existed. On the CPU, BatchNorm's statistics are per process, so only trainings of one world size
+    # are the same procedure (on CUDA BatchNorm is synchronised across processes).
+    world_size: int | None = 1
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> RoundRecord:
@@ -70,10 +74,13 @@ class RoundRecord:
     def as_row(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def with_validation(self, accuracy: float, loss: float, seconds: float, examples: int) -> RoundRecord:
-        """This round's record with its subnetwork's real-data training and test result filled in."""
+    def with_validation(self, accuracy: float, loss: float, seconds: float, examples: int,
+                        world_size: int = 1) -> RoundRecord:
+        """This round's record with its subnetwork's real-data training (on ``world_size`` processes) and test
+        result filled in."""
         return dataclasses.replace(
             self, test_accuracy=accuracy, test_loss=loss, validation_seconds=seconds, validation_examples=examples,
+            world_size=world_size,
             time_to_mask_seconds=self.mask_search_seconds + seconds,
             time_to_mask_examples=self.mask_search_examples + examples)
 

@@ -68,6 +68,20 @@ class Backend(Protocol):
 
 
 @runtime_checkable
+class RunsDataParallel(Protocol):
+    """A backend that may start a job on several processes (Slurm: ``--gpus-per-job``, ``--tasks-per-job``,
+    ``--stage``); the others run every job in one."""
+
+    def processes(self, kind: str) -> int:
+        """How many processes a job of ``kind`` is started on."""
+
+
+def processes_for(backend, kind: str) -> int:
+    """How many processes ``backend`` starts a job of ``kind`` on."""
+    return backend.processes(kind) if isinstance(backend, RunsDataParallel) else 1
+
+
+@runtime_checkable
 class SaysWhenStarted(Protocol):
     """A backend that says when a submitted job's attempt really begins (the local backend when it runs it, Slurm
     when it sends it), so a job waiting its turn is not counted as an attempt."""

@@ -18,7 +18,8 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from dpcluster.sweeps.backends import Backend, FollowsEarlierRuns, Outcome, SaysWhenStarted, last_line
+from dpcluster.sweeps.backends import (
+    Backend, FollowsEarlierRuns, Outcome, SaysWhenStarted, last_line, processes_for)
 from dpcluster.sweeps.execute import JobCall
 from dpcluster.sweeps.graph import expand
 from dpcluster.sweeps.jobs import Job, get_kind
@@ -211,7 +212,8 @@ class _Run:
         """Finish ``job`` here if its kind can without a backend: True if it did, None if that failed (an
         attempt, like a failed job), False if the job needs a backend."""
         try:
-            settled = get_kind(job.kind).settle(job, self.layout)
+            kind = get_kind(job.kind)
+            settled = kind.settle(job, self.layout, processes_for(self.backend, job.kind) if kind.data_parallel else 1)
         except Exception as error:  # noqa: BLE001 - recorded like a failed job, retried up to the limit
             from dpcluster.sweeps.backends import environment_failure
 

@@ -24,7 +24,7 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
     from dpcluster.methods.reporter import Reporter
     from dpcluster.runtime import resolve_device, use_granted_cpus
     from dpcluster.sweeps.context import JobContext
-    from dpcluster.training.distributed import from_environment, leave
+    from dpcluster.training.distributed import from_environment, launched_world_size, leave
 
     job = call.job
     kind = get_kind(job.kind)
@@ -33,7 +33,7 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
     print(f"{job.name}: dpcluster from {Path(dpcluster.__file__).parent}", flush=True)
     # What the coordinator finishes itself when it is there (bookkeeping, aggregating) is finished here when the
     # scheduler started the job on its own (Slurm and Ray hold the graph).
-    if kind.settle(job, SweepLayout(Path(call.sweep_dir))):
+    if kind.settle(job, SweepLayout(Path(call.sweep_dir)), launched_world_size() if kind.data_parallel else 1):
         print(f"{job.name}: settled without training", flush=True)
         return job.id
     if kind.run is None:

@@ -73,8 +73,9 @@ class JobKind:
     # (by the coordinator, or where a scheduler that holds the graph starts it).
     run: Callable[[Job, JobContext], None] | None = None
     # Finishes the job without training once its dependencies are done, when it can (in the coordinator, or first
-    # thing where a backend started it); returns whether it did.
-    settle: Callable[[Job, SweepLayout], bool] = lambda job, layout: False
+    # thing where a backend started it); returns whether it did. Called with the number of processes the job
+    # runs on (or would, where the coordinator settles it): a result trained on another number is not its own.
+    settle: Callable[[Job, SweepLayout, int], bool] = lambda job, layout, world_size: False
     # Whether a job of this kind started on several processes trains data-parallel across them (otherwise the
     # first process does the work alone).
     data_parallel: bool = False

@@ -326,6 +326,9 @@ class SlurmBackend:
     _limits_read: tuple = field(default=(float("-inf"), None, 0), init=False, repr=False)
     _dry_arrays: int = field(default=0, init=False, repr=False)
 
+    def processes(self, kind: str) -> int:
+        return self.resources(kind).processes
+
     def resources(self, kind: str) -> Resources:
         base = Resources(self.cpus_per_task, self.gpus_per_task, self.mem_gb, self.time_min, self.tasks_per_job,
                          self.partition)

@@ -7,7 +7,9 @@ distributed run takes the same steps as a single process would on the same data 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -31,6 +33,46 @@ class Distributed:
     def shard(self, index: torch.Tensor) -> torch.Tensor:
         """This rank's part of a global batch."""
         return index[self.rank::self.world_size]
+
+
+def world_size_of(distributed: Distributed | None) -> int:
+    """How many processes a training runs on (1 without a process group)."""
+    return 1 if distributed is None else distributed.world_size
+
+
+def launched_world_size() -> int:
+    """How many processes the job this process belongs to was started on (torchrun's WORLD_SIZE, Slurm's
+    SLURM_NTASKS), before any process group is joined."""
+    for name in ("WORLD_SIZE", "SLURM_NTASKS"):
+        if os.environ.get(name, "").isdigit():
+            return max(int(os.environ[name]), 1)
+    return 1
+
+
+@contextlib.contextmanager
+def synced_batchnorm(model: torch.nn.Module, distributed: Distributed | None, device: torch.device) -> Iterator[None]:
+    """Within it, the model's BatchNorm layers are torch's SyncBatchNorm when training is data-parallel on CUDA:
+    every rank normalises with the whole global batch's statistics, as one process training on that batch would,
+    so a data-parallel training is the same procedure as a single-process one. The layers share their parameters
+    and buffers with the originals, which are put back afterwards (the state dict is unchanged throughout). gloo
+    has no SyncBatchNorm: on the CPU each rank keeps its own statistics, and trainings compared with each other
+    must then run on the same number of processes (the ``world_size`` the rows record)."""
+    if distributed is None or device.type != "cuda":
+        yield
+        return
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(child,
+                                                                                        torch.nn.SyncBatchNorm):
+                synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)
+                setattr(parent, name, synced)
+                swapped.append((parent, name, child))
+    try:
+        yield
+    finally:
+        for parent, name, original in swapped:
+            setattr(parent, name, original)
 
 
 def rank_device(device: torch.device, local_rank: int) -> torch.device:

@@ -24,7 +24,7 @@ from dpcluster.pruning.masks import Mask
 from dpcluster.pruning.model_masks import capture_state
 from dpcluster.specs import TrainingSpec
 from dpcluster.training.batches import epoch_batches, epoch_generator, eval_batches, steps_per_epoch
-from dpcluster.training.distributed import Distributed
+from dpcluster.training.distributed import Distributed, synced_batchnorm
 
 
 @dataclass
@@ -109,11 +109,22 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
     """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step`` (and stopping at
     ``stop_step`` when given: the learning-rate schedule is still the whole training's).
 
-    With ``distributed``, every process trains its share of each batch and DDP averages the gradients. With
-    ``progress``, the model, optimizer and counters are saved after every epoch, and a run that finds the same
-    training's progress continues from it: batches, augmentation and learning rate depend only on (seed, epoch),
-    so the result is the uninterrupted run's. The file is removed when training ends."""
+    With ``distributed``, every process trains its share of each batch and DDP averages the gradients; on CUDA
+    BatchNorm normalises with the whole batch's statistics (``synced_batchnorm``). With ``progress``, the model,
+    optimizer and counters are saved after every epoch, and a run that finds the same training's progress
+    continues from it: batches, augmentation and learning rate depend only on (seed, epoch), so the result is the
+    uninterrupted run's. The file is removed when training ends."""
     _prepare(model, device)
+    with synced_batchnorm(model, distributed, device):
+        return _train(model, data, spec, device=device, seed=seed, mask=mask, lr=lr, start_step=start_step,
+                      snapshot_step=snapshot_step, stop_step=stop_step, workers=workers, on_epoch=on_epoch,
+                      distributed=distributed, progress=progress)
+
+
+def _train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, device: torch.device, seed: int,
+           mask: Mask | None, lr: float | None, start_step: int, snapshot_step: int | None, stop_step: int | None,
+           workers: int, on_epoch: Callable[[int, int], None] | None, distributed: Distributed | None,
+           progress: Progress | None) -> TrainResult:
     stepped = model
     if distributed is not None:
         stepped = torch.nn.parallel.DistributedDataParallel(

@@ -13,7 +13,7 @@ def plan(planner: Planner, spec: None) -> None:
     planner.add("aggregate", {"jobs": everything}, deps=tuple(everything))
 
 
-def settle(job: Job, layout: SweepLayout) -> bool:
+def settle(job: Job, layout: SweepLayout, world_size: int) -> bool:
     from dpcluster.sweeps.aggregate import aggregate
 
     aggregate(layout.root, job.deps)

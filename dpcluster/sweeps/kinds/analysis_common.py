@@ -30,6 +30,11 @@ def level_columns(spec: ExperimentSpec, round_index: int, mask) -> dict:
             "sparsity": sparsity(mask), "images_per_class": spec.set_size, "rewind": spec.rewind_point_used}
 
 
+def pair_columns(job: Job, pair: TrainedPair) -> dict:
+    """The level columns of a pair analysis's rows, with the number of processes both copies trained on."""
+    return {**level_columns(job.experiment, job.round, pair.mask), "world_size": pair.world_size}
+
+
 def rows_present(job: Job, layout) -> bool:
     """An analysis job's rows are in its data set (its ``outputs_present``)."""
     from dpcluster.results.store import rows_written
@@ -48,7 +53,7 @@ def load_pair(path) -> TrainedPair:
     from dpcluster.pruning.masks import unpack_mask
 
     saved = torch.load(path, weights_only=True)
-    return TrainedPair(unpack_mask(saved["mask"]), saved["a"], saved["b"])
+    return TrainedPair(unpack_mask(saved["mask"]), saved["a"], saved["b"], saved.get("world_size"))
 
 
 def build(spec: ExperimentSpec, inputs, device: torch.device) -> torch.nn.Module:

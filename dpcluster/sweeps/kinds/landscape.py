@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs, rows_present
+from dpcluster.sweeps.kinds.analysis_common import open_pair_level, pair_columns, plan_on_pairs, rows_present
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -44,7 +44,7 @@ def run(job: Job, context) -> None:
     rows = plane(model, pair.a, pair.mask, directions, grid(settings.grid_size, settings.grid_span), measured,
                  device=context.device, recompute_batchnorm=recompute)
     subsets = {"split": split, "subset_seed": seed, "test_size": len(measured), "batchnorm_size": batchnorm_size}
-    write_analysis("landscape", level_columns(job.experiment, job.round, pair.mask),
+    write_analysis("landscape", pair_columns(job, pair),
                    [{"a": a, "b": b, "test_loss": loss, "test_accuracy": accuracy, **subsets}
                     for a, b, loss, accuracy in rows], level.path)
 

@@ -1,6 +1,7 @@
 """``pair``: two copies of a level's subnetwork trained on real data from where its validation starts, with
 different data orders and augmentation draws; planned for every level a pair analysis (stability, landscape,
-sharpness) measures, and kept in the sweep folder for them."""
+sharpness) measures, and kept in the sweep folder for them. Data-parallel like a validation: both copies train
+on the job's processes, and the validation's network is copy a only when it trained on as many."""
 
 from __future__ import annotations
 
@@ -19,10 +20,8 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 
 def run(job: Job, context) -> None:
-    import torch
-
     from dpcluster.atomic import torch_save_atomic
-    from dpcluster.methods.engine import train_pair
+    from dpcluster.methods.engine import KeptTraining, train_pair
     from dpcluster.pruning.masks import pack_mask
 
     spec, layout = job.experiment, context.layout
@@ -33,11 +32,14 @@ def run(job: Job, context) -> None:
     validated = layout.validated_file(spec, job.round)
     pair = train_pair(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
                       progress_dir=layout.progress_dir(job.id),
-                      validated=torch.load(validated, weights_only=True) if validated.exists() else None)
-    torch_save_atomic({"mask": pack_mask(pair.mask), "a": pair.a, "b": pair.b}, path)
-    validated.unlink(missing_ok=True)  # now in the pair file
+                      validated=KeptTraining.load(validated) if validated.exists() else None,
+                      distributed=context.distributed)
+    if context.writes:
+        torch_save_atomic({"mask": pack_mask(pair.mask), "a": pair.a, "b": pair.b, "world_size": pair.world_size},
+                          path)
+        validated.unlink(missing_ok=True)  # now in the pair file
 
 
 PAIR = register(JobKind("pair", "train two copies of a level's subnetwork with different data orders", plan,
-                        level_label, run=run, intermediate=True,
+                        level_label, run=run, intermediate=True, data_parallel=True,
                         outputs_present=lambda job, layout: layout.pair_file(job.experiment, job.round).exists()))

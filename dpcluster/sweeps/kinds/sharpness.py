@@ -9,7 +9,7 @@ from dataclasses import asdict
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs, rows_present
+from dpcluster.sweeps.kinds.analysis_common import open_pair_level, pair_columns, plan_on_pairs, rows_present
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -35,7 +35,7 @@ def run(job: Job, context) -> None:
     measured = sharpness(level.model, level.pair.mask, data, device=context.device,
                          iterations=settings.hessian_iterations, tolerance=settings.hessian_tolerance,
                          samples=settings.hutchinson_samples, seed=job.experiment.seed)
-    write_analysis("sharpness", level_columns(job.experiment, job.round, level.pair.mask),
+    write_analysis("sharpness", pair_columns(job, level.pair),
                    [{**asdict(measured), "examples": len(data), "subset_seed": settings.subset_seed}], level.path)
 
 

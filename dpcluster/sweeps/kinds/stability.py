@@ -8,7 +8,7 @@ from dataclasses import asdict
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, open_pair_level, plan_on_pairs, rows_present
+from dpcluster.sweeps.kinds.analysis_common import open_pair_level, pair_columns, plan_on_pairs, rows_present
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -32,7 +32,7 @@ def run(job: Job, context) -> None:
                                 context.device, batchnorm_data=batchnorm)
     barrier = error_barrier(curve)
     subsets = {"subset_seed": seed, "test_size": len(test), "batchnorm_size": len(batchnorm)}
-    write_analysis("stability", level_columns(job.experiment, job.round, level.pair.mask),
+    write_analysis("stability", pair_columns(job, level.pair),
                    [{**asdict(point), "instability": barrier, **subsets} for point in curve], level.path)
 
 

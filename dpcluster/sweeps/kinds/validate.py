@@ -1,7 +1,9 @@
 """``validate``: one per experiment × validated level: train that level's subnetwork on real data and test it —
 the expensive part of distilled pruning, independent across levels, so it fans out. ``dense`` has one level,
 round 0, the unpruned network. A level the mask search already validated (IMP's validations are its inner
-loops) is settled by the coordinator: the search's record is the result, nothing is trained again."""
+loops) is settled by the coordinator where validations run in one process: the search's record is the result,
+nothing is trained again. Where they run data-parallel, every level is validated by a job of its own, so all
+the levels compared in a series are trained alike."""
 
 from __future__ import annotations
 
@@ -32,12 +34,14 @@ def _write(job: Job, layout: SweepLayout, record: RoundRecord) -> None:
     write_level(record, job.experiment.set_size, layout.result_file(job.experiment, job.id))
 
 
-def settle(job: Job, layout: SweepLayout) -> bool:
+def settle(job: Job, layout: SweepLayout, world_size: int) -> bool:
     from dpcluster.results.store import rows_written
 
     if rows_written(layout.result_file(job.experiment, job.id)):
         return True
-    if not job.round:
+    if not job.round or world_size != 1:
+        # The search trains in one process: its record is this level's validation only where the validations
+        # of the other levels (and methods) run in one process too, so every level of a series is one procedure.
         return False
     from dpcluster.methods.engine import searched_validation
 
