@@ -87,6 +87,12 @@ def test_papers_cifar_sweeps_carry_the_papers_settings():
         assert (t.optimizer, t.lr, t.weight_decay, t.gamma, t.milestones, t.batch_size, t.epochs, t.augmentation) \
             == ("adam", 8e-4, 8e-4, 0.15, (50, 65, 80), 512, 60, "none")
         assert e.pruning.rewind == "1ep" and e.pruning.num_rounds == 30
+    # Figure 2: stability at five levels of every pruning method and seed, and of the dense network.
+    stability = [j for j in expand(alexnet) if j.kind == "stability"]
+    assert sorted({j.round for j in stability}) == [0, 4, 8, 11, 14, 18]
+    pruned = [j for j in stability if j.round]
+    assert len(pruned) == 5 * 5 * 4  # levels x seeds x (imp, distilled at 50 and 10 per class, random)
+    assert len([j for j in expand(alexnet) if j.kind == "pair"]) == len(stability)
     cifar100 = [j.experiment for j in expand(SweepSpec.load(JOBS / "convnet_cifar100.toml")) if j.kind == "mask"]
     sizes = {e.distilled.images_per_class: e.distilled_training for e in cifar100 if e.method == "distilled"}
     assert {k: (t.lr, t.epochs) for k, t in sizes.items()} == {50: (0.01, 1250), 10: (0.09, 1250)}
@@ -115,6 +121,39 @@ def test_cifar_search_specs_start_from_the_papers_sweep():
     paper = sweep[("distilled", 10)]
     assert time_to_mask == paper.replace(pruning=paper.pruning.replace(rounds=10))
     assert (paper.distilled_training.lr, paper.distilled_training.epochs) == (0.007, 3000)
+
+
+def test_analyses_measure_the_levels_they_are_asked_for_and_keep_only_those_networks():
+    sweep = _sweep(methods=["dense", "imp"], sparsities=[0.2, 0.5, 0.8], analyses=["stability", "kept_weights"],
+                   analysis={"sparsities": [0.5]}, base={"pruning": {"target_sparsity": 0.85}})
+    jobs = expand(sweep)
+
+    def levels(kind):
+        return sorted((j.experiment.method, j.experiment.seed, j.round) for j in jobs if j.kind == kind)
+
+    # The sweep validates rounds 1, 4 and 8 (20%, 59%, 83%); 0.5 is first reached at round 4.
+    assert levels("validate") == [("dense", s, 0) for s in (0, 1)] + [("imp", s, r) for s in (0, 1) for r in (1, 4, 8)]
+    measured = [("dense", s, 0) for s in (0, 1)] + [("imp", s, 4) for s in (0, 1)]
+    assert levels("pair") == levels("stability") == levels("kept_weights") == measured
+    # Only the validations whose level is measured keep their trained network (copy a of the pair).
+    kept = sorted((j.experiment.method, j.experiment.seed, j.round) for j in jobs if j.kind == "validate" and j.settings)
+    assert kept == measured
+    # Every level by default.
+    assert len([j for j in expand(sweep.replace(analysis=sweep.analysis.replace(sparsities=())))
+                if j.kind == "stability"]) == 2 + 2 * 3
+
+
+def test_an_analysis_level_the_sweep_does_not_validate_is_refused_naming_it():
+    with pytest.raises(SpecError) as error:
+        _sweep(sparsities=[0.5, 0.8], analyses=["stability"], analysis={"sparsities": [0.8, 0.45]})
+    assert error.value.key == "analysis.sparsities[1]"
+    assert "round 3" in error.value.message and "add 0.45 to sparsities" in error.value.message
+    with pytest.raises(SpecError) as error:
+        _sweep(sparsities=[0.5], analysis={"sparsities": [0.99]}, base={"pruning": {"target_sparsity": 0.9}})
+    assert error.value.key == "analysis.sparsities[0]" and "stops after" in error.value.message
+    with pytest.raises(SpecError) as error:
+        _sweep(analysis={"sparsities": [1.0]})
+    assert error.value.key == "analysis.sparsities[0]"
 
 
 def test_levels_beyond_the_mask_search_are_rejected_naming_the_level():

@@ -86,6 +86,9 @@ class AnalysisSpec(Spec):
     # statistics are recomputed on at each interpolated (or, for a "test" plane, displaced) network.
     test_examples: int | None = None
     batchnorm_examples: int = 2048
+    # The levels the analyses measure, each the first validated round at or past it (as the sweep's sparsities
+    # are); empty: every validated level. The dense network, a method's only level, is always measured.
+    sparsities: tuple[float, ...] = ()
 
     def __post_init__(self):
         check(self.points >= 3, "points", f"must be >= 3, got {self.points}")
@@ -100,6 +103,8 @@ class AnalysisSpec(Spec):
               f"must be >= 1, got {self.test_examples}")
         check_choice(self.landscape_split, ("train", "test"), "landscape_split")
         check(self.subset_seed >= 0, "subset_seed", f"must be >= 0, got {self.subset_seed}")
+        for i, level in enumerate(self.sparsities):
+            check(0 < level < 1, f"sparsities[{i}]", f"must be in (0, 1), got {level}")
 
 
 def _round_reaching(sparsity: float, rate: float) -> int:
@@ -161,6 +166,14 @@ class SweepSpec(Spec):
         known = analysis_names()
         for i, name in enumerate(self.analyses):
             check_choice(name, known, f"analyses[{i}]")
+        validated = self.rounds()
+        for i, level in enumerate(self.analysis.sparsities):
+            reached = _round_reaching(level, pruning.rate)
+            check(reached in validated, f"analysis.sparsities[{i}]",
+                  f"{level} is first reached at round {reached} ({1 - (1 - pruning.rate) ** reached:.1%} sparsity), "
+                  f"which the sweep does not validate" + (f": add {level} to sparsities" if reached <= pruning.num_rounds
+                                                          else f"; the mask search stops after {pruning.num_rounds} "
+                                                               f"rounds"))
         for name, _ in self.data:
             check(name in self.datasets, f"data.{name}", f"{name!r} is not one of the sweep's datasets")
         for size, _ in self.sets:
@@ -218,6 +231,13 @@ class SweepSpec(Spec):
         if not self.sparsities:
             return tuple(range(1, pruning.num_rounds + 1))
         return tuple(sorted({_round_reaching(s, pruning.rate) for s in self.sparsities}))
+
+    def analysed_rounds(self) -> tuple[int, ...]:
+        """The validated rounds the analyses measure: those reaching ``analysis.sparsities``, or every one."""
+        rate = self.base.pruning.rate
+        if not self.analysis.sparsities:
+            return self.rounds()
+        return tuple(sorted({_round_reaching(s, rate) for s in self.analysis.sparsities}))
 
 
 def analysis_names() -> tuple[str, ...]:

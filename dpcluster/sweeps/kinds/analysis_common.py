@@ -46,6 +46,16 @@ def wants(planner: Planner, kind: str) -> bool:
     return kind in planner.sweep.analyses
 
 
+def analysed_levels(planner: Planner, spec: ExperimentSpec) -> tuple[int, ...]:
+    """The levels of ``spec`` the analyses measure: its validated rounds at ``analysis.sparsities`` (all of them
+    by default), or round 0 alone for a method that does not prune."""
+    rounds = levels(planner, spec)[0]
+    if rounds == (0,):
+        return rounds
+    analysed = set(planner.sweep.analysed_rounds())
+    return tuple(r for r in rounds if r in analysed)
+
+
 def load_pair(path) -> TrainedPair:
     import torch
 
@@ -67,7 +77,7 @@ def plan_on_pairs(planner: Planner, spec: ExperimentSpec, kind: str, **settings)
     sweep's ``[analysis]`` that change the job's outputs (they go into its id)."""
     if not wants(planner, kind):
         return
-    for r in levels(planner, spec)[0]:
+    for r in analysed_levels(planner, spec):
         pair = planner.find("pair", spec, r)
         planner.add(kind, level_key(spec, r, **settings), spec, r, (pair.id,), planner.sweep.analysis)
 

@@ -7,15 +7,15 @@ from dataclasses import asdict
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import level_columns, level_key, rows_present, wants
+from dpcluster.sweeps.kinds.analysis_common import analysed_levels, level_columns, level_key, rows_present, wants
 from dpcluster.sweeps.kinds.mask import levels
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     if not wants(planner, "kept_weights"):
         return
-    rounds, deps = levels(planner, spec)
-    for r in rounds:
+    deps = levels(planner, spec)[1]
+    for r in analysed_levels(planner, spec):
         planner.add("kept_weights", level_key(spec, r, bins=planner.sweep.analysis.histogram_bins), spec, r, deps,
                     planner.sweep.analysis)
 

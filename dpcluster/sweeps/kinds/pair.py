@@ -7,14 +7,13 @@ from __future__ import annotations
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, level_key, wants
-from dpcluster.sweeps.kinds.mask import levels
+from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, analysed_levels, level_key, wants
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     if not any(wants(planner, kind) for kind in PAIR_ANALYSES):
         return
-    for r in levels(planner, spec)[0]:
+    for r in analysed_levels(planner, spec):
         # After the level's validation, whose trained network is copy a when it kept it.
         planner.add("pair", level_key(spec, r), spec, r, (planner.find("validate", spec, r).id,))
 
