@@ -16,7 +16,7 @@ from dpcluster.data.base import DataBundle, TensorSet
 from dpcluster.distilled import DistilledSet, distill_key, import_mtt, import_png, obtain_distilled_set
 from dpcluster.distilled.dm import distill_dm
 from dpcluster.distilled.dm import _fresh_network
-from dpcluster.distilled.importers import MTT_NORMALIZATION
+from dpcluster.distilled.importers import mtt_normalization
 from dpcluster.errors import UserError
 from dpcluster.models import build_model
 from dpcluster.specs import DataSpec, DistilledSpec, ModelSpec
@@ -168,7 +168,7 @@ def test_import_mtt(tmp_path, digits):
 
 
 def test_import_mtt_converts_from_mtt_normalization(tmp_path):
-    mtt_mean, mtt_std = MTT_NORMALIZATION["cifar10"]
+    mtt_mean, mtt_std = mtt_normalization("cifar10")
     data = bundle(name="cifar10", mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
     raw = torch.rand(4, 3, 4, 4)
     view = (1, 3, 1, 1)
@@ -184,8 +184,8 @@ def test_mtt_normalization_is_what_mtts_code_uses():
     # MTT's utils.get_dataset: CIFAR-10's constants for CIFAR-10 and CIFAR-100 alike, ImageNet's for its subsets.
     cifar10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
     imagenet = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-    assert MTT_NORMALIZATION["cifar10"] == cifar10 and MTT_NORMALIZATION["cifar100"] == cifar10
-    assert all(MTT_NORMALIZATION[name] == imagenet for name in ("imagenet10", "imagenette", "imagenet"))
+    assert mtt_normalization("cifar10") == cifar10 and mtt_normalization("cifar100") == cifar10
+    assert all(mtt_normalization(name) == imagenet for name in ("imagenet10", "imagenette", "imagenet"))
 
 
 def test_import_mtt_cifar100_converts_from_mtts_cifar10_constants(tmp_path):

@@ -7,14 +7,15 @@ from pathlib import Path
 
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
-from dpcluster.specs.experiment import DATASETS, MODELS
+from dpcluster.data.registry import source_names
+from dpcluster.models.registry import network_names
 
 
 def add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment spec (TOML); options below override it")
-    p.add_argument("--data", help=f"data set: {', '.join(DATASETS)}")
+    p.add_argument("--data", help=f"data set: {', '.join(source_names())}")
     p.add_argument("--data-root", help="folder holding the data set in torchvision's on-disk format")
-    p.add_argument("--model", help=f"model: {', '.join(MODELS)}")
+    p.add_argument("--model", help=f"model: {', '.join(network_names())}")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default ./runs)")
 

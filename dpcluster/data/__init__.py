@@ -1,4 +1,6 @@
-"""The data layer: :func:`load_data` turns a DataSpec into a :class:`DataBundle`.
+"""The data layer: :func:`load_data` turns a DataSpec into a :class:`DataBundle`; data sets by name in
+``registry.py`` (one module each in ``sources/``). Importing this package loads no torch: what it exports is
+imported on first use.
 
 Batch augmentation is ``dpcluster.data.augment.augment``; it is not re-exported here, because a package
 attribute named ``augment`` would shadow the submodule of the same name.
@@ -6,71 +8,15 @@ attribute named ``augment`` would shadow the submodule of the same name.
 
 from __future__ import annotations
 
-from dpcluster.data.base import DataBundle, Split, TensorSet, TensorSetDataset
-from dpcluster.errors import UserError
-from dpcluster.specs.experiment import DataSpec
+import importlib
 
-__all__ = ["DataBundle", "TensorSet", "TensorSetDataset", "load_data"]
+_EXPORTS = {"load_data": "dpcluster.data.load", "DataBundle": "dpcluster.data.base",
+            "TensorSet": "dpcluster.data.base", "TensorSetDataset": "dpcluster.data.base"}
 
-
-def load_data(spec: DataSpec) -> DataBundle:
-    """Load the data set ``spec`` names. Nothing is ever downloaded; missing or bad files raise UserError.
-
-    With ``spec.zca`` both splits are ZCA-whitened with a transform fitted on the training split.
-    """
-    bundle = _load(spec)
-    if spec.zca:
-        _whiten(bundle)
-    return bundle
+__all__ = list(_EXPORTS)
 
 
-def _in_memory(split: Split) -> TensorSet | None:
-    if isinstance(split, TensorSet):
-        return split
-    if isinstance(split, TensorSetDataset):
-        return split.tensors
-    return None
-
-
-def _whiten(bundle: DataBundle) -> None:
-    """ZCA-whiten both in-memory splits of ``bundle`` in place, exactly as MTT does (``--zca``).
-
-    MTT fits kornia's ``ZCAWhitening(eps=0.1)`` on the training images as ``ToTensor`` gives them, [0, 1] pixels
-    with no mean/std normalization, and applies it to both splits. The loaders here normalize, so the
-    normalization is undone first (x * std + mean), then the transform is fitted on the training split's
-    pixels (see :mod:`dpcluster.data.zca`) and applied to both.
-
-    Afterwards the images are in ZCA space, not mean/std-normalized pixels: ``bundle.mean``/``bundle.std``
-    become 0 and 1 per channel (the identity normalization), so nothing renormalizes ZCA-space images as if
-    they were pixels (a distilled set made on this data records the same identity normalization).
-    """
-    from dpcluster.data import zca
-
-    train, test = _in_memory(bundle.train), _in_memory(bundle.test)
-    if train is None or test is None:
-        raise zca.in_memory_error(bundle.name)
-    zca.check_size(bundle.input_shape, bundle.name)
-    if len(train) < 2:
-        raise UserError(f"{bundle.name}: ZCA whitening needs at least 2 training images, got {len(train)}")
-    for split in (train, test):
-        split.x = zca.unnormalize(split.x, bundle.mean, bundle.std)
-    whitening = zca.fit(train.x, zca.MTT_REGULARIZATION)
-    train.x = whitening.apply(train.x)
-    test.x = whitening.apply(test.x)
-    channels = bundle.input_shape[0]
-    bundle.mean, bundle.std = (0.0,) * channels, (1.0,) * channels
-    bundle.zca = True
-
-
-def _load(spec: DataSpec) -> DataBundle:
-    # Imported here so that the digits path (and importing this package) does not pay for torchvision.
-    if spec.name == "digits":
-        from dpcluster.data import digits
-        return digits.load(spec)
-    if spec.name in ("cifar10", "cifar100"):
-        from dpcluster.data import cifar
-        return cifar.load(spec)
-    if spec.name in ("imagenet10", "imagenette", "imagenet"):
-        from dpcluster.data import imagenet
-        return imagenet.load(spec)
-    raise ValueError(f"no loader for data set {spec.name!r}")
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

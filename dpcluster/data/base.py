@@ -104,7 +104,9 @@ class DataBundle:
     @property
     def mirror_safe(self) -> bool:
         """Whether a horizontal mirror image keeps its label (not for digits), so flips may augment it."""
-        return self.name != "digits"
+        from dpcluster.data.registry import get_source
+
+        return get_source(self.name).mirror_safe
 
     def train_labels(self) -> torch.Tensor:
         return labels_of(self.train)

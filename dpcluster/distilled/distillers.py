@@ -54,7 +54,9 @@ def distillation_model(spec: DistilledSpec, model: ModelSpec, input_shape: tuple
     wreck the images. A set distilled on the depth-2 net trains the depth-3 net well (architectures transfer)."""
     if spec.model is not None:
         return spec.model
-    if model.name != "convnet" or model.pooling == "none":
+    from dpcluster.models.registry import get_network
+
+    if not get_network(model.name).uses_convnet_settings or model.pooling == "none":
         return model
     depth, side = model.depth, min(input_shape[1:])
     while depth > 1 and side >> (depth - 1) < 4:

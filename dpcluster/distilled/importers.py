@@ -14,19 +14,18 @@ from dpcluster.errors import UserError
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
 
-# The normalization MTT's code (utils.get_dataset) hard-codes per data set, for runs without --zca. MTT saves
-# its images in that normalization; when ours differs, the images are converted, not silently misread. MTT uses
-# CIFAR-10's constants for CIFAR-100 too (ours are CIFAR-100's own), and ImageNet's for its ImageNet subsets
-# and Tiny ImageNet. With --zca MTT's images are not normalized at all: ToTensor's [0, 1] pixels, ZCA-whitened.
-_CIFAR10 = ((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
-_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-MTT_NORMALIZATION: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
-    "cifar10": _CIFAR10,
-    "cifar100": _CIFAR10,
-    "imagenet10": _IMAGENET,
-    "imagenette": _IMAGENET,
-    "imagenet": _IMAGENET,
-}
+# MTT's code (utils.get_dataset) hard-codes a normalization per data set, for runs without --zca, and saves its
+# images in it: each data source says which (``DataSource.mtt_normalization``: CIFAR-10's constants for CIFAR-100
+# too, ImageNet's for its subsets); when ours differs, the images are converted, not silently misread. With --zca
+# MTT's images are not normalized at all: ToTensor's [0, 1] pixels, ZCA-whitened.
+
+
+def mtt_normalization(data_name: str):
+    """The (mean, std) MTT saves sets of ``data_name`` in, or None where MTT does not distil it."""
+    from dpcluster.data.registry import get_source
+
+    return get_source(data_name).mtt_normalization
+
 
 # MTT itself only logs its learned lr to wandb; several follow-ups save it next to the images.
 _LR_FILES = ("lr_{tag}.pt", "synthetic_lr.pt", "syn_lr.pt")
@@ -98,7 +97,7 @@ def import_mtt(path: str | Path, data: "DataBundle", learned_lr: float | None = 
         channels = images.shape[1]
         mean, std = (0.0,) * channels, (1.0,) * channels
     else:
-        default_mean, default_std = MTT_NORMALIZATION.get(data.name, (tuple(data.mean), tuple(data.std)))
+        default_mean, default_std = mtt_normalization(data.name) or (tuple(data.mean), tuple(data.std))
         mean = tuple(source_mean) if source_mean is not None else default_mean
         std = tuple(source_std) if source_std is not None else default_std
     distilled = DistilledSet(

@@ -36,3 +36,8 @@ class AlexNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+
+def build(spec, input_shape: tuple[int, int, int], num_classes: int) -> AlexNet:
+    channels, height, width = input_shape
+    return AlexNet(channels, (height, width), num_classes)

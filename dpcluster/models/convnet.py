@@ -71,3 +71,14 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.embed(x))
+
+
+def build(spec, input_shape: tuple[int, int, int], num_classes: int) -> ConvNet:
+    channels, height, width = input_shape
+    return ConvNet(channels, (height, width), num_classes, spec.depth, spec.width, spec.norm, spec.pooling)
+
+
+def degenerate_for(spec, input_shape: tuple[int, int, int]) -> str | None:
+    """``degenerate_depth`` for the spec's settings, as the ``model.depth`` setting's message."""
+    why = degenerate_depth(input_shape[1:], spec.depth, spec.norm, spec.pooling)
+    return f"model.depth = {spec.depth}: {why}" if why else None

@@ -32,9 +32,10 @@ def _finish(model: ResNet, channels: int, num_classes: int, cifar_stem: bool) ->
     return model
 
 
-def cifar_resnet18(channels: int, num_classes: int) -> nn.Module:
-    return _finish(resnet18(num_classes=num_classes), channels, num_classes, cifar_stem=True)
+def cifar_resnet18(spec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    return _finish(resnet18(num_classes=num_classes), input_shape[0], num_classes, cifar_stem=True)
 
 
-def imagenet_resnet10(channels: int, num_classes: int) -> nn.Module:
-    return _finish(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes), channels, num_classes, cifar_stem=False)
+def imagenet_resnet10(spec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
+    return _finish(ResNet(BasicBlock, [1, 1, 1, 1], num_classes=num_classes), input_shape[0], num_classes,
+                   cifar_stem=False)

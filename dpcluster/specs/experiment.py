@@ -10,8 +10,6 @@ from dataclasses import dataclass, field
 from dpcluster.methods.registry import get_method, method_names
 from dpcluster.specs.base import NOT_IDENTITY, Spec, check, check_choice
 
-DATASETS = ("digits", "cifar10", "cifar100", "imagenet10", "imagenette", "imagenet")
-MODELS = ("convnet", "alexnet", "resnet18", "resnet10")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # "dsa": differentiable siamese augmentation (colour, crop, cutout, flip, scale, rotate); "dsa_noflip" leaves
 # out the flip (digits). "auto", for training on a distilled set, is the augmentation the set was made with.
@@ -47,13 +45,13 @@ class DataSpec(Spec):
     zca: bool = False
 
     def __post_init__(self):
-        check_choice(self.name, DATASETS, "name")
-        check(self.name == "digits" or self.root is not None, "root",
+        from dpcluster.data.registry import get_source, source_names
+
+        check_choice(self.name, source_names(), "name")
+        source = get_source(self.name)
+        check(not source.needs_root or self.root is not None, "root",
               f"data set {self.name!r} needs a root folder (it is never downloaded)")
-        check(self.name != "imagenet" or bool(self.classes), "classes",
-              "name = 'imagenet' needs a list of class wnids (or use imagenet10 / imagenette)")
-        check(self.name == "imagenet" or self.classes is None, "classes",
-              f"only name = 'imagenet' takes a class list ({self.name} has its own)")
+        source.check(self)
         check(self.resolution >= 8, "resolution", f"must be >= 8, got {self.resolution}")
         check(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         check_choice(self.placement, ("auto", "device", "loader"), "placement")
@@ -70,7 +68,9 @@ class ModelSpec(Spec):
     pooling: str = "avgpooling"
 
     def __post_init__(self):
-        check_choice(self.name, MODELS, "name")
+        from dpcluster.models.registry import network_names
+
+        check_choice(self.name, network_names(), "name")
         check(1 <= self.depth <= 8, "depth", f"must be in 1..8, got {self.depth}")
         check(self.width >= 1, "width", f"must be >= 1, got {self.width}")
         check_choice(self.norm, ("instancenorm", "batchnorm", "layernorm", "none"), "norm")

@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from dpcluster.errors import SpecError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, TrainingSpec, check, check_choice
 from dpcluster.methods.registry import method_names
-from dpcluster.specs.experiment import DATASETS, MODELS
+from dpcluster.data.registry import source_names
+from dpcluster.models.registry import network_names
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class SweepSpec(Spec):
         check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name) and
               any(c.isalnum() for c in self.name), "name",
               f"must be letters, digits, '-', '_' or '.', with a letter or digit, got {self.name!r}")
-        for key, values, choices in (("datasets", self.datasets, DATASETS), ("models", self.models, MODELS),
+        for key, values, choices in (("datasets", self.datasets, source_names()), ("models", self.models, network_names()),
                                      ("methods", self.methods, method_names())):
             check(len(values) > 0, key, "must not be empty")
             for i, value in enumerate(values):

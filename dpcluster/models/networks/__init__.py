@@ -1,0 +1,1 @@
+"""The built-in networks, one module each; every module registers its network (``dpcluster.models.registry``)."""
