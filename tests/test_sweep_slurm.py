@@ -373,7 +373,7 @@ def test_dry_run_prints_the_sbatch_scripts_and_submits_nothing(slurm_cluster, tm
     scripts = [block for block in printed.split("#!/bin/bash")[1:]]
     assert len(scripts) == 3, printed
     assert all("#SBATCH --kill-on-invalid-dep=yes" in s and "#SBATCH --comment=dp-test" in s and
-               "# setup\necho site setup" in s for s in scripts), printed
+               "# setup\nexport PYTHONPATH=" in s and "\necho site setup\n" in s for s in scripts), printed
     assert ["#SBATCH --time=7" in s for s in scripts] == [False, True, True]
     assert "#SBATCH --array=0-1%2" in scripts[1]
     assert "#SBATCH --dependency='afterok:<1>'" in printed and "#SBATCH --dependency='afterok:<2>'" in printed

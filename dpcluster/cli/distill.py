@@ -7,9 +7,11 @@ import statistics
 
 from rich.console import Console
 
+from dpcluster.cli.names import described
 from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
+from dpcluster.distilled.registry import FILE_SOURCE, distiller_names, get_distiller
 from dpcluster.errors import UserError
-from dpcluster.specs import ExperimentSpec
+from dpcluster.specs import DistilledSpec, ExperimentSpec
 
 CACHE = "distilled"
 
@@ -27,8 +29,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                         "running the same command again resumes a stopped distillation or "
                                         "reuses the finished set.")
     add_spec_options(p)
-    p.add_argument("--method", choices=("dm", "mtt"), help="distribution matching or trajectory matching "
-                                                         "(default: the spec's distilled.source, dm)")
+    p.add_argument("--method", choices=distiller_names(),
+                   help=f"{described(get_distiller, distiller_names())} (default: the spec's distilled.source, "
+                        f"{DistilledSpec().source})")
     p.add_argument("--ipc", type=int, help="images per class")
     p.add_argument("--iterations", type=int, help="distillation iterations (the budget)")
     p.add_argument("--seed", type=int, help="distillation seed")
@@ -44,17 +47,20 @@ def distill_spec(args: argparse.Namespace) -> ExperimentSpec:
     spec = spec_from_options(args)
     if args.method is not None:
         spec = override(spec, "distilled", "--method", source=args.method, path=None)
-    elif spec.distilled.source == "file":
-        raise UserError("the spec's distilled.source is 'file'; give --method dm or --method mtt")
+    elif spec.distilled.from_file:
+        raise UserError(f"the spec's distilled.source is '{FILE_SOURCE}'; give "
+                        f"{' or '.join(f'--method {name}' for name in distiller_names())}")
     if args.ipc is not None:
         spec = override(spec, "distilled", "--ipc", images_per_class=args.ipc)
     if args.seed is not None:
         spec = override(spec, "distilled", "--seed", seed=args.seed)
     if args.iterations is not None:
-        method = spec.distilled.source
-        budget = getattr(spec.distilled, method)
-        spec = override(spec, "distilled", "--iterations",
-                        **{method: _checked(lambda: budget.replace(iterations=args.iterations), "--iterations")})
+        distiller = get_distiller(spec.distilled.source)
+        budget = distiller.settings_of(spec.distilled)
+        if budget is None or not hasattr(budget, "iterations"):
+            raise UserError(f"--iterations: distiller {distiller.name} has no iteration budget")
+        spec = override(spec, "distilled", "--iterations", **{distiller.settings: _checked(
+            lambda: budget.replace(iterations=args.iterations), "--iterations")})
     if args.checkpoint_every < 1 or args.eval_every < 0 or args.eval_seeds < 1:
         raise UserError("--checkpoint-every and --eval-seeds must be >= 1, --eval-every >= 0")
     return spec

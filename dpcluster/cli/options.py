@@ -15,7 +15,8 @@ def add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment spec (TOML); options below override it")
     p.add_argument("--data", help=f"data set: {', '.join(source_names())}")
     p.add_argument("--data-root", help="folder holding the data set in torchvision's on-disk format")
-    p.add_argument("--model", help=f"model: {', '.join(network_names())}")
+    p.add_argument("--model", help=f"model: {', '.join(network_names())}, torchvision:NAME, or "
+                                   f"package.module:function (a factory of yours)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     p.add_argument("--out", type=Path, default=Path("runs"), help="output folder (default ./runs)")
 

@@ -9,11 +9,13 @@ import argparse
 
 from rich.console import Console
 
+from dpcluster.cli.names import described
 from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines
+from dpcluster.distilled.registry import FILE_SOURCE, distiller_names, format_names, get_distiller, get_format
 from dpcluster.errors import SpecError, UserError
 from dpcluster.methods.registry import method_names
-from dpcluster.specs import ExperimentSpec
+from dpcluster.specs import DistilledSpec, ExperimentSpec
 from dpcluster.sweeps.spec import SweepSpec
 
 DEFAULT_METHODS = ("dense", "imp", "distilled", "random")
@@ -36,11 +38,14 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--target-sparsity", type=float, help="prune until at least this fraction is removed")
     p.add_argument("--epochs", type=int, help="real-data training epochs")
     p.add_argument("--distilled-epochs", type=int, help="epochs of training on the distilled set")
-    p.add_argument("--distill", choices=("dm", "mtt"),
-                   help="distil the set here by distribution matching (dm, the default) or trajectory matching (mtt)")
+    default = DistilledSpec()
+    p.add_argument("--distill", choices=distiller_names(),
+                   help=f"distil the set here (default {default.source}); "
+                        f"{described(get_distiller, distiller_names())}")
     p.add_argument("--distilled", help="use this distilled set instead of distilling one here")
-    p.add_argument("--distilled-format", choices=("dpcluster", "mtt", "png"), default="dpcluster",
-                   help="format of --distilled (default: dpcluster)")
+    p.add_argument("--distilled-format", choices=format_names(), default=default.format,
+                   help=f"format of --distilled (default: {default.format}); "
+                        f"{described(get_format, format_names())}")
     add_retry_failed(p)
     p.set_defaults(handler=handle)
 
@@ -71,7 +76,7 @@ def base_spec(args: argparse.Namespace) -> ExperimentSpec:
     if args.distilled is not None:
         if args.distill is not None:
             raise UserError("give --distill or --distilled, not both")
-        spec = override(spec, "distilled", "--distilled", source="file", format=args.distilled_format,
+        spec = override(spec, "distilled", "--distilled", source=FILE_SOURCE, format=args.distilled_format,
                          path=args.distilled)
     if args.distill is not None:
         spec = override(spec, "distilled", "--distill", source=args.distill, path=None)

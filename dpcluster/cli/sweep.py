@@ -10,14 +10,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from dpcluster.cli.names import described
 from dpcluster.cli.options import writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines, out_of_attempts
 from dpcluster.errors import UserError
+from dpcluster.sweeps.backend_registry import BackendEntry, backend_names, get_backend
 from dpcluster.sweeps.layout import SweepLayout
 
 # Rows of the status table of jobs not done (a sweep of thousands would scroll for pages); the counts cover all.
 STATUS_ROWS = 40
+DEFAULT_BACKEND = "local"
 
 
 def add_parsers(commands: argparse._SubParsersAction) -> None:
@@ -25,8 +28,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             description="Expand a sweep spec into jobs and run them. Running the same command "
                                         "again resumes: finished jobs are skipped, failed ones retried.")
     p.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. jobs/digits_small.toml")
-    p.add_argument("--backend", choices=("local", "slurm", "ray"), default="local",
-                   help="where jobs run: this process, Slurm through submitit, or Ray (default local)")
+    p.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
+                   help=f"where jobs run (default {DEFAULT_BACKEND}); {described(get_backend, backend_names())}")
     p.add_argument("--out", type=Path, help="sweep folder (default sweeps/<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add_retry_failed(p)
@@ -53,6 +56,10 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     slurm.add_argument("--snapshot", action="store_true",
                        help="copy the code (a git checkout's tracked files) into SWEEP/code/ and run the jobs "
                             "from that copy, so later edits do not reach jobs already submitted")
+    slurm.add_argument("--code", action="append", default=[], metavar="PATH",
+                       help="your own code (a package folder or a module file: a network's or a data set's "
+                            "factory): with --snapshot copied into it beside dpcluster's, else found where it is; "
+                            "repeatable")
     slurm.add_argument("--wait", action="store_true",
                        help="follow the sweep to its end here (by default the command ends once Slurm holds "
                             "every job)")
@@ -66,7 +73,9 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             "default 60)")
     ray = p.add_argument_group("ray")
     ray.add_argument("--address", help="an existing Ray cluster (default: start a local one)")
-    p.set_defaults(handler=handle_sweep)
+    # Each backend's own options, with their defaults: given with another backend, they are refused.
+    p.set_defaults(handler=handle_sweep, backend_option_defaults={
+        flag: p.get_default(_dest(flag)) for name in backend_names() for flag in get_backend(name).owns})
     s = commands.add_parser("status", help="show a sweep's jobs by stage and state, with Slurm's view of each")
     s.add_argument("dir", type=Path, help="sweep folder")
     s.set_defaults(handler=handle_status)
@@ -90,7 +99,8 @@ def handle_sweep(args: argparse.Namespace) -> int:
     if not args.dry_run:
         writable_folder(out, "--out")
     backend = make_backend(args, out, console)
-    if args.backend == "local" and not args.dry_run:
+    entry = get_backend(args.backend)
+    if entry.runs_here and not args.dry_run:
         # Elsewhere the device, the data and the set files are those of the job's machine, checked there. (Not
         # imported before: planning, dry runs and submitting never load torch.)
         from dpcluster.runtime import resolve_device
@@ -102,12 +112,12 @@ def handle_sweep(args: argparse.Namespace) -> int:
         run_sweep(sweep, out, backend, args.device, _plain_line, dry_run=True)
         console.print(f"dry run: nothing submitted, nothing written to {out}")
         return 0
-    follow = args.backend != "slurm" or args.wait
+    follow = not entry.detaches or args.wait
     ended = 0
 
     def on_end(job) -> None:
         nonlocal ended
-        if follow and args.backend != "local":  # the local backend names each job as it starts
+        if follow and not entry.runs_here:  # a backend running jobs here names each job as it starts
             ended += 1
             console.print(f"  ended: {job.name} ({ended} this run)")
 
@@ -145,42 +155,30 @@ def handle_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def refuse_options_of_other_backends(args: argparse.Namespace, chosen: BackendEntry) -> None:
+    """One line naming the options given (not at their default) that only another backend reads."""
+    defaults = args.backend_option_defaults
+    for name in backend_names():
+        if name == chosen.name:
+            continue
+        given = [flag for flag in get_backend(name).owns if getattr(args, _dest(flag)) != defaults[flag]]
+        if given:
+            raise UserError(f"{', '.join(given)}: only for --backend {name}")
+
+
 def make_backend(args: argparse.Namespace, out: Path, console: Console):
-    from dpcluster.sweeps.backends import DryRunBackend, LocalBackend
+    from dpcluster.registry import resolve
+    from dpcluster.sweeps.backends import DryRunBackend
 
-    slurm_only = {"--stage": args.stage, "--setup": args.setup, "--sbatch": args.sbatch, "--snapshot": args.snapshot,
-                  "--wait": args.wait, "--requeues": args.requeues != 3, "--feed-seconds": args.feed_seconds != 60,
-                  "--pack": args.pack != "auto"}
-    if args.backend != "slurm" and (given := [name for name, value in slurm_only.items() if value]):
-        raise UserError(f"{', '.join(given)}: only for --backend slurm")
-    if args.dry_run and args.backend != "slurm":
-        return DryRunBackend(args.backend, _plain_line)
-    if args.backend == "local":
-        return LocalBackend(on_start=lambda job: console.print(f"  {job.name}"))
-    if args.backend == "slurm":
-        import time
-
-        from dpcluster.sweeps.jobs import kind_names
-        from dpcluster.sweeps.slurm_backend import SlurmBackend, parse_sbatch, parse_stage
-
-        if args.gpus_per_job != int(args.gpus_per_job) or args.cpus_per_job != int(args.cpus_per_job):
-            raise UserError("--gpus-per-job and --cpus-per-job must be whole numbers on Slurm")
-        if args.requeues < 0:
-            raise UserError(f"--requeues must be >= 0, got {args.requeues}")
-        if args.feed_seconds <= 0:
-            raise UserError(f"--feed-seconds must be > 0, got {args.feed_seconds:g}")
-        layout = SweepLayout(out)
-        stages = dict(parse_stage(text, kind_names()) for text in args.stage)
-        return SlurmBackend(layout.logs_dir, args.partition, args.account, args.qos, args.constraint,
-                            int(args.gpus_per_job), int(args.cpus_per_job), args.mem_gb, args.time_min,
-                            args.array_parallelism, args.tasks_per_job, stages=stages, setup=tuple(args.setup),
-                            sbatch=dict(parse_sbatch(text) for text in args.sbatch), requeues=args.requeues,
-                            snapshot=layout.snapshot_dir(time.strftime("%Y%m%d-%H%M%S")) if args.snapshot else None,
-                            dry_run=_plain_line if args.dry_run else None, feed_seconds=args.feed_seconds,
-                            pack=args.pack)
-    from dpcluster.sweeps.ray_backend import RayBackend
-
-    return RayBackend(args.address, args.gpus_per_job, args.cpus_per_job)
+    entry = get_backend(args.backend)
+    refuse_options_of_other_backends(args, entry)
+    if args.dry_run and not entry.shows_dry_run:
+        return DryRunBackend(entry.name, _plain_line)
+    return resolve(entry.make)(args, out, console, _plain_line)
 
 
 def _plain_line(text: str) -> None:

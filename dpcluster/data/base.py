@@ -104,9 +104,9 @@ class DataBundle:
     @property
     def mirror_safe(self) -> bool:
         """Whether a horizontal mirror image keeps its label (not for digits), so flips may augment it."""
-        from dpcluster.data.registry import get_source
+        from dpcluster.data.registry import source_for
 
-        return get_source(self.name).mirror_safe
+        return source_for(self.name).mirror_safe
 
     def train_labels(self) -> torch.Tensor:
         return labels_of(self.train)

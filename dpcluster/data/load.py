@@ -4,7 +4,7 @@ where the spec asks for it."""
 from __future__ import annotations
 
 from dpcluster.data.base import DataBundle, Split, TensorSet, TensorSetDataset
-from dpcluster.data.registry import get_source
+from dpcluster.data.registry import source_for
 from dpcluster.errors import UserError
 from dpcluster.registry import resolve
 from dpcluster.specs.experiment import DataSpec
@@ -62,4 +62,4 @@ def _whiten(bundle: DataBundle) -> None:
 def _load(spec: DataSpec) -> DataBundle:
     # The source's module is imported here, so a digits run (and importing this package) does not pay for
     # torchvision.
-    return resolve(get_source(spec.name).loader)(spec)
+    return resolve(source_for(spec.name).loader)(spec)

@@ -1,48 +1,59 @@
 """Distilled sets: the project format, importers (MTT, PNG folders), the distillers (distribution matching,
-trajectory matching) with their cache, and :func:`obtain_distilled_set`, which gives an experiment its set."""
+trajectory matching) with their cache, and :func:`obtain_distilled_set`, which gives an experiment its set.
+Distillers and set formats by name are in ``registry.py`` (one module each in ``distillers/`` and ``formats/``).
+Importing this package loads no torch: what it exports from its modules is imported on first use."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpcluster.distilled.cache import cached_distill, distill_key
-from dpcluster.distilled.format import DistilledSet
-from dpcluster.distilled.importers import import_mtt, import_png
 from dpcluster.errors import UserError
-from dpcluster.specs import DistilledSpec, ModelSpec
 
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
+    from dpcluster.distilled.format import DistilledSet
+    from dpcluster.specs import DistilledSpec, ModelSpec
+
+_EXPORTS = {"DistilledSet": "dpcluster.distilled.format", "distill_key": "dpcluster.distilled.cache",
+            "import_mtt": "dpcluster.distilled.importers", "import_png": "dpcluster.distilled.importers"}
 
 __all__ = ["DistilledSet", "distill_key", "import_mtt", "import_png", "obtain_distilled_set", "read_distilled_set"]
 
 
-def read_distilled_set(path: str | Path, format: str, data: "DataBundle", zca: bool = False) -> DistilledSet:
-    """The set at ``path`` in ``format`` ("dpcluster", "mtt", "png"). ``zca`` (``distilled.zca``) says an
-    imported MTT or PNG set is ZCA-whitened; the project's own format records that itself, so it is not read
-    there."""
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def read_distilled_set(path: str | Path, format: str, data: "DataBundle", zca: bool = False) -> "DistilledSet":
+    """The set at ``path`` in ``format`` (a name of the set-format registry: "dpcluster", "mtt", "png"). ``zca``
+    (``distilled.zca``) says an imported set is ZCA-whitened; the project's own format records that itself, so it
+    is not read there."""
+    from dpcluster.distilled.registry import get_format
+    from dpcluster.registry import resolve
+
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"distilled.path: {path} does not exist")
-    if format == "mtt":
-        return import_mtt(path, data, zca=zca)
-    if format == "png":
-        return import_png(path, data, zca=zca)
-    return DistilledSet.load(path)
+    return resolve(get_format(format).reader)(path, data, zca=zca)
 
 
-def obtain_distilled_set(spec: DistilledSpec, data: "DataBundle", model_spec: ModelSpec, cache_dir: str | Path,
-                         device, progress=None, expert_progress=None) -> DistilledSet:
+def obtain_distilled_set(spec: "DistilledSpec", data: "DataBundle", model_spec: "ModelSpec", cache_dir: str | Path,
+                         device, progress=None, expert_progress=None) -> "DistilledSet":
     """The distilled set ``spec`` describes, checked against ``data`` and in ``data``'s normalization.
 
-    ``source = "dm"`` or ``"mtt"`` distils (or reuses the cached set under ``cache_dir``); ``"file"`` reads
-    ``spec.path`` (``{ipc}`` in it replaced by the size). ``progress(iteration, iterations, loss)`` is called while
-    distilling.
+    A distiller's ``source`` ("dm", "mtt", ...) distils (or reuses the cached set under ``cache_dir``); ``"file"``
+    reads ``spec.path`` (``{ipc}`` in it replaced by the size). ``progress(iteration, iterations, loss)`` is
+    called while distilling.
     """
-    if spec.source == "file":
+    if spec.from_file:
         distilled, where = read_distilled_set(spec.set_path, spec.format, data, zca=spec.zca), spec.set_path
     else:
+        from dpcluster.distilled.cache import cached_distill
+
         distilled, folder, _ = cached_distill(spec, data, model_spec, cache_dir, device, progress,
                                               expert_progress=expert_progress)
         where = f"cache {folder}"

@@ -22,15 +22,20 @@ from dpcluster.data.augment import resolve_augmentation
 from dpcluster.data.base import TensorSet
 from dpcluster.data.dsa import DSA_STRATEGY, NOFLIP_STRATEGY, dsa
 from dpcluster.distilled.format import DistilledSet
+from dpcluster.distilled.request import distill_augmentation
+from dpcluster.distilled.sampling import ClassSampler, class_counts, fresh_network
 from dpcluster.distilled.state import IterationState
-from dpcluster.errors import UserError
-from dpcluster.models import build_model
+from dpcluster.models.embedding import embedder
 from dpcluster.specs import ModelSpec
 
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
+    from dpcluster.distilled.request import DistillRequest
 
 Progress = Callable[[int, int, float], None]
+
+# The old private name of :func:`dpcluster.distilled.sampling.fresh_network`, for callers that still use it.
+_fresh_network = fresh_network
 
 # The augmentations distribution matching can match under (``distilled.augmentation`` after "auto").
 _STRATEGIES = {"dsa": DSA_STRATEGY, "dsa_noflip": NOFLIP_STRATEGY, "none": "none"}
@@ -59,45 +64,12 @@ def siamese_augment(real: torch.Tensor, syn: torch.Tensor, kind: str,
     return both[:real.shape[0]], both[real.shape[0]:]
 
 
-def class_counts(data: "DataBundle", train_labels: torch.Tensor, images_per_class: int, method: str) -> list[int]:
-    """Training images per class, checked to be enough to start ``images_per_class`` synthetic images from."""
-    counts = torch.bincount(train_labels, minlength=data.num_classes).tolist()
-    too_small = [c for c in range(data.num_classes) if counts[c] < images_per_class]
-    if too_small:
-        raise UserError(f"{method}: classes {too_small} of {data.name} have fewer than "
-                        f"images_per_class = {images_per_class} training images")
-    return counts
-
-
-class _ClassSampler:
-    """Random real images of one class, without replacement. Like ``DataBundle.train_images_of_class`` but with
-    the per-class indices computed once, and in-memory images gathered on their own device (no round trip)."""
-
-    def __init__(self, data: "DataBundle", labels: torch.Tensor, device: torch.device):
-        self.data, self.device = data, device
-        self.indices = [torch.nonzero(labels == c).flatten() for c in range(data.num_classes)]
-        self.x = getattr(data.train, "x", None)  # a TensorSet's image tensor, else None (a Dataset)
-
-    def draw(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
-        """The training-split indices of ``count`` random images of class ``label`` (a CPU int64 tensor)."""
-        indices = self.indices[label]
-        return indices[torch.randperm(len(indices), generator=generator)[:count]]
-
-    def images(self, chosen: torch.Tensor) -> torch.Tensor:
-        if isinstance(self.x, torch.Tensor):
-            return self.x[chosen.to(self.x.device)].to(self.device, torch.float32)
-        return torch.stack([self.data.train[int(i)][0] for i in chosen]).to(self.device, torch.float32)
-
-    def __call__(self, label: int, count: int, generator: torch.Generator) -> torch.Tensor:
-        return self.images(self.draw(label, count, generator))
-
-
 def initial_indices(data: "DataBundle", images_per_class: int, seed: int) -> torch.Tensor:
     """The training-split indices of the real images a DM (or MTT) run with ``seed`` starts from, class by
     class; the same images :func:`dpcluster.distilled.evaluate.random_real_subset` gives for that seed."""
     labels = data.train_labels()
     class_counts(data, labels, images_per_class, "distribution matching")
-    sampler = _ClassSampler(data, labels, torch.device("cpu"))
+    sampler = ClassSampler(data, labels, torch.device("cpu"))
     generator = torch.Generator().manual_seed(seed)
     return torch.cat([sampler.draw(c, images_per_class, generator) for c in range(data.num_classes)])
 
@@ -113,24 +85,14 @@ def initial_subset(data: "DataBundle", distilled: DistilledSet) -> TensorSet:
 
 def real_subset(data: "DataBundle", indices: torch.Tensor) -> TensorSet:
     """The training images at ``indices``, with their labels, in that order."""
-    sampler = _ClassSampler(data, data.train_labels(), torch.device("cpu"))
+    sampler = ClassSampler(data, data.train_labels(), torch.device("cpu"))
     return TensorSet(sampler.images(indices).cpu(), data.train_labels()[indices])
-
-
-def _fresh_network(model_spec: ModelSpec, data: "DataBundle", seed: int, device) -> torch.nn.Module:
-    # Initialised on the CPU under a private RNG state: reproducible on any device, global RNG untouched.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        net = build_model(model_spec, tuple(data.input_shape), data.num_classes)
-    net = net.to(device).train()  # train mode as in the paper (BatchNorm then uses the batch's statistics)
-    net.requires_grad_(False)
-    return net
 
 
 def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int, iterations: int, lr: float,
                real_per_class: int, seed: int, device, progress: Progress | None = None,
                augmentation: str | None = None, state_path: Path | None = None,
-               checkpoint_every: int = 100, on_checkpoint=None) -> DistilledSet:
+               checkpoint_every: int = 100, on_checkpoint=None, embedding: str | None = None) -> DistilledSet:
     """Distil ``images_per_class`` images per class of ``data`` by distribution matching.
 
     ``augmentation`` is "dsa", "dsa_noflip" or "none"; by default DSA (:func:`augmentation_for`). The set's
@@ -146,7 +108,7 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     kind = augmentation or augmentation_for(data)
     if kind not in _STRATEGIES:
         raise ValueError(f"distribution matching augments with one of {', '.join(_STRATEGIES)}, not {kind!r}")
-    sample = _ClassSampler(data, train_labels, device)
+    sample = ClassSampler(data, train_labels, device)
 
     start_indices = torch.cat([sample.draw(c, images_per_class, data_rng) for c in range(classes)])
     syn = sample.images(start_indices).clone().requires_grad_(True)
@@ -154,14 +116,16 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
     optimizer = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     losses: list[torch.Tensor] = []
     fingerprint = {"data": data.name, "model": model_spec.to_dict(), "images_per_class": images_per_class,
-                   "lr": lr, "real_per_class": real_per_class, "seed": seed, "augmentation": kind}
+                   "lr": lr, "real_per_class": real_per_class, "seed": seed, "augmentation": kind,
+                   **({"embedding": embedding} if embedding is not None else {})}
     state = IterationState(state_path, {"images": syn, "optimizer": optimizer, "data_rng": data_rng,
                                         "augment_rng": augment_rng}, fingerprint)
     start, _ = state.resume()
     described = {"initial_indices": start_indices.tolist()}
 
     for it in range(start, iterations):
-        net = _fresh_network(model_spec, data, seed * 1_000_003 + it, device)
+        net = fresh_network(model_spec, data, seed * 1_000_003 + it, device)
+        embed = embedder(net, embedding)
         reals, syns = [], []
         for c in range(classes):
             real = sample(c, min(real_per_class, counts[c]), data_rng)
@@ -172,8 +136,8 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
         # One forward per side for all classes: identical to DM's per-class forwards for per-sample norms
         # (instance/group/layer norm, none), and DM's own variant for BatchNorm nets.
         with torch.no_grad():
-            real_embed = net.embed(torch.cat(reals))
-        syn_embed = net.embed(torch.cat(syns))
+            real_embed = embed(torch.cat(reals))
+        syn_embed = embed(torch.cat(syns))
         real_sizes = [len(r) for r in reals]
         real_means = torch.stack([e.mean(0) for e in real_embed.split(real_sizes)])
         syn_means = syn_embed.reshape(classes, images_per_class, -1).mean(1)
@@ -195,6 +159,20 @@ def distill_dm(data: "DataBundle", model_spec: ModelSpec, images_per_class: int,
                    iterations=iterations, lr=lr, real_per_class=real_per_class, seed=seed,
                    loss_first=history[0] if history else None, loss_last=history[-1] if history else None,
                    **described)
+
+
+def distill(request: "DistillRequest") -> DistilledSet:
+    """The ``dm`` distiller (``distilled.source = "dm"``): :func:`distill_dm` with the request's settings, its
+    final set handed to ``request.on_checkpoint`` too."""
+    spec = request.spec
+    distilled = distill_dm(request.data, request.model_spec, spec.images_per_class, spec.dm.iterations, spec.dm.lr,
+                           spec.dm.real_per_class, spec.seed, request.device, request.progress,
+                           augmentation=distill_augmentation(spec, request.data), state_path=request.state_path,
+                           checkpoint_every=request.checkpoint_every, on_checkpoint=request.on_checkpoint,
+                           embedding=spec.embedding)
+    if request.on_checkpoint is not None:
+        request.on_checkpoint(spec.dm.iterations, distilled)
+    return distilled
 
 
 def _as_set(images: torch.Tensor, labels: torch.Tensor, data: "DataBundle", images_per_class: int,

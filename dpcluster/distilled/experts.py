@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from dpcluster.atomic import torch_save_atomic
-from dpcluster.distilled.cache import data_fingerprint
-from dpcluster.distilled.dm import _fresh_network
+from dpcluster.distilled.fingerprint import data_fingerprint
 from dpcluster.distilled.format import load_tensor_file
+from dpcluster.distilled.sampling import fresh_network
 from dpcluster.errors import UserError
 from dpcluster.hashing import stable_hash
 from dpcluster.specs import ModelSpec, TrainingSpec
@@ -58,7 +58,7 @@ def check_no_batchnorm(model: nn.Module, model_spec: ModelSpec) -> None:
 
 def expert_network(model_spec: ModelSpec, data: "DataBundle", seed: int, index: int, device) -> nn.Module:
     """Expert ``index``'s freshly initialised network, trainable, on ``device``."""
-    net = _fresh_network(model_spec, data, expert_seed(seed, index), torch.device(device))
+    net = fresh_network(model_spec, data, expert_seed(seed, index), torch.device(device))
     return net.requires_grad_(True)
 
 

@@ -225,6 +225,12 @@ class DistilledSet:
             raise UserError(f"{folder}: {error}") from None
 
 
+def read_set_folder(path: str | Path, data: "DataBundle", zca: bool = False) -> DistilledSet:
+    """The ``dpcluster`` format's reader: the set in ``path``. It records its normalization and ZCA whitening
+    itself, so neither ``data`` nor ``zca`` is read here (the caller matches the set to its data)."""
+    return DistilledSet.load(path)
+
+
 def _identity(mean: tuple[float, ...], std: tuple[float, ...]) -> bool:
     """Whether ``mean``/``std`` is the identity normalization (0 and 1 per channel) of ZCA-space images."""
     return all(m == 0 for m in mean) and all(s == 1 for s in std)

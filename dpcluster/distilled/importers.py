@@ -22,9 +22,9 @@ if TYPE_CHECKING:
 
 def mtt_normalization(data_name: str):
     """The (mean, std) MTT saves sets of ``data_name`` in, or None where MTT does not distil it."""
-    from dpcluster.data.registry import get_source
+    from dpcluster.data.registry import source_for
 
-    return get_source(data_name).mtt_normalization
+    return source_for(data_name).mtt_normalization
 
 
 # MTT itself only logs its learned lr to wandb; several follow-ups save it next to the images.

@@ -23,9 +23,10 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from dpcluster.data.augment import augment
-from dpcluster.distilled.dm import _ClassSampler, class_counts
-from dpcluster.distilled.experts import check_no_batchnorm, expert_network
+from dpcluster.distilled.experts import check_no_batchnorm, expert_network, expert_trajectories
 from dpcluster.distilled.format import DistilledSet
+from dpcluster.distilled.request import distill_augmentation
+from dpcluster.distilled.sampling import ClassSampler, class_counts
 from dpcluster.distilled.state import IterationState
 from dpcluster.errors import UserError
 from dpcluster.specs import ModelSpec
@@ -33,6 +34,7 @@ from dpcluster.specs.experiment import MTTSpec
 
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
+    from dpcluster.distilled.request import DistillRequest
 
 Progress = Callable[[int, int, float], None]
 OnCheckpoint = Callable[[int, DistilledSet], None]
@@ -103,7 +105,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
     choice_rng = torch.Generator().manual_seed(seed + 1)
     augment_rng = torch.Generator().manual_seed(seed + 2)
 
-    sample = _ClassSampler(data, train_labels, device)
+    sample = ClassSampler(data, train_labels, device)
     initial = torch.cat([sample(c, images_per_class, data_rng) for c in range(classes)])
     images = initial.clone().requires_grad_(True)
     labels = torch.arange(classes).repeat_interleave(images_per_class)
@@ -186,3 +188,15 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
 
     checkpoint(mtt.iterations)  # also when resumed at the end: the caller's callback still sees the final set
     return current_set(mtt.iterations)
+
+
+def distill(request: "DistillRequest") -> DistilledSet:
+    """The ``mtt`` distiller (``distilled.source = "mtt"``): the expert trajectories (trained, or from the cache
+    in ``request.work_dir``), then :func:`distill_mtt` on them with the request's settings."""
+    spec = request.spec
+    augmentation = distill_augmentation(spec, request.data)
+    trajectories = expert_trajectories(request.data, request.model_spec, spec.mtt, augmentation, spec.seed,
+                                       request.device, request.work_dir, request.expert_progress)
+    return distill_mtt(request.data, request.model_spec, spec.images_per_class, spec.mtt, augmentation, spec.seed,
+                       request.device, trajectories, request.progress, state_path=request.state_path,
+                       checkpoint_every=request.checkpoint_every, on_checkpoint=request.on_checkpoint)

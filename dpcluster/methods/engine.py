@@ -106,7 +106,9 @@ def check_experiment(spec: ExperimentSpec, inputs: Inputs) -> None:
     from dpcluster.models import check_model
 
     model = check_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
-    prunable_weights(model, spec.pruning.ignore)
+    if not prunable_weights(model, spec.pruning.ignore) and get_method(spec.method).prunes:
+        raise UserError(f"model {spec.model.name}: no conv or linear layer to prune"
+                        + (" outside pruning.ignore" if spec.pruning.ignore else ""))
     rewind_step(spec, inputs.data.train)
 
 
@@ -214,7 +216,7 @@ class Experiment:
         inner_seconds = inner_run.seconds if inner_run else 0.0
         inner_examples = inner_run.examples if inner_run else 0
         record = RoundRecord(
-            experiment_id=spec.experiment_id, method=spec.method, seed=spec.seed, dataset=spec.data.name,
+            experiment_id=spec.experiment_id, method=spec.method, seed=spec.seed, dataset=spec.data.partition_name,
             model=spec.model.name, round=round_index, sparsity=sparsity(mask), weights_kept=count_kept(mask),
             weights_total=count_total(mask), test_accuracy=None, test_loss=None, inner_data=inner,
             inner_seconds=inner_seconds, inner_examples=inner_examples, validation_seconds=0.0,

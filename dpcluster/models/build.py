@@ -24,8 +24,15 @@ def check_model(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes:
     network = get_network(spec.name)
     if network.degenerate is not None and (why := resolve(network.degenerate)(spec, input_shape)):
         raise UserError(why)
-    with torch.device("meta"):
+    if network.user:
+        from dpcluster.models.user import check_user_network
+
+        # Built for real, on the CPU: a factory need not know torch's meta device, and its forward pass is checked.
         model = build_model(spec, input_shape, num_classes)
+        check_user_network(model, spec, input_shape, num_classes)
+    else:
+        with torch.device("meta"):
+            model = build_model(spec, input_shape, num_classes)
     parameters = sum(p.numel() for p in model.parameters())
     # fp32 weights, their gradients, two optimizer moments (Adam), and the initial weights kept for rewinding.
     needed = parameters * 4 * 5

@@ -4,6 +4,7 @@ checking a spec (planning a sweep) loads no torch."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -29,9 +30,41 @@ class Network:
     uses_convnet_settings: bool = False
     # How a message names it: the name, and for the ConvNet its width and depth.
     describe: Callable[[ModelSpec], str] = lambda spec: spec.name
+    # Defined outside dpcluster (a factory, or a torchvision name): its code is checked when first built (it
+    # imports, returns a module, gives one output per class, has weights to prune), and its parameter shapes enter
+    # the experiment id.
+    user: bool = False
 
 
 NETWORKS: Registry[Network] = Registry("model", lambda: import_package("dpcluster.models.networks"))
 register = NETWORKS.register
-get_network = NETWORKS.get
 network_names = NETWORKS.names
+
+TORCHVISION = "torchvision:"
+_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_FACTORY = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}")
+_TORCHVISION_NAME = re.compile(rf"torchvision:{_IDENTIFIER}")
+
+
+def check_network_name(name: str, key: str) -> None:
+    """A registered network, ``torchvision:NAME`` or ``package.module:function`` (checked for its form only: the
+    code is imported when the network is first built); else a SpecError naming ``key``."""
+    from dpcluster.specs.base import check
+
+    if ":" not in name:
+        check(name in network_names(), key, f"must be one of {', '.join(network_names())}, "
+                                            f"'torchvision:NAME' or 'package.module:function'; got {name!r}")
+    elif name.startswith(TORCHVISION):
+        check(bool(_TORCHVISION_NAME.fullmatch(name)), key, f"expected torchvision:NAME, got {name!r}")
+    else:
+        check(bool(_FACTORY.fullmatch(name)), key, f"expected package.module:function, got {name!r}")
+
+
+def get_network(name: str) -> Network:
+    """The network ``name`` names: a registered one, or a user's (``torchvision:NAME``, ``package.module:function``)."""
+    if name.startswith(TORCHVISION):
+        return Network(name, f"torchvision's {name[len(TORCHVISION):]}", "dpcluster.models.user:build_torchvision",
+                       user=True)
+    if ":" in name:
+        return Network(name, f"the factory {name}", "dpcluster.models.user:build_factory", user=True)
+    return NETWORKS.get(name)

@@ -32,23 +32,52 @@ def check_choice(value: str, choices: typing.Iterable[str], key: str) -> None:
     check(value in choices, key, f"must be one of {', '.join(choices)}; got {value!r}")
 
 
+class Table(tuple):
+    """A free-form TOML table (a user network's ``[model.options]``): its (key, value) pairs sorted by key, lists
+    as tuples and inner tables as Tables, so a spec holding one is frozen and hashes; as plain data it is a dict
+    again. Values are strings, booleans, integers, finite numbers, and lists and tables of them."""
+
+    @classmethod
+    def of(cls, mapping: Mapping[str, Any], key: str) -> Table:
+        return cls(sorted((str(k), _free_value(v, f"{key}.{k}")) for k, v in mapping.items()))
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: _plain(v) for k, v in self}
+
+
+def _free_value(value: Any, key: str) -> Any:
+    if isinstance(value, Mapping):
+        return Table.of(value, key)
+    if isinstance(value, (list, tuple)):
+        return tuple(_free_value(v, f"{key}[{i}]") for i, v in enumerate(value))
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(key, f"must be a finite number, got {value!r}")
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**63 <= value < 2**63:
+        raise SpecError(key, f"must be below 2**63, got {value}")
+    if not isinstance(value, (str, bool, int, float)):
+        raise SpecError(key, f"must be a string, number, boolean, list or table, got {value!r}")
+    return value
+
+
 def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
-def _coerce(value: Any, tp: Any, key: str) -> Any:
+def coerce_value(value: Any, tp: Any, key: str) -> Any:
     """Convert a loaded (TOML/JSON) value to the field type ``tp``, or raise naming ``key``."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        if len(present := [arg for arg in args if arg is not type(None)]) == 1:
+            return coerce_value(value, present[0], key)  # its own error, naming the key inside (options.hidden)
         errors = []
         for arg in args:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, key)
+                return coerce_value(value, arg, key)
             except SpecError as error:
                 errors.append(error.message)
         raise SpecError(key, " or ".join(errors))
@@ -56,7 +85,13 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         (item_type, _ellipsis) = typing.get_args(tp)
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise SpecError(key, f"must be a list, got {value!r}")
-        return tuple(_coerce(item, item_type, f"{key}[{i}]") for i, item in enumerate(value))
+        return tuple(coerce_value(item, item_type, f"{key}[{i}]") for i, item in enumerate(value))
+    if tp is Table:
+        if isinstance(value, Table):
+            return value
+        if not isinstance(value, Mapping):
+            raise SpecError(key, f"must be a table, got {value!r}")
+        return Table.of(value, key)
     if isinstance(tp, type) and issubclass(tp, Spec):
         if isinstance(value, tp):
             return value
@@ -91,6 +126,8 @@ def _plain(value: Any) -> Any:
     """A spec value as plain data (dicts, lists, scalars) for TOML and JSON."""
     if isinstance(value, Spec):
         return value.to_dict()
+    if isinstance(value, Table):
+        return value.as_dict()
     if isinstance(value, tuple):
         return [_plain(v) for v in value]
     return value
@@ -136,7 +173,7 @@ class Spec:
             if isinstance(default, Spec) and isinstance(value, Mapping):
                 # A partial table changes the field's default (a default_factory's spec, say), not the class's.
                 value = _merged(default.to_dict(), value)
-            values[key] = _coerce(value, hints[key], key)
+            values[key] = coerce_value(value, hints[key], key)
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:

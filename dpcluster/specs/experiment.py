@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 
 from dpcluster.methods.registry import get_method, method_names
-from dpcluster.specs.base import NOT_IDENTITY, Spec, check, check_choice
+from dpcluster.specs.base import NOT_IDENTITY, Spec, Table, check, check_choice
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 # "dsa": differentiable siamese augmentation (colour, crop, cutout, flip, scale, rotate); "dsa_noflip" leaves
@@ -19,9 +19,6 @@ DISTILL_AUGMENTATIONS = ("auto", "none", "dsa", "dsa_noflip")
 STRATEGIES = ("global", "layerwise")
 # How the learning rate falls: by gamma at each of `milestones`, or once at half the epochs (MTT's evaluation).
 SCHEDULES = ("milestones", "half")
-DISTILL_METHODS = ("dm", "mtt")
-DISTILLED_SOURCES = (*DISTILL_METHODS, "file")
-IMPORT_FORMATS = ("dpcluster", "mtt", "png")
 
 
 @dataclass(frozen=True)
@@ -32,9 +29,9 @@ class DataSpec(Spec):
     root: str | None = field(default=None, metadata=NOT_IDENTITY)
     # ImageNet subsets: the wnids to use with name = "imagenet" (imagenet10 and imagenette have built-in lists).
     classes: tuple[str, ...] | None = None
-    # ImageNet subsets are resized (shorter side) and centre-cropped to this many pixels.
+    # ImageNet subsets and folder are resized (shorter side) and centre-cropped to this many pixels.
     resolution: int = 128
-    # digits: the fixed, seeded, stratified train/test split.
+    # digits, and a folder without val/: the fixed, seeded, stratified train/test split.
     test_fraction: float = 0.2
     split_seed: int = 0
     # Where the training set lives: "auto" keeps it on the training device as tensors when it fits. Neither this
@@ -43,19 +40,56 @@ class DataSpec(Spec):
     workers: int = field(default=4, metadata=NOT_IDENTITY)
     # ZCA-whiten the images (fitted on the training split), as MTT does for CIFAR.
     zca: bool = False
+    # The name of a data set of the user's (folder, tensors, a factory: required there): it enters the experiment
+    # id and is the results' dataset= partition, so two folders never share results. Letters, digits, - and _.
+    label: str | None = None
+    # tensors: how the arrays hold images, "nchw" or "nhwc"; unset (or "auto"), it is told from the shape.
+    layout: str | None = None
+    # folder: [height, width] to resize to, for images that are not square (else resolution x resolution).
+    size: tuple[int, ...] | None = None
+    # A factory (name = "package.module:function"): the keyword arguments it is called with.
+    options: Table | None = None
 
     def __post_init__(self):
-        from dpcluster.data.registry import get_source, source_names
+        from dpcluster.data.registry import SOURCE_FIELDS, check_data_name, readers, source_for, source_names
 
-        check_choice(self.name, source_names(), "name")
-        source = get_source(self.name)
+        check_data_name(self.name, "name")
+        if self.options is not None and not isinstance(self.options, Table):  # given as a dict, in code
+            object.__setattr__(self, "options", Table.of(self.options, "options"))
+        source = source_for(self.name)
         check(not source.needs_root or self.root is not None, "root",
               f"data set {self.name!r} needs a root folder (it is never downloaded)")
+        check(not source.needs_label or self.label is not None, "label",
+              f"data set {self.name!r} is the user's own: name it with data.label (letters, digits, - and _), "
+              f"which keeps its results apart from other data sets'")
+        if self.label is not None:
+            check(bool(_LABEL.fullmatch(self.label)), "label",
+                  f"must be letters, digits, '-' or '_', got {self.label!r}")
+            check(self.label == self.name or self.label not in source_names(), "label",
+                  f"{self.label!r} is the name of a built-in data set; choose another label")
+        for key in SOURCE_FIELDS:
+            check(getattr(self, key) is None or key in source.reads, key,
+                  f"data set {self.name!r} does not read {key} (only {readers(key)} reads it)")
+        check(self.layout is None or self.layout in ("auto", "nchw", "nhwc"), "layout",
+              f"must be one of auto, nchw, nhwc; got {self.layout!r}")
+        if self.layout == "auto":  # the same as unset, and the same id
+            object.__setattr__(self, "layout", None)
+        check(self.size is None or (len(self.size) == 2 and all(n >= 1 for n in self.size)), "size",
+              f"must be [height, width], both >= 1, got {list(self.size or ())}")
         source.check(self)
         check(self.resolution >= 8, "resolution", f"must be >= 8, got {self.resolution}")
         check(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         check_choice(self.placement, ("auto", "device", "loader"), "placement")
         check(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+
+    @property
+    def partition_name(self) -> str:
+        """The results' dataset= partition value (and the data set's name in cache folders): the label where
+        there is one, else the name."""
+        return self.label or self.name
+
+
+_LABEL = re.compile(r"[A-Za-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -66,11 +100,22 @@ class ModelSpec(Spec):
     width: int = 128
     norm: str = "instancenorm"
     pooling: str = "avgpooling"
+    # A network of the user's: ``name = "package.module:function"`` (a factory called with the data's input
+    # shape, its number of classes and these options) or ``"torchvision:NAME"`` (torchvision's builder, called
+    # with these options). Both enter the id, with the network's parameter shapes; ``version`` is for a factory
+    # whose code changed in a way neither shows (bump it, and old results are not reused).
+    options: Table | None = None
+    version: int | None = None
 
     def __post_init__(self):
-        from dpcluster.models.registry import network_names
+        from dpcluster.models.registry import check_network_name
 
-        check_choice(self.name, network_names(), "name")
+        check_network_name(self.name, "name")
+        if self.options is not None and not isinstance(self.options, Table):  # given as a dict, in code
+            object.__setattr__(self, "options", Table.of(self.options, "options"))
+        check(self.options is None or ":" in self.name, "options",
+              f"only a user network (name = 'package.module:function' or 'torchvision:NAME') takes options; "
+              f"{self.name} has its own settings")
         check(1 <= self.depth <= 8, "depth", f"must be in 1..8, got {self.depth}")
         check(self.width >= 1, "width", f"must be >= 1, got {self.width}")
         check_choice(self.norm, ("instancenorm", "batchnorm", "layernorm", "none"), "norm")
@@ -276,18 +321,32 @@ class DistilledSpec(Spec):
     mtt: MTTSpec = field(default_factory=MTTSpec)
     # Train on the set with the learning rate it was distilled with, when it carries one.
     use_learned_lr: bool = True
+    # Distribution matching: the module whose output is the network's embedding (a user network's, by the name
+    # the network gives it); by default the built-ins' own, or the input of a network's last nn.Linear.
+    embedding: str | None = None
 
     def __post_init__(self):
-        check_choice(self.source, DISTILLED_SOURCES, "source")
-        check(self.source != "file" or self.path is not None, "path", "source 'file' needs the path of the set")
-        check(self.source == "file" or self.path is None, "path",
-              f"a path is only read with source = 'file' (source is {self.source!r})")
-        check_choice(self.format, IMPORT_FORMATS, "format")
+        # The distillers and the set formats by name (importing them loads no torch).
+        from dpcluster.distilled.registry import FILE_SOURCE, format_names, source_names
+
+        check_choice(self.source, source_names(), "source")
+        check(not self.from_file or self.path is not None, "path",
+              f"source '{FILE_SOURCE}' needs the path of the set")
+        check(self.from_file or self.path is None, "path",
+              f"a path is only read with source = '{FILE_SOURCE}' (source is {self.source!r})")
+        check_choice(self.format, format_names(), "format")
         check(self.images_per_class >= 1, "images_per_class", f"must be >= 1, got {self.images_per_class}")
         check_choice(self.augmentation, DISTILL_AUGMENTATIONS, "augmentation")
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
-        check(self.source == "file" or not self.zca, "zca",
+        check(self.from_file or not self.zca, "zca",
               "only a set read from a file says whether it is ZCA-whitened; a set distilled here follows data.zca")
+
+    @property
+    def from_file(self) -> bool:
+        """Whether the set is read from ``path`` (source "file") rather than distilled here."""
+        from dpcluster.distilled.registry import FILE_SOURCE
+
+        return self.source == FILE_SOURCE
 
     @property
     def set_path(self) -> str | None:
@@ -343,6 +402,14 @@ class ExperimentSpec(Spec):
         on the distilled settings, one that does not prune not on the pruning schedule (so a sweep that changes the
         distilled learning rate does not re-run IMP)."""
         out = super().identity_dict()
+        from dpcluster.models.registry import get_network
+
+        if get_network(self.model.name).user:
+            # A user network is what its code builds: its parameter shapes for this data (building it imports
+            # torch and the user's code, and reads the data's shape, once per process).
+            from dpcluster.models.user import architecture
+
+            out["model"]["architecture"] = architecture(self.model, self.data)
         method = get_method(self.method)
         if not method.uses_distilled_set:
             del out["distilled"], out["distilled_training"]

@@ -50,7 +50,13 @@ def experiment_label(job: Job) -> str:
     spec = job.experiment
     variant = (f"-ipc{spec.set_size}" if spec.set_size else "") + \
         (f"-{spec.rewind_point_used}" if spec.rewind_point_used else "")
-    return f"{job.kind}-{spec.method}{variant}-s{spec.seed}-{spec.data.name}-{spec.model.name}"
+    return f"{job.kind}-{spec.method}{variant}-s{spec.seed}-{spec.data.partition_name}-{name_part(spec.model.name)}"
+
+
+def name_part(name: str) -> str:
+    """A network's or data set's name as part of a job's name (a log file's, a Slurm job's): a user's
+    ``package.module:function`` with its colon as a dash."""
+    return name.replace(":", "-")
 
 
 def level_label(job: Job) -> str:
@@ -86,6 +92,9 @@ class JobKind:
     # masks, a level's pair) are only needed while a job after it still has to run.
     outputs_present: Callable[[Job, SweepLayout], bool] = lambda job, layout: True
     intermediate: bool = False
+    # Whether it measures a level's trained pair (two copies trained with different data orders): asking for it
+    # plans the level's ``pair`` job, and the level's validation keeps its network as copy a.
+    measures_pair: bool = False
 
     def __post_init__(self):
         if self.scope not in SCOPES:

@@ -7,7 +7,7 @@
     SWEEP/feeder.json                     the Slurm job that submits what did not fit in the queue yet
     SWEEP/distilled/                      distilled sets, cached by content
     SWEEP/masks/<experiment>/             each mask search: its masks, rewind state, checkpoint and round records
-    SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level
+    SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level (dataset=: data.label or name)
     SWEEP/analyses/<analysis>/dataset=/model=/method=/<job id>.parquet   the analyses' rows, one file per level
     SWEEP/analyses/pairs/<experiment>/round-NNN.pt   two copies of a level's subnetwork, trained for the analyses
     SWEEP/analyses/pairs/<experiment>/round-NNN.validated.pt   the validation's trained network (copy a)
@@ -75,7 +75,7 @@ class SweepLayout:
 
     def result_file(self, spec: ExperimentSpec, name: str) -> Path:
         """A validated level of ``spec``, named by the job that validated it."""
-        return level_file(self.results_dir, spec.data.name, spec.model.name, spec.method, name)
+        return level_file(self.results_dir, spec.data.partition_name, spec.model.name, spec.method, name)
 
     @property
     def analyses_dir(self) -> Path:
@@ -85,7 +85,7 @@ class SweepLayout:
         return self.analyses_dir / kind
 
     def analysis_file(self, kind: str, spec: ExperimentSpec, name: str) -> Path:
-        return level_file(self.analysis_dir(kind), spec.data.name, spec.model.name, spec.method, name)
+        return level_file(self.analysis_dir(kind), spec.data.partition_name, spec.model.name, spec.method, name)
 
     def pair_file(self, spec: ExperimentSpec, round_index: int) -> Path:
         return self.analyses_dir / "pairs" / spec.name / f"round-{round_index:03d}.pt"

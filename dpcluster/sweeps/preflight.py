@@ -25,7 +25,7 @@ def preflight(sweep: SweepSpec, say: Callable[[str], None] = lambda text: None) 
             loaded[spec.data] = load_data(spec.data)
         data = loaded[spec.data]
         check_experiment(spec, Inputs(data))
-        if spec.uses_distilled_set and spec.distilled.source == "file" and spec.distilled not in read_sets:
+        if spec.uses_distilled_set and spec.distilled.from_file and spec.distilled not in read_sets:
             # Reading a set file writes nothing (only distilled sets go to the cache).
             obtain_distilled_set(spec.distilled, data, spec.model, "", torch.device("cpu"))
             read_sets.add(spec.distilled)

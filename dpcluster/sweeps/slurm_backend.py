@@ -20,6 +20,8 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import shlex
 import sys
 import time
 from collections import Counter, deque
@@ -264,6 +266,13 @@ def refusals_as_one_line(what: str):
     sys.stderr.write(held.getvalue())  # anything else said on the way
 
 
+def submitting_pythonpath() -> tuple[str, ...]:
+    """Where this process finds Python code of the user's (a network's factory, a data set's): PYTHONPATH's
+    entries, made absolute, and the current folder, which ``python -m`` puts first."""
+    entries = [os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return tuple(dict.fromkeys([*entries, os.getcwd()]))
+
+
 @dataclass
 class SlurmBackend:
     folder: Path
@@ -289,6 +298,12 @@ class SlurmBackend:
     # A folder to copy the code into (a git checkout's tracked files) before submitting: jobs run that copy, so
     # editing the checkout later changes nothing that was submitted.
     snapshot: Path | None = None
+    # The user's own code (a package folder or a module file: a network's or a data set's factory), copied into
+    # the snapshot beside dpcluster's; without a snapshot, found where it is.
+    code: tuple[str, ...] = ()
+    # Where the jobs look for Python code after their working folder: where this process found it (computed when
+    # the backend is made, before a snapshot changes the working folder).
+    pythonpath: tuple[str, ...] = field(default_factory=submitting_pythonpath)
     # Print what would be submitted (sbatch scripts with their dependencies) instead of submitting.
     dry_run: Callable[[str], None] | None = None
     # How often outcome files are looked for, and how often squeue (and the site's limits) are asked.
@@ -334,6 +349,19 @@ class SlurmBackend:
                          self.partition)
         return replace(base, **self.stages.get(kind, {}))
 
+    def __post_init__(self):
+        for path in self.code:
+            if not Path(path).exists():
+                raise UserError(f"--code {path}: no such file or folder")
+
+    def _pythonpath_line(self) -> str:
+        """The shell line that gives a job this process's Python path: the user's code is found there as here (a
+        relative PYTHONPATH entry, or a module in the submitting folder, would otherwise be looked for in the job's
+        working folder: the snapshot's, with one). Code copied into a snapshot comes first, from the copy."""
+        code = [] if self.snapshot else [str(Path(path).resolve().parent) for path in self.code]
+        paths = ":".join(dict.fromkeys([*code, *self.pythonpath]))
+        return f"export PYTHONPATH={shlex.quote(paths)}${{PYTHONPATH:+:$PYTHONPATH}}"
+
     def executor(self, resources: Resources, dependency: str | None = None):
         import submitit
 
@@ -354,8 +382,7 @@ class SlurmBackend:
             params["gpus_per_task"] = 1 if resources.processes > 1 else resources.gpus
         if resources.mem_gb:
             params["mem"] = f"{int(resources.mem_gb * 1024)}MB"
-        if self.setup:
-            params["setup"] = list(self.setup)
+        params["setup"] = [self._pythonpath_line(), *self.setup]
         if dependency:
             params["dependency"] = dependency
         try:
@@ -596,7 +623,7 @@ class SlurmBackend:
                 self.dry_run(f"#SBATCH --dependency='{self._dependency(waits)}'")
             self._sent(groups, ids, waits)
 
-    def _snapshot(self):
+    def _snapshot(self) -> contextlib.AbstractContextManager:
         """submitit's RsyncSnapshot of the checkout dpcluster runs from: jobs submitted inside it start in the
         copy (their working folder), where Python finds the copied package first."""
         import subprocess
@@ -613,7 +640,8 @@ class SlurmBackend:
                             f"package is already fixed until it is upgraded)")
         if not submitit.helpers.RsyncSnapshot.available():
             raise UserError("--snapshot needs rsync on this machine")
-        return submitit.helpers.RsyncSnapshot(snapshot_dir=Path(self.snapshot).resolve(), root_dir=root)
+        return _with_code(submitit.helpers.RsyncSnapshot(snapshot_dir=Path(self.snapshot).resolve(), root_dir=root),
+                          self.code)
 
     # -- following -------------------------------------------------------------------------------------------------
 
@@ -758,3 +786,19 @@ class SlurmBackend:
 def _names(names: list[str], most: int = 3) -> str:
     """A few names, then how many more (a dry run's line per array stays one line)."""
     return ", ".join(names[:most]) + (f" (+{len(names) - most} more)" if len(names) > most else "")
+
+
+@contextlib.contextmanager
+def _with_code(snapshot, code: tuple[str, ...]):
+    """Inside ``snapshot`` (jobs submitted there start in its folder), with the user's ``code`` copied beside
+    dpcluster's, so the jobs import the code as it was when they were submitted."""
+    import shutil
+
+    with snapshot:
+        for path in map(Path, code):
+            target = Path(snapshot.snapshot_dir) / path.name
+            if path.is_dir():
+                shutil.copytree(path, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns("__pycache__"))
+            else:
+                shutil.copy2(path, target)
+        yield

@@ -27,19 +27,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from dpcluster.errors import SpecError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, TrainingSpec, check, check_choice
+from dpcluster.specs.base import Table, coerce_value
 from dpcluster.methods.registry import method_names
-from dpcluster.data.registry import source_names
-from dpcluster.models.registry import network_names
+from dpcluster.data.registry import check_data_name
+from dpcluster.models.registry import check_network_name
 
 
 @dataclass(frozen=True)
 class DataChoice(Spec):
-    """Per-data-set settings of a sweep: DataSpec fields other than the name. Unset fields come from [base.data]."""
+    """Per-data-set settings of a sweep (``[data.ENTRY]``): DataSpec fields. Unset fields come from [base.data].
+    ``name`` makes the entry a data set of the user's: ``datasets = ["flowers"]`` with ``[data.flowers]
+    name = "folder"`` is a folder labelled flowers (so two folders, or two factories, can be in one sweep)."""
 
+    name: str | None = None
+    label: str | None = None
     root: str | None = None
     classes: tuple[str, ...] | None = None
     resolution: int | None = None
@@ -48,6 +53,9 @@ class DataChoice(Spec):
     placement: str | None = None
     workers: int | None = None
     zca: bool | None = None
+    layout: str | None = None
+    size: tuple[int, ...] | None = None
+    options: Table | None = None
 
 
 @dataclass(frozen=True)
@@ -142,11 +150,17 @@ class SweepSpec(Spec):
         check(bool(self.name) and all(c.isalnum() or c in "-_." for c in self.name) and
               any(c.isalnum() for c in self.name), "name",
               f"must be letters, digits, '-', '_' or '.', with a letter or digit, got {self.name!r}")
-        for key, values, choices in (("datasets", self.datasets, source_names()), ("models", self.models, network_names()),
-                                     ("methods", self.methods, method_names())):
-            check(len(values) > 0, key, "must not be empty")
-            for i, value in enumerate(values):
-                check_choice(value, choices, f"{key}[{i}]")
+        check(len(self.methods) > 0, "methods", "must not be empty")
+        for i, value in enumerate(self.methods):
+            check_choice(value, method_names(), f"methods[{i}]")
+        check(len(self.datasets) > 0, "datasets", "must not be empty")
+        sources = {entry: choice.name for entry, choice in self.data if choice.name is not None}
+        for i, entry in enumerate(self.datasets):
+            if entry not in sources:  # else a label, its data set named by [data.ENTRY]
+                check_data_name(entry, f"datasets[{i}]")
+        check(len(self.models) > 0, "models", "must not be empty")
+        for i, name in enumerate(self.models):
+            check_network_name(name, f"models[{i}]")
         check(len(self.seeds) > 0 and all(s >= 0 for s in self.seeds), "seeds", "must be a non-empty list of seeds >= 0")
         pruning = self.base.pruning
         for i, s in enumerate(self.sparsities):
@@ -187,9 +201,12 @@ class SweepSpec(Spec):
         # spec hashes.
         data = dict(data)
         tables = {"data": data.pop("data", {}), "sets": data.pop("sets", {})}
+        # The data sets are checked with their tables (an entry may be a label that [data.ENTRY] defines).
+        datasets = coerce_value(data.pop("datasets"), tuple[str, ...], "datasets") if "datasets" in data else None
         spec = super().from_dict(data)
         return spec.replace(data=_choices(tables["data"], "data", DataChoice, str),
-                            sets=_choices(tables["sets"], "sets", SetChoice, int))
+                            sets=_choices(tables["sets"], "sets", SetChoice, int),
+                            **({} if datasets is None else {"datasets": datasets}))
 
     def to_dict(self):
         out = super().to_dict()
@@ -200,8 +217,12 @@ class SweepSpec(Spec):
     def data_spec(self, name: str) -> DataSpec:
         """The data set ``name`` as the sweep's experiments see it: [base.data], then its [data.NAME] table."""
         choice = dict(self.data).get(name, DataChoice())
+        settings = {f.name: getattr(choice, f.name) for f in fields(choice) if getattr(choice, f.name) is not None}
+        if choice.name is not None:  # the entry is the label of a data set of the user's
+            settings.setdefault("label", name)
+        settings.setdefault("name", name)
         try:
-            return self.base.data.replace(name=name, **choice.to_dict())
+            return self.base.data.replace(**settings)
         except SpecError as error:
             raise error.under(f"data.{name}") from None
 

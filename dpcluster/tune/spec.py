@@ -159,7 +159,7 @@ class SearchSpec:
 
 # What picks one experiment of a sweep, and how each experiment says it.
 SWEEP_SELECTORS = {
-    "method": lambda e: e.method, "dataset": lambda e: e.data.name, "model": lambda e: e.model.name,
+    "method": lambda e: e.method, "dataset": lambda e: e.data.partition_name, "model": lambda e: e.model.name,
     "images_per_class": lambda e: e.distilled.images_per_class if e.uses_distilled_set else None,
     "rewind": lambda e: e.pruning.rewind, "seed": lambda e: e.seed,
 }

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, Planner
+from dpcluster.sweeps.jobs import Job, Planner, get_kind, kind_names
 from dpcluster.sweeps.kinds.mask import levels
 
 if TYPE_CHECKING:
@@ -15,8 +15,14 @@ if TYPE_CHECKING:
 
     from dpcluster.methods.engine import TrainedPair
 
-# The kinds that measure the trained pair of a level.
-PAIR_ANALYSES = ("stability", "landscape", "sharpness")
+def pair_analyses() -> tuple[str, ...]:
+    """The kinds that measure the trained pair of a level (``JobKind.measures_pair``), in planning order."""
+    return tuple(name for name in kind_names() if get_kind(name).measures_pair)
+
+
+def wants_pairs(planner: Planner) -> bool:
+    """Whether the sweep asks for an analysis of the levels' trained pairs."""
+    return any(wants(planner, kind) for kind in pair_analyses())
 
 
 def level_key(spec: ExperimentSpec, round_index: int, **settings) -> dict:

@@ -4,7 +4,7 @@ that trains on it, as in the papers. Sets read from files need no job."""
 from __future__ import annotations
 
 from dpcluster.specs import ExperimentSpec
-from dpcluster.sweeps.jobs import Job, JobKind, Planner, register
+from dpcluster.sweeps.jobs import Job, JobKind, Planner, name_part, register
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
@@ -15,7 +15,8 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 
 def label(job: Job) -> str:
     spec = job.experiment
-    return f"distill-{spec.distilled.source}-{spec.data.name}-{spec.model.name}-ipc{spec.distilled.images_per_class}"
+    return (f"distill-{spec.distilled.source}-{spec.data.partition_name}-{name_part(spec.model.name)}"
+            f"-ipc{spec.distilled.images_per_class}")
 
 
 def run(job: Job, context) -> None:

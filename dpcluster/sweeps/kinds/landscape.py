@@ -50,4 +50,4 @@ def run(job: Job, context) -> None:
 
 
 LANDSCAPE = register(JobKind("landscape", "the loss plane around a level's trained subnetwork", plan, level_label,
-                             run=run, analysis=True, outputs_present=rows_present))
+                             run=run, analysis=True, outputs_present=rows_present, measures_pair=True))

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, analysed_levels, level_key, wants
+from dpcluster.sweeps.kinds.analysis_common import analysed_levels, level_key, wants_pairs
 
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
-    if not any(wants(planner, kind) for kind in PAIR_ANALYSES):
+    if not wants_pairs(planner):
         return
     for r in analysed_levels(planner, spec):
         # After the level's validation, whose trained network is copy a when it kept it.

@@ -40,4 +40,5 @@ def run(job: Job, context) -> None:
 
 
 SHARPNESS = register(JobKind("sharpness", "top Hessian eigenvalue and trace at a level's trained subnetwork", plan,
-                             level_label, run=run, analysis=True, outputs_present=rows_present))
+                             level_label, run=run, analysis=True, outputs_present=rows_present,
+                             measures_pair=True))

@@ -37,4 +37,4 @@ def run(job: Job, context) -> None:
 
 
 STABILITY = register(JobKind("stability", "linear mode connectivity of a level's two trained copies", plan, level_label,
-                             run=run, analysis=True, outputs_present=rows_present))
+                             run=run, analysis=True, outputs_present=rows_present, measures_pair=True))

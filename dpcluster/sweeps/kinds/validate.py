@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, JobKind, Planner, level_label, register
-from dpcluster.sweeps.kinds.analysis_common import PAIR_ANALYSES, analysed_levels, wants
+from dpcluster.sweeps.kinds.analysis_common import analysed_levels, wants_pairs
 from dpcluster.sweeps.kinds.mask import levels
 from dpcluster.sweeps.layout import SweepLayout
 
@@ -23,7 +23,7 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
     rounds, deps = levels(planner, spec)
     # Its settings: whether to keep the trained network for the level's pair analyses (not part of the id: it
     # changes no result).
-    paired = set(analysed_levels(planner, spec)) if any(wants(planner, kind) for kind in PAIR_ANALYSES) else set()
+    paired = set(analysed_levels(planner, spec)) if wants_pairs(planner) else set()
     for r in rounds:
         planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps, settings=r in paired)
 

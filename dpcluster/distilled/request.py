@@ -1,7 +1,7 @@
-"""The distillers behind ``distilled.source``: one function per method, all with the same signature.
-
-A new method is one new module with a function taking a :class:`DistillRequest` and returning a
-:class:`DistilledSet`, plus its line in ``DISTILLERS``.
+"""What every distiller is given (:class:`DistillRequest`) and what they share: the augmentation a distillation
+uses and the network it distils with. A distiller is a function taking a :class:`DistillRequest` and returning a
+:class:`DistilledSet`, named by a :class:`dpcluster.distilled.registry.Distiller` (one module in
+``dpcluster/distilled/distillers/``).
 """
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dpcluster.data.augment import resolve_augmentation
-from dpcluster.distilled.format import DistilledSet
 from dpcluster.specs import DistilledSpec, ModelSpec
 
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
+    from dpcluster.distilled.format import DistilledSet
 
 Progress = Callable[[int, int, float], None]
 
@@ -32,7 +31,7 @@ class DistillRequest:
     state_path: Path | None = None
     progress: Progress | None = None
     # Called with (iteration, set so far) at each checkpoint; `dpcluster distill` evaluates the set there.
-    on_checkpoint: Callable[[int, DistilledSet], None] | None = None
+    on_checkpoint: Callable[[int, "DistilledSet"], None] | None = None
     checkpoint_every: int = 100
     # Called as (expert, experts, epoch, epochs) while expert trajectories are trained (MTT).
     expert_progress: Callable[[int, int, int, int], None] | None = None
@@ -42,6 +41,8 @@ def distill_augmentation(spec: DistilledSpec, data: "DataBundle") -> str:
     """The augmentation a distillation uses; "auto" is DSA, without flips where they change labels."""
     # Both DM and MTT augment with DSA, as in their papers (DM: one siamese draw per class for the real and
     # the synthetic images; MTT: a random draw per student minibatch).
+    from dpcluster.data.augment import resolve_augmentation
+
     return resolve_augmentation(spec.augmentation, data)
 
 
@@ -62,32 +63,3 @@ def distillation_model(spec: DistilledSpec, model: ModelSpec, input_shape: tuple
     while depth > 1 and side >> (depth - 1) < 4:
         depth -= 1
     return model.replace(depth=depth)
-
-
-def _dm(request: DistillRequest) -> DistilledSet:
-    from dpcluster.distilled.dm import distill_dm
-
-    spec = request.spec
-    distilled = distill_dm(request.data, request.model_spec, spec.images_per_class, spec.dm.iterations, spec.dm.lr,
-                           spec.dm.real_per_class, spec.seed, request.device, request.progress,
-                           augmentation=distill_augmentation(spec, request.data), state_path=request.state_path,
-                           checkpoint_every=request.checkpoint_every, on_checkpoint=request.on_checkpoint)
-    if request.on_checkpoint is not None:
-        request.on_checkpoint(spec.dm.iterations, distilled)
-    return distilled
-
-
-def _mtt(request: DistillRequest) -> DistilledSet:
-    from dpcluster.distilled.experts import expert_trajectories
-    from dpcluster.distilled.mtt import distill_mtt
-
-    spec = request.spec
-    augmentation = distill_augmentation(spec, request.data)
-    trajectories = expert_trajectories(request.data, request.model_spec, spec.mtt, augmentation, spec.seed,
-                                       request.device, request.work_dir, request.expert_progress)
-    return distill_mtt(request.data, request.model_spec, spec.images_per_class, spec.mtt, augmentation, spec.seed,
-                       request.device, trajectories, request.progress, state_path=request.state_path,
-                       checkpoint_every=request.checkpoint_every, on_checkpoint=request.on_checkpoint)
-
-
-DISTILLERS: dict[str, Callable[[DistillRequest], DistilledSet]] = {"dm": _dm, "mtt": _mtt}
