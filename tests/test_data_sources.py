@@ -20,18 +20,11 @@ from PIL import Image
 from dpcluster.data import TensorSet, load_data
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, PruningSpec, TrainingSpec
+from test_data import user_error
 
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
 FASHION_MEAN, FASHION_STD = 0.2860, 0.3530
-
-
-def user_error(call) -> str:
-    with pytest.raises(UserError) as info:
-        call()
-    message = str(info.value)
-    assert "\n" not in message, message
-    return message
 
 
 def spec_error(**fields) -> SpecError:

@@ -285,3 +285,38 @@ def test_distribution_matching_embeds_with_the_last_linear_s_input_or_a_named_mo
     named = distill_dm(digits, ModelSpec(name="mynets:small_cnn"), 2, 3, 1.0, 16, 0, CPU, embedding="1")
     assert made.images.shape == named.images.shape == (20, 1, 8, 8)
     assert not torch.equal(made.images, named.images)  # matched on other features
+
+
+def test_trajectory_matching_distils_with_a_factory_network_and_refuses_its_batchnorm(user_package, digits,
+                                                                                       tmp_path):
+    from dpcluster.distilled import obtain_distilled_set
+    from dpcluster.specs import DistilledSpec
+    from dpcluster.specs.experiment import MTTSpec
+
+    mtt = MTTSpec(experts=1, trajectory_epochs=2, iterations=3, syn_steps=2, expert_epochs=1, max_start_epoch=1)
+    spec = DistilledSpec(source="mtt", images_per_class=2, mtt=mtt)
+    made = obtain_distilled_set(spec, digits, ModelSpec(name="mynets:mlp"), tmp_path / "cache", CPU)
+    assert made.images.shape == (20, 1, 8, 8) and made.method == "mtt" and made.learned_lr > 0
+    with pytest.raises(UserError, match="uses BatchNorm") as error:
+        obtain_distilled_set(spec, digits, ModelSpec(name="mynets:mlp", options={"batchnorm": True}),
+                             tmp_path / "cache", CPU)
+    assert "\n" not in str(error.value)
+
+
+def test_dpcluster_sweep_runs_a_factory_network_and_a_torchvision_one(user_package, tmp_path, monkeypatch, capsys):
+    from dpcluster.cli.main import main
+    from dpcluster.results.levels import read_levels
+    from dpcluster.sweeps.spec import SweepSpec
+
+    sweep = SweepSpec.from_dict({"name": "mine", "methods": ["imp", "random"], "seeds": [0],
+                                 "models": ["mynets:small_cnn", "torchvision:mobilenet_v3_small"],
+                                 "base": {"training": {"epochs": 1, "batch_size": 128}, "pruning": {"rounds": 1}}})
+    sweep.save(tmp_path / "sweep.toml")
+    assert main(["sweep", str(tmp_path / "sweep.toml"), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0, \
+        capsys.readouterr().err
+    rows = read_levels(tmp_path / "out" / "results").to_pylist()
+    assert sorted((r["model"], r["method"]) for r in rows) == [
+        ("mynets:small_cnn", "imp"), ("mynets:small_cnn", "random"),
+        ("torchvision:mobilenet_v3_small", "imp"), ("torchvision:mobilenet_v3_small", "random")]
+    logs = sorted(p.name for p in (tmp_path / "out" / "logs").iterdir())
+    assert all(":" not in name for name in logs), logs  # job names carry no colon

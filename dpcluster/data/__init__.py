@@ -8,15 +8,11 @@ attribute named ``augment`` would shadow the submodule of the same name.
 
 from __future__ import annotations
 
-import importlib
+from dpcluster.lazy import lazy_exports
 
 _EXPORTS = {"load_data": "dpcluster.data.load", "DataBundle": "dpcluster.data.base",
             "TensorSet": "dpcluster.data.base", "TensorSetDataset": "dpcluster.data.base"}
 
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

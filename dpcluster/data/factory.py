@@ -19,12 +19,8 @@ import torch
 from dpcluster.data.base import DataBundle, TensorSet, as_split
 from dpcluster.data.normalize import channel_stats, check_labels, normalize_
 from dpcluster.errors import UserError
-from dpcluster.registry import resolve
+from dpcluster.user_code import call_user, first_line
 from dpcluster.specs.experiment import DataSpec
-
-
-def _first_line(text: str) -> str:
-    return (text.strip().splitlines() or [""])[0]
 
 
 def _options(spec: DataSpec) -> dict:
@@ -33,23 +29,7 @@ def _options(spec: DataSpec) -> dict:
 
 
 def call_factory(spec: DataSpec):
-    name = spec.name
-    try:
-        function = resolve(name)
-    except ImportError as error:
-        raise UserError(f"data {name}: cannot import {name.partition(':')[0]}: {_first_line(str(error))} (is its "
-                        f"package on PYTHONPATH?)") from None
-    except AttributeError as error:
-        raise UserError(f"data {name}: {error}") from None
-    if not callable(function):
-        raise UserError(f"data {name}: {name.partition(':')[2]} is not a function")
-    try:
-        return function(**_options(spec))
-    except UserError as error:
-        raise UserError(f"data {name}: {_first_line(str(error))}") from None
-    except Exception as error:  # noqa: BLE001 - the user's code: its failure is one line naming it
-        raise UserError(f"data {name}: the factory raised {type(error).__name__}: "
-                        f"{_first_line(str(error))}") from None
+    return call_user(spec.name, "data", kwargs=_options(spec))
 
 
 def _is_dataset(value: object) -> bool:
@@ -60,7 +40,7 @@ def _item(dataset, index: int, where: str) -> tuple[torch.Tensor, int]:
     try:
         item = dataset[index]
     except Exception as error:  # noqa: BLE001 - the user's dataset
-        raise UserError(f"{where}[{index}] raised {type(error).__name__}: {_first_line(str(error))}") from None
+        raise UserError(f"{where}[{index}] raised {type(error).__name__}: {first_line(str(error))}") from None
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         raise UserError(f"{where}[{index}] is a {type(item).__name__}, not an (image, label) pair")
     image, label = item

@@ -19,7 +19,7 @@ from torch import nn
 from dpcluster.errors import UserError
 from dpcluster.hashing import stable_hash
 from dpcluster.models.registry import TORCHVISION
-from dpcluster.registry import resolve
+from dpcluster.user_code import call_user
 
 if TYPE_CHECKING:
     from dpcluster.specs import DataSpec, ModelSpec
@@ -63,20 +63,7 @@ def _adapt_first_convolution(model: nn.Module, channels: int) -> None:
 
 
 def build_factory(spec: ModelSpec, input_shape: tuple[int, int, int], num_classes: int) -> nn.Module:
-    try:
-        factory = resolve(spec.name)
-    except ImportError as error:
-        raise UserError(f"model {spec.name}: cannot import {spec.name.partition(':')[0]}: {error} (is its "
-                        f"package on PYTHONPATH?)") from None
-    except AttributeError as error:
-        raise UserError(f"model {spec.name}: {error}") from None
-    if not callable(factory):
-        raise UserError(f"model {spec.name}: {spec.name.partition(':')[2]} is not a function")
-    try:
-        model = factory(tuple(input_shape), num_classes, **_options(spec))
-    except Exception as error:  # noqa: BLE001 - the user's code: its failure is one line naming it
-        raise UserError(f"model {spec.name}: the factory raised {type(error).__name__}: {error}".splitlines()[0]) \
-            from None
+    model = call_user(spec.name, "model", (tuple(input_shape), num_classes), _options(spec))
     if not isinstance(model, nn.Module):
         raise UserError(f"model {spec.name}: the factory returned a {type(model).__name__}, not a torch nn.Module")
     return model

@@ -1,0 +1,41 @@
+"""Code of the user's, named ``package.module:function`` (a network's or a data set's factory): found, and
+called, with every failure one line naming it (``what`` is "model" or "data")."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from dpcluster.errors import UserError
+from dpcluster.registry import resolve
+
+
+def first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0]
+
+
+def user_function(name: str, what: str) -> Callable:
+    """The function ``name`` names, imported; a UserError when its module does not import or has no such
+    callable."""
+    try:
+        function = resolve(name)
+    except ImportError as error:
+        raise UserError(f"{what} {name}: cannot import {name.partition(':')[0]}: {first_line(str(error))} (is its "
+                        f"package on PYTHONPATH?)") from None
+    except AttributeError as error:
+        raise UserError(f"{what} {name}: {error}") from None
+    if not callable(function):
+        raise UserError(f"{what} {name}: {name.partition(':')[2]} is not a function")
+    return function
+
+
+def call_user(name: str, what: str, args: tuple = (), kwargs: dict[str, Any] | None = None) -> Any:
+    """``name``'s function called with ``args`` and ``kwargs``; whatever it raises becomes one line naming it."""
+    function = user_function(name, what)
+    try:
+        return function(*args, **(kwargs or {}))
+    except UserError as error:
+        raise UserError(f"{what} {name}: {first_line(str(error))}") from None
+    except Exception as error:  # noqa: BLE001 - the user's code: its failure is one line naming it
+        raise UserError(f"{what} {name}: the factory raised {type(error).__name__}: {first_line(str(error))}") \
+            from None
