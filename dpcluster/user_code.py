@@ -3,6 +3,7 @@ called, with every failure one line naming it (``what`` is "model" or "data").""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -39,3 +40,11 @@ def call_user(name: str, what: str, args: tuple = (), kwargs: dict[str, Any] | N
     except Exception as error:  # noqa: BLE001 - the user's code: its failure is one line naming it
         raise UserError(f"{what} {name}: the factory raised {type(error).__name__}: {first_line(str(error))}") \
             from None
+
+
+def submitting_pythonpath() -> tuple[str, ...]:
+    """Where this process finds Python code of the user's, for the jobs it starts elsewhere (Slurm jobs, Ray
+    workers) to find it too: PYTHONPATH's entries, made absolute, and the current folder, which ``python -m``
+    (and ``dpcluster``) look in."""
+    entries = [os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return tuple(dict.fromkeys([*entries, os.getcwd()]))

@@ -44,3 +44,25 @@ def test_a_failing_task_is_recorded_not_fatal(local_ray, tmp_path):
     manifest = run_sweep(sweep, tmp_path, RayBackend(), "cpu")
     failed = [s for s in manifest.jobs.values() if s.state == "failed"]
     assert len(failed) == 1 and failed[0].kind == "validate" and failed[0].error
+
+
+def test_ray_workers_import_a_factory_network_from_the_submitting_folder(local_ray, tmp_path, monkeypatch):
+    from dpcluster.sweeps.ray_backend import RayBackend
+
+    (tmp_path / "raynets").mkdir()
+    (tmp_path / "raynets" / "__init__.py").write_text(
+        "from torch import nn\n\n"
+        "def mlp(input_shape, num_classes):\n"
+        "    c, h, w = input_shape\n"
+        "    return nn.Sequential(nn.Flatten(), nn.Linear(c * h * w, 16), nn.ReLU(), nn.Linear(16, num_classes))\n")
+    # Found here through the folder the sweep is run from (as `dpcluster` finds it), on no PYTHONPATH entry.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sweep = SweepSpec.from_dict({
+        "name": "ray", "methods": ["dense", "random"], "seeds": [0], "models": ["raynets:mlp"],
+        "base": {"model": {"name": "raynets:mlp"}, "pruning": {"rounds": 1}, "training": {"epochs": 1}},
+    })
+    manifest = run_sweep(sweep, tmp_path / "out", RayBackend(cpus_per_job=0.5), "cpu")
+    assert all(state.state == "done" for state in manifest.jobs.values()), manifest.jobs
+    rows = ds.dataset(tmp_path / "out" / "results", format="parquet", partitioning="hive").to_table().to_pylist()
+    assert sorted((r["method"], r["model"]) for r in rows) == [("dense", "raynets:mlp"), ("random", "raynets:mlp")]

@@ -5,10 +5,12 @@ cluster a ``ray job submit`` driver runs on) or starts a local one."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from dpcluster.sweeps.backends import Outcome
 from dpcluster.sweeps.execute import JobCall, execute_logged
+from dpcluster.user_code import submitting_pythonpath
 
 
 def _after(call: JobCall, *dependencies: str) -> str:
@@ -38,7 +40,11 @@ class RayBackend:
         import ray
 
         self._connect()
-        task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)(_after)
+        # Workers find the user's code (a network's or a data set's factory) where this process finds it, on a
+        # cluster this process joined or started alike.
+        path = {"PYTHONPATH": os.pathsep.join(submitting_pythonpath())}
+        task = ray.remote(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0,
+                          runtime_env={"env_vars": path})(_after)
         dependencies = tuple(job_id for job_id in after if job_id in self.refs)
         ref = task.remote(call, *(self.refs[job_id] for job_id in dependencies))
         self.refs[call.job.id] = ref

@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import shlex
 import sys
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 from dpcluster.atomic import write_atomic
 from dpcluster.errors import UserError
+from dpcluster.user_code import submitting_pythonpath
 from dpcluster.sweeps.backends import Outcome, environment_failure, last_line
 from dpcluster.sweeps.execute import JobCall, execute
 from dpcluster.sweeps.scheduler_state import ENDED_BADLY, NOT_ITS_OWN, cancel_slurm, queued, slurm_states
@@ -264,13 +264,6 @@ def refusals_as_one_line(what: str):
         kind = NoRoom if any(words in message.lower() for words in _NO_ROOM) else UserError
         raise kind(f"{what}: {message}") from None
     sys.stderr.write(held.getvalue())  # anything else said on the way
-
-
-def submitting_pythonpath() -> tuple[str, ...]:
-    """Where this process finds Python code of the user's (a network's factory, a data set's): PYTHONPATH's
-    entries, made absolute, and the current folder, which ``python -m`` puts first."""
-    entries = [os.path.abspath(entry) for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
-    return tuple(dict.fromkeys([*entries, os.getcwd()]))
 
 
 @dataclass
