@@ -81,6 +81,32 @@ def test_hvp_is_the_exact_projected_hessian_times_v(dtype, atol):
         assert torch.allclose(_flat(hvp(v), names).double(), expected, atol=atol, rtol=0)
 
 
+def test_a_network_whose_activations_torch_cannot_differentiate_twice_gets_the_exact_product():
+    # torchvision's MobileNets: torch cannot differentiate hardsigmoid's and hardswish's backward at all.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 5), nn.Hardsigmoid(), nn.Linear(5, 4), nn.Hardswish(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(12, 6, dtype=torch.float64) * 3, torch.randint(0, 3, (12,))
+    mask = _random_mask(model, 0.5, 0)
+
+    class Clamped(nn.Module):  # the same functions, written so torch differentiates them twice
+        def __init__(self, swish: bool):
+            super().__init__()
+            self.swish = swish
+
+        def forward(self, t):
+            sigmoid = torch.clamp(t + 3, 0, 6) / 6
+            return t * sigmoid if self.swish else sigmoid
+
+    reference = copy.deepcopy(model)
+    reference[1], reference[3] = Clamped(False), Clamped(True)
+    assert torch.allclose(reference(x), model(x), atol=1e-14, rtol=0)
+    php, names = _exact_php(reference, x, y, mask)
+    hvp, params = hessian_vector_product(model, mask, x, y)
+    for seed in range(3):
+        v = _random_vector(params, seed)
+        assert torch.allclose(_flat(hvp(v), names), php @ _flat(v, names), atol=1e-12, rtol=0)
+
+
 def test_params_are_every_trainable_parameter_detached_at_the_masked_point():
     model, x, y, mask = _mlp(torch.float64)
     before = capture_state(model)

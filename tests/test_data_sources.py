@@ -631,7 +631,7 @@ def test_a_run_on_missing_user_data_fails_in_one_line_writing_nothing(tmp_path, 
     assert code == 2 and "data.label" in err and err.count("\n") == 1, err
 
 
-def test_a_sweep_holds_two_data_sets_of_the_user_s_side_by_side(tmp_path):
+def test_a_sweep_holds_two_data_sets_of_the_user_s_side_by_side(tmp_path, factory_module):
     from dpcluster.sweeps.coordinator import run_sweep
     from dpcluster.sweeps.backends import LocalBackend
     from dpcluster.sweeps.graph import expand
@@ -641,18 +641,24 @@ def test_a_sweep_holds_two_data_sets_of_the_user_s_side_by_side(tmp_path):
     for i, name in enumerate(("a", "b")):
         write_images(tmp_path / "flowers" / "train" / name, 12, size=(9, 9), seed=i)
     write_tensors(tmp_path / "arrays", "npz", arrays(40, shape_chw=(3, 8, 8)), arrays(10, shape_chw=(3, 8, 8), seed=1))
+    make_idx_set(tmp_path / "idx", gz=True, n_train=40, n_test=10)
     sweep = SweepSpec.from_dict({
-        "name": "mine", "methods": ["dense"], "seeds": [0], "datasets": ["flowers", "leaves", "arrays"],
+        "name": "mine", "methods": ["dense", "random"], "seeds": [0],
+        "datasets": ["flowers", "leaves", "arrays", "made", "mnist"],
         "data": {"flowers": {"name": "folder", "root": str(tmp_path / "flowers"), "resolution": 8},
                  "leaves": {"name": "folder", "root": str(tmp_path / "flowers"), "resolution": 12},
-                 "arrays": {"name": "tensors", "root": str(tmp_path / "arrays"), "layout": "nchw"}},
-        "base": {"model": {"width": 8}, "training": {"epochs": 1, "batch_size": 16}}})
-    specs = [job.experiment for job in expand(sweep) if job.kind == "validate"]
-    assert [(s.data.name, s.data.label) for s in specs] == [("folder", "flowers"), ("folder", "leaves"),
-                                                              ("tensors", "arrays")]
-    assert len({s.experiment_id for s in specs}) == 3
+                 "arrays": {"name": "tensors", "root": str(tmp_path / "arrays"), "layout": "nchw"},
+                 "made": {"name": f"{factory_module}:make", "options": {"n": 40}},
+                 "mnist": {"root": str(tmp_path / "idx")}},
+        "base": {"model": {"width": 8}, "training": {"epochs": 1, "batch_size": 16}, "pruning": {"rounds": 1}}})
+    specs = [job.experiment for job in expand(sweep) if job.kind == "validate" and job.experiment.method == "dense"]
+    assert [(s.data.name, s.data.label) for s in specs] == [
+        ("folder", "flowers"), ("folder", "leaves"), ("tensors", "arrays"), (f"{factory_module}:make", "made"),
+        ("mnist", None)]
+    assert len({s.experiment_id for s in specs}) == 5
     run_sweep(sweep, tmp_path / "out", LocalBackend(), "cpu")
     rows = read_levels(tmp_path / "out" / "results").to_pylist()
-    assert sorted(r["dataset"] for r in rows) == ["arrays", "flowers", "leaves"]
+    assert sorted((r["dataset"], r["method"]) for r in rows) == [
+        (name, method) for name in ("arrays", "flowers", "leaves", "made", "mnist") for method in ("dense", "random")]
     with pytest.raises(SpecError, match=r"datasets\[0\]: must be one of .*'package.module:function'; got 'orchids'"):
         SweepSpec.from_dict({"name": "x", "datasets": ["orchids"]})

@@ -320,3 +320,44 @@ def test_dpcluster_sweep_runs_a_factory_network_and_a_torchvision_one(user_packa
         ("torchvision:mobilenet_v3_small", "imp"), ("torchvision:mobilenet_v3_small", "random")]
     logs = sorted(p.name for p in (tmp_path / "out" / "logs").iterdir())
     assert all(":" not in name for name in logs), logs  # job names carry no colon
+
+
+def test_a_torchvision_network_through_every_method_and_analysis(tmp_path):
+    from dpcluster.results.analyses import read_analysis
+    from dpcluster.results.levels import read_levels
+    from dpcluster.sweeps.backends import LocalBackend
+    from dpcluster.sweeps.coordinator import run_sweep
+    from dpcluster.sweeps.spec import SweepSpec
+
+    name = "torchvision:mobilenet_v3_small"
+    sweep = SweepSpec.from_dict({
+        "name": "tv", "methods": ["dense", "imp", "distilled", "hybrid", "random"], "seeds": [0], "models": [name],
+        # Sharpness (28 s a level here) is measured on this network below, once.
+        "analyses": ["stability", "landscape", "kept_weights"],
+        "analysis": {"points": 3, "grid_size": 3, "test_examples": 64, "batchnorm_examples": 64},
+        "base": {"model": {"name": name, "options": {"dropout": 0.0}}, "pruning": {"rounds": 1},
+                 "training": {"epochs": 1, "batch_size": 128},
+                 "distilled": {"images_per_class": 2, "dm": {"iterations": 2, "real_per_class": 8}},
+                 "distilled_training": {"epochs": 2}}})
+    manifest = run_sweep(sweep, tmp_path, LocalBackend(), "cpu")
+    assert all(state.state == "done" for state in manifest.jobs.values()), manifest.jobs
+    levels = read_levels(tmp_path / "results").to_pylist()
+    assert sorted(r["method"] for r in levels) == ["dense", "distilled", "hybrid", "imp", "random"]
+    for analysis in ("stability", "landscape", "kept_weights"):
+        assert read_analysis(tmp_path / "analyses" / analysis, analysis).num_rows > 0, analysis
+
+
+def test_the_sharpness_of_a_torchvision_network_whose_activations_torch_cannot_differentiate_twice(digits):
+    from dpcluster.analyses.hessian import sharpness
+    from dpcluster.data.base import measurement_subset
+    from dpcluster.models import build_model
+    from dpcluster.pruning.masks import full_mask
+    from dpcluster.pruning.model_masks import prunable_weights
+
+    # MobileNet-v3's hardswish and hardsigmoid: torch has no second derivative of either.
+    torch.manual_seed(0)
+    model = build_model(ModelSpec(name="torchvision:mobilenet_v3_small"), (1, 8, 8), 10)
+    measured = sharpness(model, full_mask(prunable_weights(model)), measurement_subset(digits.train, 16, 0),
+                         device=CPU, iterations=20, samples=2)
+    assert measured.top_eigenvalue > 0 and measured.top_eigenvalue >= measured.bottom_eigenvalue
+    assert type(model.features[0][2]).__name__ == "Hardswish"  # put back afterwards

@@ -4,7 +4,8 @@ through ``torch.func``.
 The space is the subnetwork's: pruned weight entries are held at zero and are not directions of it, so every
 quantity here is one of P H P, where H is the Hessian of the mean cross-entropy loss with respect to all trainable
 parameters and P zeroes the pruned entries. Hessian-vector products are forward-over-reverse (``jvp`` of ``grad``),
-which costs about two backward passes and never builds H. The model is evaluated in eval mode with its buffers as
+which costs about two backward passes and never builds H; for a network with an op that has no forward-mode
+derivative of its backward, reverse-over-reverse (``vjp`` of ``grad``). The model is evaluated in eval mode with its buffers as
 they are, so BatchNorm uses its running statistics and the loss is a deterministic function of the parameters
 alone (in train mode it would also depend on the batch statistics, and the Hessian would not be the one of the
 function the network computes at test time).
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, jvp
+from torch.func import functional_call, grad, jvp, vjp
 
 from dpcluster.data.base import TensorSet
 from dpcluster.pruning.masks import Mask
@@ -81,6 +82,39 @@ def _device_masks(mask: Mask, like: Vector) -> Vector:
     return {name: m.to(like[name].device, like[name].dtype) for name, m in mask.items()}
 
 
+class _Hardsigmoid(nn.Module):
+    """relu6(x + 3) / 6, as clamps: torch's hardsigmoid has no derivative of its backward (so no second
+    derivative at all), while a clamp's is zero, which is the piecewise-linear function's second derivative."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.clamp(x + 3, 0, 6) / 6
+
+
+class _Hardswish(nn.Module):
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.clamp(x + 3, 0, 6) / 6
+
+
+_TWICE_DIFFERENTIABLE = {nn.Hardsigmoid: _Hardsigmoid, nn.Hardswish: _Hardswish}
+
+
+@contextlib.contextmanager
+def _twice_differentiable(model: nn.Module) -> Iterator[None]:
+    """The model with its activations that torch cannot differentiate twice (hardsigmoid, hardswish: torchvision's
+    MobileNet-v3) replaced by equal ones that it can, put back afterwards."""
+    swapped = []
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if type(child) in _TWICE_DIFFERENTIABLE:
+                setattr(parent, name, _TWICE_DIFFERENTIABLE[type(child)]())
+                swapped.append((parent, name, child))
+    try:
+        yield
+    finally:
+        for parent, name, original in swapped:
+            setattr(parent, name, original)
+
+
 def hessian_vector_product(model: nn.Module, mask: Mask, x: Tensor, y: Tensor) -> tuple[HVP, Vector]:
     """``(hvp, params)``: the subnetwork's Hessian-vector product on the batch (x, y), and the point it is taken at.
 
@@ -97,14 +131,24 @@ def hessian_vector_product(model: nn.Module, mask: Mask, x: Tensor, y: Tensor) -
     constants.update(dict(model.named_buffers()))
 
     def loss(point: Vector) -> Tensor:
-        return F.cross_entropy(functional_call(model, (point, constants), (x,)), y)
+        with _twice_differentiable(model):
+            return F.cross_entropy(functional_call(model, (point, constants), (x,)), y)
 
     gradient = grad(loss)
+    reverse: list = []  # the gradient's vjp, once forward mode proved unavailable for one of the network's ops
 
     def hvp(v: Vector) -> Vector:
         # d/dt grad(params + t P v) at t = 0 is H P v; the outer P keeps the result in the subspace too.
         with _eval_mode(model):
-            _, product = jvp(gradient, (params,), (_project(v, masks),))
+            if not reverse:
+                try:
+                    _, product = jvp(gradient, (params,), (_project(v, masks),))
+                    return _project(product, masks)
+                except NotImplementedError:
+                    # An op with no forward-mode derivative of its backward (torchvision's MobileNets' hardsigmoid):
+                    # reverse-over-reverse instead, the vjp of the gradient (H is symmetric, so it is H v).
+                    reverse.append(vjp(gradient, params)[1])
+            (product,) = reverse[0](_project(v, masks))
         return _project(product, masks)
 
     return hvp, params
