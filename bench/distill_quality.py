@@ -54,6 +54,9 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--methods", default="dm,mtt")
     parser.add_argument("--eval-seeds", type=int, default=3, help="networks trained on each set (default 3)")
+    parser.add_argument("--whole-set", action="store_true",
+                        help="also the whole training set as a baseline, trained as the spec's real-data training "
+                             "(its epochs; a distilled set's 100s of epochs over 60,000 images do not fit a CPU)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--cache", type=Path, default=Path("runs/distilled"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "distill_quality.json")
@@ -96,7 +99,21 @@ def main() -> None:
         row["random_subset"] = accuracy(subset, augmentation)
         print(f"seed {seed} random subset: {100 * row['random_subset']:.1f}%", flush=True)
         rows.append(row)
-    names = ["random_subset", *(["dm_start"] if "dm" in methods else []), *methods]
+    if args.whole_set:
+        from dpcluster.models import build_model
+        from dpcluster.training import evaluate, train
+
+        whole = []
+        for k in range(args.eval_seeds):
+            torch.manual_seed(k)
+            model = build_model(spec.model, data.input_shape, data.num_classes)
+            train(model, data.train, spec.training, device=device, seed=k)
+            whole.append(evaluate(model, data.test, device=device)[0])
+        for row in rows:
+            row["whole_set"] = statistics.fmean(whole)
+        print(f"whole training set ({spec.training.epochs} epochs): {100 * statistics.fmean(whole):.1f}%", flush=True)
+    names = ["random_subset", *(["whole_set"] if args.whole_set else []), *(["dm_start"] if "dm" in methods else []),
+             *methods]
     summary = {name: {"mean": statistics.fmean(r[name] for r in rows),
                       "std": statistics.pstdev([r[name] for r in rows])} for name in names}
     if "dm" in methods:
@@ -109,6 +126,7 @@ def main() -> None:
         "eval_seeds": args.eval_seeds, "random_subset_seed": f"{RANDOM_SUBSET_SEED} + seed",
         "distilled": {"dm": spec.distilled.dm.to_dict(), "mtt": spec.distilled.mtt.to_dict()},
         "distilled_training": spec.distilled_training.to_dict(), "seeds": rows, "summary": summary,
+        **({"whole_set_training": spec.training.to_dict()} if args.whole_set else {}),
         "wall_seconds": time.perf_counter() - began,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

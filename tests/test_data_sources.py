@@ -155,7 +155,7 @@ def test_idx_mistakes_are_one_line_naming_the_file(tmp_path):
     assert "not a complete gzip file" in user_error(load)
 
 
-def test_the_real_fashion_mnist():
+def _real_fashion_mnist() -> DataSpec:
     """The files Debian's dataset-fashion-mnist installs. Skipped without them, unless
     DPCLUSTER_REQUIRE_FASHION_MNIST is set (as CI does): then their absence fails."""
     if not FASHION_MNIST.is_dir():
@@ -163,7 +163,23 @@ def test_the_real_fashion_mnist():
             pytest.fail(f"DPCLUSTER_REQUIRE_FASHION_MNIST is set but {FASHION_MNIST} is missing "
                         f"(apt-get install dataset-fashion-mnist)")
         pytest.skip(f"{FASHION_MNIST} not installed (Debian's dataset-fashion-mnist)")
-    data = load_data(DataSpec(name="fashion_mnist", root=str(FASHION_MNIST)))
+    return DataSpec(name="fashion_mnist", root=str(FASHION_MNIST))
+
+
+def test_a_round_of_imp_on_the_real_fashion_mnist(tmp_path):
+    from dpcluster.methods.engine import Inputs, run_experiment
+
+    spec = ExperimentSpec(method="imp", data=_real_fashion_mnist(), model=ModelSpec(width=8, depth=2),
+                          pruning=PruningSpec(rounds=1), training=TrainingSpec(epochs=1, batch_size=256, lr=0.05))
+    (record,) = run_experiment(spec, Inputs(load_data(spec.data)), tmp_path / "imp", torch.device("cpu"),
+                               validate=True)
+    # One epoch of a width-8 ConvNet over the 60,000 images: the 20%-pruned subnetwork is well past chance.
+    assert record.sparsity == pytest.approx(0.2, abs=1e-3) and record.test_accuracy > 0.7
+    assert record.inner_examples == 60_000 and record.dataset == "fashion_mnist"
+
+
+def test_the_real_fashion_mnist():
+    data = load_data(_real_fashion_mnist())
     assert (len(data.train), len(data.test), data.num_classes, data.input_shape) == (60000, 10000, 10, (1, 28, 28))
     # The first training image is an ankle boot (9) and the first test image too; every class has 6,000 / 1,000.
     assert int(data.train.y[0]) == 9 and int(data.test.y[0]) == 9
