@@ -60,7 +60,7 @@ def test_every_shipped_spec_loads_and_expands():
             search = SearchSpec.load(path)
             assert search.space and search.metric, path
             assert SearchSpec.from_dict(tomllib.loads(search.to_toml())) == search, path  # it round-trips
-        elif "datasets" in path.read_text():
+        elif "datasets" in tomllib.loads(path.read_text()):  # a sweep spec (its top-level list of data sets)
             sweep = SweepSpec.load(path)
             jobs = expand(sweep)
             assert jobs[-1].kind == "aggregate" and any(j.kind == "validate" for j in jobs), path
