@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad, jvp, vjp
 
 from dpcluster.data.base import TensorSet
+from dpcluster.models.swap import swapped_modules
 from dpcluster.pruning.masks import Mask
 
 Vector = dict[str, Tensor]
@@ -98,21 +99,11 @@ class _Hardswish(nn.Module):
 _TWICE_DIFFERENTIABLE = {nn.Hardsigmoid: _Hardsigmoid, nn.Hardswish: _Hardswish}
 
 
-@contextlib.contextmanager
-def _twice_differentiable(model: nn.Module) -> Iterator[None]:
+def _twice_differentiable(model: nn.Module) -> contextlib.AbstractContextManager:
     """The model with its activations that torch cannot differentiate twice (hardsigmoid, hardswish: torchvision's
     MobileNet-v3) replaced by equal ones that it can, put back afterwards."""
-    swapped = []
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) in _TWICE_DIFFERENTIABLE:
-                setattr(parent, name, _TWICE_DIFFERENTIABLE[type(child)]())
-                swapped.append((parent, name, child))
-    try:
-        yield
-    finally:
-        for parent, name, original in swapped:
-            setattr(parent, name, original)
+    return swapped_modules(model, lambda m: _TWICE_DIFFERENTIABLE[type(m)]() if type(m) in _TWICE_DIFFERENTIABLE
+                           else None)
 
 
 def hessian_vector_product(model: nn.Module, mask: Mask, x: Tensor, y: Tensor) -> tuple[HVP, Vector]:

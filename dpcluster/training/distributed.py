@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from dpcluster.models.swap import swapped_modules
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,8 @@ def launched_world_size() -> int:
     return 1
 
 
-@contextlib.contextmanager
-def synced_batchnorm(model: torch.nn.Module, distributed: Distributed | None, device: torch.device) -> Iterator[None]:
+def synced_batchnorm(model: torch.nn.Module, distributed: Distributed | None,
+                     device: torch.device) -> contextlib.AbstractContextManager:
     """Within it, the model's BatchNorm layers are torch's SyncBatchNorm when training is data-parallel on CUDA:
     every rank normalises with the whole global batch's statistics, as one process training on that batch would,
     so a data-parallel training is the same procedure as a single-process one. The layers share their parameters
@@ -58,21 +59,15 @@ def synced_batchnorm(model: torch.nn.Module, distributed: Distributed | None, de
     has no SyncBatchNorm: on the CPU each rank keeps its own statistics, and trainings compared with each other
     must then run on the same number of processes (the ``world_size`` the rows record)."""
     if distributed is None or device.type != "cuda":
-        yield
-        return
-    swapped = []
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if isinstance(child, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(child,
-                                                                                        torch.nn.SyncBatchNorm):
-                synced = torch.nn.SyncBatchNorm.convert_sync_batchnorm(child)
-                setattr(parent, name, synced)
-                swapped.append((parent, name, child))
-    try:
-        yield
-    finally:
-        for parent, name, original in swapped:
-            setattr(parent, name, original)
+        return contextlib.nullcontext()
+
+    def synced(module: torch.nn.Module) -> torch.nn.Module | None:
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module,
+                                                                                     torch.nn.SyncBatchNorm):
+            return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return None
+
+    return swapped_modules(model, synced)
 
 
 def rank_device(device: torch.device, local_rank: int) -> torch.device:
