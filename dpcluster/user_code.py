@@ -4,11 +4,29 @@ called, with every failure one line naming it (``what`` is "model" or "data").""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
 from dpcluster.errors import UserError
 from dpcluster.registry import resolve
+
+
+IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
+_FACTORY_NAME = re.compile(rf"{IDENTIFIER}(\.{IDENTIFIER})*:{IDENTIFIER}")
+
+
+def is_user_name(name: str) -> bool:
+    """Whether ``name`` names code of the user's (``package.module:function``, or ``torchvision:NAME`` for a
+    network) rather than a registered entry: registered names hold no colon."""
+    return ":" in name
+
+
+def check_factory_name(name: str, key: str) -> None:
+    """``name`` has the form ``package.module:function`` (nothing is imported); else a SpecError naming ``key``."""
+    from dpcluster.specs.base import check
+
+    check(bool(_FACTORY_NAME.fullmatch(name)), key, f"expected package.module:function, got {name!r}")
 
 
 def first_line(text: str) -> str:

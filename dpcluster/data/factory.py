@@ -24,8 +24,7 @@ from dpcluster.specs.experiment import DataSpec
 
 
 def _options(spec: DataSpec) -> dict:
-    options = getattr(spec, "options", None)
-    return options.as_dict() if options is not None else {}
+    return spec.options.as_dict() if spec.options is not None else {}
 
 
 def call_factory(spec: DataSpec):

@@ -4,12 +4,12 @@ is loaded, so checking a spec (planning a sweep) loads no torch."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dpcluster.registry import Registry, import_package
+from dpcluster.user_code import check_factory_name, is_user_name
 
 if TYPE_CHECKING:
     from dpcluster.specs import DataSpec
@@ -56,22 +56,13 @@ register = DATA_SOURCES.register
 get_source = DATA_SOURCES.get
 source_names = DATA_SOURCES.names
 
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_FACTORY = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}")
-
-
-def is_factory_name(name: str) -> bool:
-    """Whether ``name`` names a user's data set factory (``package.module:function``) rather than a registered one."""
-    return ":" in name
-
-
 def check_data_name(name: str, key: str) -> None:
     """A registered data set or ``package.module:function`` (checked for its form only: the code is imported when
     the data is loaded); else a SpecError naming ``key``."""
     from dpcluster.specs.base import check
 
-    if is_factory_name(name):
-        check(bool(_FACTORY.fullmatch(name)), key, f"expected package.module:function, got {name!r}")
+    if is_user_name(name):
+        check_factory_name(name, key)
     else:
         check(name in source_names(), key, f"must be one of {', '.join(source_names())} or "
                                            f"'package.module:function'; got {name!r}")
@@ -92,7 +83,7 @@ def readers(key: str) -> str:
 def source_for(name: str) -> DataSource:
     """The data set ``name`` names: a registered one, or a user's factory (``package.module:function``, a function
     returning ``(train_dataset, test_dataset, num_classes)``; see ``dpcluster/data/factory.py``)."""
-    if is_factory_name(name):
+    if is_user_name(name):
         return DataSource(name=name, summary=f"the factory {name}", loader="dpcluster.data.factory:load",
                           needs_root=False, mirror_safe=False, needs_label=True, reads=FACTORY_READS)
     return get_source(name)

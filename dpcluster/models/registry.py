@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from dpcluster.registry import Registry, import_package
+from dpcluster.user_code import IDENTIFIER, check_factory_name, is_user_name
 
 if TYPE_CHECKING:
     from dpcluster.specs import ModelSpec
@@ -41,9 +42,7 @@ register = NETWORKS.register
 network_names = NETWORKS.names
 
 TORCHVISION = "torchvision:"
-_IDENTIFIER = r"[A-Za-z_][A-Za-z0-9_]*"
-_FACTORY = re.compile(rf"{_IDENTIFIER}(\.{_IDENTIFIER})*:{_IDENTIFIER}")
-_TORCHVISION_NAME = re.compile(rf"torchvision:{_IDENTIFIER}")
+_TORCHVISION_NAME = re.compile(rf"torchvision:{IDENTIFIER}")
 
 
 def check_network_name(name: str, key: str) -> None:
@@ -51,13 +50,13 @@ def check_network_name(name: str, key: str) -> None:
     code is imported when the network is first built); else a SpecError naming ``key``."""
     from dpcluster.specs.base import check
 
-    if ":" not in name:
+    if not is_user_name(name):
         check(name in network_names(), key, f"must be one of {', '.join(network_names())}, "
                                             f"'torchvision:NAME' or 'package.module:function'; got {name!r}")
     elif name.startswith(TORCHVISION):
         check(bool(_TORCHVISION_NAME.fullmatch(name)), key, f"expected torchvision:NAME, got {name!r}")
     else:
-        check(bool(_FACTORY.fullmatch(name)), key, f"expected package.module:function, got {name!r}")
+        check_factory_name(name, key)
 
 
 def get_network(name: str) -> Network:
@@ -65,6 +64,6 @@ def get_network(name: str) -> Network:
     if name.startswith(TORCHVISION):
         return Network(name, f"torchvision's {name[len(TORCHVISION):]}", "dpcluster.models.user:build_torchvision",
                        user=True)
-    if ":" in name:
+    if is_user_name(name):
         return Network(name, f"the factory {name}", "dpcluster.models.user:build_factory", user=True)
     return NETWORKS.get(name)

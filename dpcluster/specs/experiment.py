@@ -109,11 +109,12 @@ class ModelSpec(Spec):
 
     def __post_init__(self):
         from dpcluster.models.registry import check_network_name
+        from dpcluster.user_code import is_user_name
 
         check_network_name(self.name, "name")
         if self.options is not None and not isinstance(self.options, Table):  # given as a dict, in code
             object.__setattr__(self, "options", Table.of(self.options, "options"))
-        check(self.options is None or ":" in self.name, "options",
+        check(self.options is None or is_user_name(self.name), "options",
               f"only a user network (name = 'package.module:function' or 'torchvision:NAME') takes options; "
               f"{self.name} has its own settings")
         check(1 <= self.depth <= 8, "depth", f"must be in 1..8, got {self.depth}")
