@@ -3,7 +3,6 @@ dependency order (kinds are planned in registry order; see ``dpcluster.sweeps.jo
 
 from __future__ import annotations
 
-from dpcluster.methods.registry import get_method
 from dpcluster.specs import ExperimentSpec
 from dpcluster.sweeps.jobs import Job, Planner, get_kind, kind_names
 from dpcluster.sweeps.spec import SweepSpec
@@ -18,8 +17,7 @@ def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
         for model_name in sweep.models:
             model = sweep.model_spec(model_name)
             for method in sweep.methods:
-                uses_set = get_method(method).uses_distilled_set
-                for ipc in sweep.images_per_class if uses_set else sweep.images_per_class[:1]:
+                for ipc in sweep.set_sizes(method):
                     for rewind in sweep.rewind_choices(method):
                         for seed in sweep.seeds:
                             base = sweep.base

@@ -9,6 +9,10 @@
     rewinds = ["0ep", "1ep"]          # for the methods that rewind (imp, hybrid); default: base.pruning.rewind
     images_per_class = [10]           # distilled-set sizes (for distilled and hybrid)
 
+    [axes.hybrid]                     # per method: fewer rewind points or set sizes than the sweep's
+    rewinds = ["1ep"]
+    images_per_class = [50]
+
     [base]                            # an ExperimentSpec: training, pruning, distilled settings
     training = { epochs = 15 }
 
@@ -65,6 +69,15 @@ class SetChoice(Spec):
 
     lr: float | None = None
     epochs: int | None = None
+
+
+@dataclass(frozen=True)
+class MethodAxes(Spec):
+    """Per method of a sweep (``[axes.METHOD]``): a subset of the sweep's rewind points and set sizes that this
+    method alone takes (a costly method at one setting beside cheap ones at every setting). Unset: all of them."""
+
+    rewinds: tuple[str, ...] | None = None
+    images_per_class: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +152,8 @@ class SweepSpec(Spec):
     data: tuple[tuple[str, DataChoice], ...] = ()
     # Per distilled-set size (keyed by images per class): the inner loop's learning rate and epochs.
     sets: tuple[tuple[int, SetChoice], ...] = ()
+    # Per method (keyed by name): the rewind points and set sizes it takes, a subset of the sweep's.
+    axes: tuple[tuple[str, MethodAxes], ...] = ()
     # Failed jobs are retried this many times when the sweep is run again.
     max_retries: int = 2
     # Analyses of every validated level (stability, landscape, sharpness, kept_weights), and how they measure.
@@ -194,24 +209,37 @@ class SweepSpec(Spec):
         for size, _ in self.sets:
             check(size in self.images_per_class, f"sets.{size}", f"{size} is not one of images_per_class")
             self.distilled_training(size)  # a bad value names sets.N.field
+        for method, axes in self.axes:
+            check(method in self.methods, f"axes.{method}", f"{method!r} is not one of the sweep's methods")
+            for key, allowed in (("rewinds", self.rewind_choices(method, narrowed=False)),
+                                 ("images_per_class", self.images_per_class)):
+                chosen = getattr(axes, key)
+                if chosen is None:
+                    continue
+                check(len(chosen) > 0, f"axes.{method}.{key}", "must not be empty (leave it out for all of them)")
+                for i, value in enumerate(chosen):
+                    check(value in allowed, f"axes.{method}.{key}[{i}]",
+                          f"{value!r} is not one of the sweep's {key} ({', '.join(map(repr, allowed))})")
 
     @classmethod
     def from_dict(cls, data):
         # [data.NAME] and [sets.N] tables arrive as mappings; keep them as sorted (key, choice) pairs so the
         # spec hashes.
         data = dict(data)
-        tables = {"data": data.pop("data", {}), "sets": data.pop("sets", {})}
+        tables = {"data": data.pop("data", {}), "sets": data.pop("sets", {}), "axes": data.pop("axes", {})}
         # The data sets are checked with their tables (an entry may be a label that [data.ENTRY] defines).
         datasets = coerce_value(data.pop("datasets"), tuple[str, ...], "datasets") if "datasets" in data else None
         spec = super().from_dict(data)
         return spec.replace(data=_choices(tables["data"], "data", DataChoice, str),
                             sets=_choices(tables["sets"], "sets", SetChoice, int),
+                            axes=_choices(tables["axes"], "axes", MethodAxes, str),
                             **({} if datasets is None else {"datasets": datasets}))
 
     def to_dict(self):
         out = super().to_dict()
         out["data"] = {name: choice.to_dict() for name, choice in self.data}
         out["sets"] = {str(size): choice.to_dict() for size, choice in self.sets}
+        out["axes"] = {method: axes.to_dict() for method, axes in self.axes}
         return out
 
     def data_spec(self, name: str) -> DataSpec:
@@ -234,14 +262,25 @@ class SweepSpec(Spec):
         except SpecError as error:
             raise error.under(f"sets.{images_per_class}") from None
 
-    def rewind_choices(self, method: str) -> tuple[str, ...]:
-        """The rewind points a method's experiments take: the sweep's ``rewinds`` for methods that rewind, else
-        the base spec's (which changes nothing for them)."""
+    def rewind_choices(self, method: str, narrowed: bool = True) -> tuple[str, ...]:
+        """The rewind points a method's experiments take: the sweep's ``rewinds`` for methods that rewind (or its
+        ``[axes.METHOD]`` subset), else the base spec's (which changes nothing for them)."""
         from dpcluster.methods.registry import get_method
 
         if self.rewinds and get_method(method).rewinds:
-            return self.rewinds
+            chosen = dict(self.axes).get(method, MethodAxes()).rewinds if narrowed else None
+            return self.rewinds if chosen is None else chosen
         return (self.base.pruning.rewind,)
+
+    def set_sizes(self, method: str) -> tuple[int, ...]:
+        """The distilled-set sizes a method's experiments take: the sweep's (or its ``[axes.METHOD]`` subset) for
+        methods that use a set, else one (which changes nothing for them)."""
+        from dpcluster.methods.registry import get_method
+
+        if not get_method(method).uses_distilled_set:
+            return self.images_per_class[:1]
+        chosen = dict(self.axes).get(method, MethodAxes()).images_per_class
+        return self.images_per_class if chosen is None else chosen
 
     def model_spec(self, name: str) -> ModelSpec:
         base = self.base.model
