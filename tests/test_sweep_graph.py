@@ -228,3 +228,35 @@ def test_rewinds_multiply_only_the_methods_that_rewind():
                          ("distilled", "0ep"): 2, ("random", "0ep"): 2}
     with pytest.raises(SpecError, match=r"rewinds\[1\]"):
         _sweep(rewinds=["0ep", "soon"])
+
+
+def test_a_methods_axes_narrow_its_rewinds_and_set_sizes_alone():
+    sweep = _sweep(rewinds=["0ep", "1ep"], images_per_class=[10, 50], methods=["imp", "hybrid", "distilled"],
+                   axes={"hybrid": {"rewinds": ["1ep"], "images_per_class": [50]}})
+    masks = Counter((j.experiment.method, j.experiment.pruning.rewind, j.experiment.distilled.images_per_class)
+                    for j in expand(sweep) if j.kind == "mask")
+    assert masks == {("imp", "0ep", 10): 2, ("imp", "1ep", 10): 2, ("hybrid", "1ep", 50): 2,
+                     ("distilled", "0ep", 10): 2, ("distilled", "0ep", 50): 2}
+    # The table round-trips through a file like the rest of the spec.
+    assert SweepSpec.from_dict(sweep.to_dict()) == sweep
+
+
+@pytest.mark.parametrize("axes, key", [
+    ({"hybrid": {"rewinds": ["2ep"]}}, r"axes\.hybrid\.rewinds\[0\]"),
+    ({"hybrid": {"images_per_class": [20]}}, r"axes\.hybrid\.images_per_class\[0\]"),
+    ({"hybrid": {"images_per_class": []}}, r"axes\.hybrid\.images_per_class"),
+    ({"random": {"rewinds": ["0ep"]}}, r"axes\.random"),
+    ({"hybrid": {"epochs": 3}}, r"axes\.hybrid"),
+])
+def test_a_methods_axes_must_be_a_subset_of_the_sweeps(axes, key):
+    with pytest.raises(SpecError, match=key):
+        _sweep(rewinds=["0ep", "1ep"], images_per_class=[10, 50], methods=["imp", "hybrid"], axes=axes)
+
+
+def test_the_fashion_mnist_sweep_runs_figure_1_with_the_hybrid_at_one_setting():
+    sweep = SweepSpec.load(JOBS / "fashion_mnist.toml")
+    masks = Counter((j.experiment.method, j.experiment.rewind_point_used, j.experiment.set_size)
+                    for j in expand(sweep) if j.kind == "mask")
+    assert masks == {("imp", "0ep", 0): 2, ("imp", "1ep", 0): 2, ("distilled", None, 10): 2,
+                     ("distilled", None, 50): 2, ("hybrid", "1ep", 50): 2, ("random", None, 0): 2}
+    assert sweep.datasets == ("fashion_mnist",) and sweep.base.pruning.num_rounds == 13
