@@ -157,7 +157,7 @@ def test_both_copies_of_a_pair_train_on_the_same_number_of_processes(tmp_path):
         folder = tmp_path / f"validated{validated_on}-paired{paired_on}"
         layout = SweepLayout(folder)
         _run([JobCall(validate, folder, "cpu")], validated_on)
-        kept = torch.load(layout.validated_file(spec, 0), weights_only=True)
+        kept = torch.load(layout.trained_file(spec, 0), weights_only=True)
         assert kept["world_size"] == validated_on
         _run([JobCall(pair, folder, "cpu")], paired_on)
         pairs[validated_on, paired_on] = saved = torch.load(layout.pair_file(spec, 0), weights_only=True)

@@ -25,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dpcluster.cli import distill, report, run, sweep, tune
+    from dpcluster.cli import distill, export, report, run, sweep, tune
 
     parser = _Parser(prog="dpcluster", description="Distilled pruning and IMP, from a laptop to a cluster.")
     parser.add_argument("--version", action="version", version=f"dpcluster {__version__}")
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     distill.add_parser(commands)
     sweep.add_parsers(commands)
     report.add_parser(commands)
+    export.add_parser(commands)
     tune.add_parser(commands)
     return parser
 

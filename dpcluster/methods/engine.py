@@ -31,7 +31,7 @@ from dpcluster.methods.registry import Method, get_method
 from dpcluster.methods.reporter import Reporter
 # The search's files (named in run_files, which loads no torch); mask_path is used by callers of the engine.
 from dpcluster.methods.run_files import (  # noqa: F401
-    CHECKPOINT_FILE, PROGRESS_DIR, RESULTS_FILE, REWIND_FILE, SPEC_FILE, mask_path)
+    CHECKPOINT_FILE, INIT_FILE, PROGRESS_DIR, RESULTS_FILE, REWIND_FILE, SPEC_FILE, mask_path, trained_path)
 from dpcluster.models import build_model
 from dpcluster.pruning.masks import (
     Mask,
@@ -116,7 +116,8 @@ class Experiment:
     """One experiment's run: the model, its initial state, and the trainings the rounds are made of."""
 
     def __init__(self, spec: ExperimentSpec, inputs: Inputs, device: torch.device, reporter: Reporter,
-                 distributed: Distributed | None = None, progress_dir: Path | None = None):
+                 distributed: Distributed | None = None, progress_dir: Path | None = None,
+                 init_file: Path | None = None):
         self.spec, self.inputs, self.device, self.reporter = spec, inputs, device, reporter
         # Where each training keeps its per-epoch progress, so an interrupted job resumes mid-training.
         self.progress_dir = progress_dir
@@ -124,11 +125,22 @@ class Experiment:
         self.distributed = distributed
         torch.manual_seed(spec.seed)
         self.model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
-        self.init_state = capture_state(self.model)
         self.weights = prunable_weights(self.model, spec.pruning.ignore)
         self.rewind_at = rewind_step(spec, inputs.data.train)
+        if init_file is not None and Path(init_file).exists():
+            # The initial weights the search stored: the same tensors whatever regenerating them would give now.
+            self.init_state = StoredInit.load(init_file).state
+            restore_state(self.model, self.init_state)
+        else:
+            self.init_state = capture_state(self.model)
         # DataLoader workers beyond the CPUs the job was given only contend with training.
         self.workers = min(spec.data.workers, granted_cpus())
+
+    def store_init(self, path: Path) -> None:
+        """Keep the initial weights, once (a resumed search finds them there)."""
+        if not Path(path).exists():
+            per_epoch = steps_per_epoch(self.inputs.data.train, self.spec.training.batch_size)
+            StoredInit(self.init_state, self.rewind_at, per_epoch).save(path)
 
     # --- trainings ------------------------------------------------------------------------------
     def _progress(self, label: str, *identity) -> Progress | None:
@@ -275,13 +287,16 @@ class Experiment:
 
 def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: torch.device,
                    reporter: Reporter | None = None, keep_masks: bool = False,
-                   validate: bool | None = None) -> list[RoundRecord]:
+                   validate: bool | None = None, keep_trained: tuple[int, ...] = ()) -> list[RoundRecord]:
     """Run (or resume, or skip if finished) one experiment; its results land in ``run_dir``.
 
     ``validate`` (default ``spec.pruning.validate``): train and test every round's subnetwork. Without it, a round
     is validated only where that training is the next round's inner loop anyway (IMP), so the search costs
     nothing extra. With ``keep_masks``, every round's mask is kept in ``run_dir/masks/`` and the rewind point's
-    state in ``run_dir/rewind.pt``, so each level can be validated later on its own (:func:`validate_round`)."""
+    state in ``run_dir/rewind.pt``, so each level can be validated later on its own (:func:`validate_round`).
+    The initial weights are stored in ``run_dir/init.pt`` as the search starts. The rounds in ``keep_trained``
+    whose validation the search trains (as IMP's next inner loop) keep that trained network in
+    ``run_dir/trained/``, as a level's own validation does."""
     reporter = reporter or Reporter()
     validate = spec.pruning.validate if validate is None else validate
     results = run_dir / RESULTS_FILE
@@ -293,7 +308,9 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
     run_dir.mkdir(parents=True, exist_ok=True)
     spec.save(run_dir / SPEC_FILE)
 
-    experiment = Experiment(spec, inputs, device, reporter, progress_dir=run_dir / PROGRESS_DIR)
+    experiment = Experiment(spec, inputs, device, reporter, progress_dir=run_dir / PROGRESS_DIR,
+                            init_file=run_dir / INIT_FILE)
+    experiment.store_init(run_dir / INIT_FILE)
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists():
         checkpoint = Checkpoint.load(checkpoint_path)
@@ -311,6 +328,8 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
             reporter.end_round(checkpoint.records[-1])
     while checkpoint.round < rounds:
         experiment.run_round(checkpoint, validate)
+        if checkpoint.round in keep_trained and checkpoint.carry is not None:
+            KeptTraining(checkpoint.carry.state, experiment.world_size).save(trained_path(run_dir, checkpoint.round))
         if keep_masks:
             torch_save_atomic(pack_mask(checkpoint.mask), mask_path(run_dir, checkpoint.round))
         checkpoint.save(checkpoint_path)
@@ -345,6 +364,8 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
         return searched
     experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
                                                        distributed, progress_dir)
+    if round_index == 0 and mask_run_dir is not None and (distributed is None or distributed.is_main):
+        experiment.store_init(mask_run_dir / INIT_FILE)  # the dense network has no search to store them
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
                                        label=f"round {round_index}: validation")
     if keep_trained is not None and (distributed is None or distributed.is_main):
@@ -361,7 +382,8 @@ def _level(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, roun
     """Round ``round_index``'s subnetwork as its validation starts it: the experiment, the mask, a checkpoint
     holding the rewind state, and whether training starts from the rewind point (else initialisation)."""
     check_experiment(spec, inputs)
-    experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed, progress_dir)
+    init_file = mask_run_dir / INIT_FILE if mask_run_dir is not None else None
+    experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed, progress_dir, init_file)
     if round_index == 0:
         mask = full_mask(experiment.weights)
         return experiment, mask, Checkpoint(spec.experiment_id, 0, mask), False
@@ -384,6 +406,25 @@ class TrainedPair:
     b: State
     # None for a pair kept before it was recorded.
     world_size: int | None = 1
+
+
+@dataclass(frozen=True)
+class StoredInit:
+    """An experiment's initial state as its search stored it, with its rewind point in iterations of the real
+    training set (``steps_per_epoch`` of them an epoch)."""
+
+    state: State
+    rewind_step: int
+    steps_per_epoch: int
+
+    def save(self, path: Path) -> None:
+        torch_save_atomic({"state": self.state, "rewind_step": self.rewind_step,
+                           "steps_per_epoch": self.steps_per_epoch}, path)
+
+    @classmethod
+    def load(cls, path: Path) -> StoredInit:
+        saved = torch.load(path, weights_only=True)
+        return cls(saved["state"], int(saved["rewind_step"]), int(saved["steps_per_epoch"]))
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,12 @@
     SWEEP/coordinator.lock                held by the one process that changes states and submits
     SWEEP/feeder.json                     the Slurm job that submits what did not fit in the queue yet
     SWEEP/distilled/                      distilled sets, cached by content
-    SWEEP/masks/<experiment>/             each mask search: its masks, rewind state, checkpoint and round records
+    SWEEP/masks/<experiment>/             each mask search: its initial weights, masks, rewind state, checkpoint and
+                                          round records, and its levels' trained networks (trained/round-NNN.pt;
+                                          the dense network's too), kept where the sweep keeps them
     SWEEP/results/dataset=/model=/method=/<job id>.parquet   one file per validated level (dataset=: data.label or name)
     SWEEP/analyses/<analysis>/dataset=/model=/method=/<job id>.parquet   the analyses' rows, one file per level
     SWEEP/analyses/pairs/<experiment>/round-NNN.pt   two copies of a level's subnetwork, trained for the analyses
-    SWEEP/analyses/pairs/<experiment>/round-NNN.validated.pt   the validation's trained network (copy a)
     SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
     SWEEP/progress/<job id>/              a training's per-epoch progress while it runs
     SWEEP/logs/                           one log per job (Slurm: submitit's folders, one per task, and outcomes/)
@@ -90,9 +91,12 @@ class SweepLayout:
     def pair_file(self, spec: ExperimentSpec, round_index: int) -> Path:
         return self.analyses_dir / "pairs" / spec.name / f"round-{round_index:03d}.pt"
 
-    def validated_file(self, spec: ExperimentSpec, round_index: int) -> Path:
-        """A level's network as its validation trained it, kept when the level's analyses need it."""
-        return self.pair_file(spec, round_index).with_suffix(".validated.pt")
+    def trained_file(self, spec: ExperimentSpec, round_index: int) -> Path:
+        """A level's network as its validation trained it, kept where the sweep keeps trained networks or the
+        level's pair analyses start from it (as copy a)."""
+        from dpcluster.methods.run_files import trained_path
+
+        return trained_path(self.search_dir(spec), round_index)
 
     def progress_dir(self, job_id: str) -> Path:
         """Where a job's trainings keep their per-epoch progress (removed as each training ends)."""

@@ -154,6 +154,9 @@ class SweepSpec(Spec):
     sets: tuple[tuple[int, SetChoice], ...] = ()
     # Per method (keyed by name): the rewind points and set sizes it takes, a subset of the sweep's.
     axes: tuple[tuple[str, MethodAxes], ...] = ()
+    # Keep every level's trained network (SWEEP/masks/<experiment>/trained/), for `dpcluster export`: one state
+    # dict a level (the network's size in float32).
+    keep_trained: bool = True
     # Failed jobs are retried this many times when the sweep is run again.
     max_retries: int = 2
     # Analyses of every validated level (stability, landscape, sharpness, kept_weights), and how they measure.

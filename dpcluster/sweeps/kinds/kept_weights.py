@@ -30,7 +30,7 @@ def run(job: Job, context) -> None:
     path = layout.analysis_file("kept_weights", spec, job.id)
     if rows_written(path):
         return
-    search = layout.search_dir(spec) if job.round else None
+    search = layout.search_dir(spec)
     mask, initial = level_mask(spec, context.inputs(spec), search, job.round)
     bins = kept_weight_histograms(initial, mask, job.settings.histogram_bins)
     write_analysis("kept_weights", level_columns(spec, job.round, mask), [asdict(b) for b in bins], path)

@@ -11,7 +11,11 @@ from dpcluster.sweeps.jobs import Job, JobKind, Planner, experiment_label, regis
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     if get_method(spec.method).prunes:
-        planner.add("mask", {"experiment": spec.experiment_id}, spec, deps=planner.deps_of(spec, "distill"))
+        # Its settings: the levels whose trained networks it keeps where it trains them (IMP's validations are its
+        # inner loops), when the sweep keeps trained networks; not part of the id: they change no result.
+        kept = planner.sweep.rounds() if planner.sweep.keep_trained else ()
+        planner.add("mask", {"experiment": spec.experiment_id}, spec, deps=planner.deps_of(spec, "distill"),
+                    settings=kept)
 
 
 def run(job: Job, context) -> None:
@@ -24,7 +28,7 @@ def run(job: Job, context) -> None:
         # again: the masks come out the same.
         (context.layout.search_dir(spec) / RESULTS_FILE).unlink(missing_ok=True)
     run_experiment(spec, context.inputs(spec), context.layout.search_dir(spec), context.device, context.reporter,
-                   keep_masks=True, validate=False)
+                   keep_masks=True, validate=False, keep_trained=tuple(job.settings or ()))
 
 
 def outputs_present(job: Job, layout) -> bool:

@@ -15,7 +15,8 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
         return
     for r in analysed_levels(planner, spec):
         # After the level's validation, whose trained network is copy a when it kept it.
-        planner.add("pair", level_key(spec, r), spec, r, (planner.find("validate", spec, r).id,))
+        planner.add("pair", level_key(spec, r), spec, r, (planner.find("validate", spec, r).id,),
+                    settings=planner.sweep.keep_trained)
 
 
 def run(job: Job, context) -> None:
@@ -27,16 +28,17 @@ def run(job: Job, context) -> None:
     path = layout.pair_file(spec, job.round)
     if path.exists():
         return
-    search = layout.search_dir(spec) if job.round else None
-    validated = layout.validated_file(spec, job.round)
-    pair = train_pair(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
+    validated = layout.trained_file(spec, job.round)
+    pair = train_pair(spec, context.inputs(spec), layout.search_dir(spec), job.round, context.device,
+                      context.reporter,
                       progress_dir=layout.progress_dir(job.id),
                       validated=KeptTraining.load(validated) if validated.exists() else None,
                       distributed=context.distributed)
     if context.writes:
         torch_save_atomic({"mask": pack_mask(pair.mask), "a": pair.a, "b": pair.b, "world_size": pair.world_size},
                           path)
-        validated.unlink(missing_ok=True)  # now in the pair file
+        if not job.settings:  # the sweep keeps no trained networks: this one is now in the pair file
+            validated.unlink(missing_ok=True)
 
 
 PAIR = register(JobKind("pair", "train two copies of a level's subnetwork with different data orders", plan,

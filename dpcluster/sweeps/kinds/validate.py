@@ -21,11 +21,12 @@ if TYPE_CHECKING:
 
 def plan(planner: Planner, spec: ExperimentSpec) -> None:
     rounds, deps = levels(planner, spec)
-    # Its settings: whether to keep the trained network for the level's pair analyses (not part of the id: it
-    # changes no result).
+    # Its settings: whether to keep the trained network, for export or for the level's pair analyses (not part
+    # of the id: it changes no result).
     paired = set(analysed_levels(planner, spec)) if wants_pairs(planner) else set()
     for r in rounds:
-        planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps, settings=r in paired)
+        planner.add("validate", {"experiment": spec.experiment_id, "round": r}, spec, r, deps,
+                    settings=planner.sweep.keep_trained or r in paired)
 
 
 def _write(job: Job, layout: SweepLayout, record: RoundRecord) -> None:
@@ -59,10 +60,11 @@ def run(job: Job, context) -> None:
     spec, layout = job.experiment, context.layout
     if rows_written(layout.result_file(spec, job.id)):
         return
-    search = layout.search_dir(spec) if job.round else None
-    record = validate_round(spec, context.inputs(spec), search, job.round, context.device, context.reporter,
-                            distributed=context.distributed, progress_dir=layout.progress_dir(job.id),
-                            keep_trained=layout.validated_file(spec, job.round) if job.settings else None)
+    # Round 0 (the dense network) has no search, but keeps its initial weights in the search's place.
+    record = validate_round(spec, context.inputs(spec), layout.search_dir(spec), job.round, context.device,
+                            context.reporter, distributed=context.distributed,
+                            progress_dir=layout.progress_dir(job.id),
+                            keep_trained=layout.trained_file(spec, job.round) if job.settings else None)
     if context.writes:
         _write(job, layout, record)
     context.reporter.end_validation(record)
