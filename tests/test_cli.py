@@ -68,9 +68,12 @@ def test_a_small_run_writes_results_and_prints_the_table(capsys, tmp_path):
     # A run is a sweep on this machine: the same folder, the same results data set.
     sweep = SweepSpec.load(out / "sweep.toml")
     assert sweep.methods == ("dense", "imp", "random") and sweep.seeds == (0, 1) and not sweep.sparsities
-    searches = sorted(p.name for p in (out / "masks").iterdir())
+    searches = sorted(p.name for p in (out / "masks").iterdir() if (p / "rounds.parquet").exists())
     assert len(searches) == 4 and all(p.startswith(("imp-s", "random-s")) for p in searches)
-    for search in (out / "masks").iterdir():
+    # The dense network has no search, but keeps its initial weights and trained network in a search's place.
+    for dense in (p for p in (out / "masks").iterdir() if p.name.startswith("dense-s")):
+        assert sorted(f.name for f in dense.rglob("*.pt")) == ["init.pt", "round-000.pt"]
+    for search in (p for p in (out / "masks").iterdir() if p.name in searches):
         records = read_records(search / "rounds.parquet")
         saved = ExperimentSpec.load(search / "spec.toml")
         assert all(r.experiment_id == saved.experiment_id for r in records)

@@ -123,7 +123,7 @@ def test_cifar_search_specs_start_from_the_papers_sweep():
     assert (paper.distilled_training.lr, paper.distilled_training.epochs) == (0.007, 3000)
 
 
-def test_analyses_measure_the_levels_they_are_asked_for_and_keep_only_those_networks():
+def test_analyses_measure_the_levels_they_are_asked_for_and_keep_the_networks_asked_for():
     sweep = _sweep(methods=["dense", "imp"], sparsities=[0.2, 0.5, 0.8], analyses=["stability", "kept_weights"],
                    analysis={"sparsities": [0.5]}, base={"pruning": {"target_sparsity": 0.85}})
     jobs = expand(sweep)
@@ -135,9 +135,17 @@ def test_analyses_measure_the_levels_they_are_asked_for_and_keep_only_those_netw
     assert levels("validate") == [("dense", s, 0) for s in (0, 1)] + [("imp", s, r) for s in (0, 1) for r in (1, 4, 8)]
     measured = [("dense", s, 0) for s in (0, 1)] + [("imp", s, 4) for s in (0, 1)]
     assert levels("pair") == levels("stability") == levels("kept_weights") == measured
-    # Only the validations whose level is measured keep their trained network (copy a of the pair).
-    kept = sorted((j.experiment.method, j.experiment.seed, j.round) for j in jobs if j.kind == "validate" and j.settings)
-    assert kept == measured
+    # Every validation keeps its trained network (for export), and every search the levels it trains itself; with
+    # keep_trained = false only the validations whose level is measured do (copy a of the pair).
+    def kept(jobs):
+        return sorted((j.experiment.method, j.experiment.seed, j.round) for j in jobs
+                      if j.kind == "validate" and j.settings)
+
+    assert kept(jobs) == levels("validate")
+    assert {j.settings for j in jobs if j.kind == "mask"} == {(1, 4, 8)}
+    lean = expand(sweep.replace(keep_trained=False))
+    assert kept(lean) == measured and {j.settings for j in lean if j.kind == "mask"} == {()}
+    assert {j.settings for j in lean if j.kind == "pair"} == {False}
     # Every level by default.
     assert len([j for j in expand(sweep.replace(analysis=sweep.analysis.replace(sparsities=())))
                 if j.kind == "stability"]) == 2 + 2 * 3
