@@ -134,12 +134,12 @@ def main() -> None:
     from dpcluster.report.build import write_report
     from dpcluster.report.tables import load, summary
 
-    table, written = write_report(args.sweep, args.sweep / "report")
+    data = load(args.sweep)
+    table, written = write_report(args.sweep, args.sweep / "report", data)
     args.figures.mkdir(parents=True, exist_ok=True)
     for path in written:
         if path.suffix == ".png":
             shutil.copyfile(path, args.figures / path.name)
-    data = load(args.sweep)
     report = {
         "machine": cpu_name(), "threads": torch.get_num_threads(), "torch": torch.__version__,
         "spec": args.spec.read_text(), "sweep_wall_seconds": timing["wall_seconds"],

@@ -11,9 +11,9 @@ from pathlib import Path
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
-    from dpcluster.export.registry import FORMATS
+    from dpcluster.export.registry import format_names
 
-    names = FORMATS.names()
+    names = format_names()
     p = commands.add_parser("export", help="write one level as a lottery ticket other tools load",
                             description="Pick a level of a sweep or run folder (by --method, --seed and the nearest "
                                         "--sparsity, or by --job) and write its mask, initial weights, rewind "
@@ -37,14 +37,14 @@ def handle(args: argparse.Namespace) -> int:
 
     from dpcluster.cli.options import writable_folder
     from dpcluster.errors import UserError
-    from dpcluster.export.registry import FORMATS
+    from dpcluster.export.registry import format_names, get_format
     from dpcluster.export.ticket import LevelChoice, load_ticket, pick_level
 
     formats = [name.strip() for name in args.formats.split(",") if name.strip()]
-    unknown = [name for name in formats if name not in FORMATS.names()]
+    unknown = [name for name in formats if name not in format_names()]
     if unknown or not formats:
         raise UserError(f"--formats: unknown {', '.join(unknown) or '(none given)'}; known: "
-                        f"{', '.join(FORMATS.names())}")
+                        f"{', '.join(format_names())}")
     job, note = pick_level(args.dir, LevelChoice(args.method, args.seed, args.sparsity, args.rewind, args.ipc,
                                                  args.dataset, args.model, args.job))
     out = args.out or args.dir / "tickets" / job.name
@@ -61,7 +61,7 @@ def handle(args: argparse.Namespace) -> int:
     try:
         written = {}
         for name in formats:
-            files = FORMATS.get(name).write(ticket, staging / name)
+            files = get_format(name).write(ticket, staging / name)
             written[name] = [str(path.relative_to(staging)) for path in files]
         (staging / "ticket.json").write_text(json.dumps(ticket.description(written), indent=2, default=str) + "\n")
         staging.rename(out)

@@ -127,20 +127,22 @@ class Experiment:
         self.model = build_model(spec.model, inputs.data.input_shape, inputs.data.num_classes)
         self.weights = prunable_weights(self.model, spec.pruning.ignore)
         self.rewind_at = rewind_step(spec, inputs.data.train)
-        if init_file is not None and Path(init_file).exists():
-            # The initial weights the search stored: the same tensors whatever regenerating them would give now.
-            self.init_state = StoredInit.load(init_file).state
+        # Where the search stores the initial weights (None: nowhere); once there, every later use reads them: the
+        # same tensors whatever regenerating them would give now.
+        self.init_file = None if init_file is None else Path(init_file)
+        if self.init_file is not None and self.init_file.exists():
+            self.init_state = StoredInit.load(self.init_file).state
             restore_state(self.model, self.init_state)
         else:
             self.init_state = capture_state(self.model)
         # DataLoader workers beyond the CPUs the job was given only contend with training.
         self.workers = min(spec.data.workers, granted_cpus())
 
-    def store_init(self, path: Path) -> None:
-        """Keep the initial weights, once (a resumed search finds them there)."""
-        if not Path(path).exists():
+    def store_init(self) -> None:
+        """Keep the initial weights in the init file, once (a resumed search finds them there)."""
+        if self.init_file is not None and not self.init_file.exists():
             per_epoch = steps_per_epoch(self.inputs.data.train, self.spec.training.batch_size)
-            StoredInit(self.init_state, self.rewind_at, per_epoch).save(path)
+            StoredInit(self.init_state, self.rewind_at, per_epoch).save(self.init_file)
 
     # --- trainings ------------------------------------------------------------------------------
     def _progress(self, label: str, *identity) -> Progress | None:
@@ -310,7 +312,7 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
 
     experiment = Experiment(spec, inputs, device, reporter, progress_dir=run_dir / PROGRESS_DIR,
                             init_file=run_dir / INIT_FILE)
-    experiment.store_init(run_dir / INIT_FILE)
+    experiment.store_init()
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists():
         checkpoint = Checkpoint.load(checkpoint_path)
@@ -364,8 +366,8 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
         return searched
     experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
                                                        distributed, progress_dir)
-    if round_index == 0 and mask_run_dir is not None and (distributed is None or distributed.is_main):
-        experiment.store_init(mask_run_dir / INIT_FILE)  # the dense network has no search to store them
+    if round_index == 0 and (distributed is None or distributed.is_main):
+        experiment.store_init()  # the dense network has no search to store them: its validation does
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
                                        label=f"round {round_index}: validation")
     if keep_trained is not None and (distributed is None or distributed.is_main):

@@ -11,16 +11,18 @@ import pandas as pd
 
 from dpcluster.atomic import write_atomic
 from dpcluster.report.figures import FIGURES
-from dpcluster.report.tables import load, summary
+from dpcluster.report.tables import ReportData, load, summary
 
 CAPTIONS = {name: " ".join(make.__doc__.split()) for name, make in FIGURES.items()}
 
 
-def write_report(folder: Path, out: Path) -> tuple[pd.DataFrame, list[Path]]:
-    """The report of ``folder`` into ``out``; returns the summary and the files written."""
+def write_report(folder: Path, out: Path, data: ReportData | None = None) -> tuple[pd.DataFrame, list[Path]]:
+    """The report of ``folder`` (its ``data``, where the caller has read it already) into ``out``; returns the
+    summary and the files written."""
     import matplotlib.pyplot as plt
 
-    data = load(folder)  # every mistake (no folder, no results) surfaces before anything is written
+    # Every mistake (no folder, no results) surfaces before anything is written.
+    data = load(folder) if data is None else data
     out.mkdir(parents=True, exist_ok=True)
     written, images = [], {}
     for name, make in FIGURES.items():

@@ -134,6 +134,12 @@ def _round_reaching(sparsity: float, rate: float) -> int:
     return math.ceil(math.log(1 - sparsity) / math.log(1 - rate) - 1e-9)
 
 
+def sparsity_after(rounds: int, rate: float) -> float:
+    """The sparsity ``rounds`` rounds reach, each removing ``rate`` of the remaining weights (nominal: the masks
+    keep the nearest whole number of weights)."""
+    return 1 - (1 - rate) ** rounds
+
+
 @dataclass(frozen=True)
 class SweepSpec(Spec):
     name: str = "sweep"
@@ -186,7 +192,7 @@ class SweepSpec(Spec):
             reached = _round_reaching(s, pruning.rate)
             check(reached <= pruning.num_rounds, f"sparsities[{i}]",
                   f"{s} is first reached at round {reached}, but the mask search stops after {pruning.num_rounds} "
-                  f"rounds ({1 - (1 - pruning.rate) ** pruning.num_rounds:.1%} sparsity); raise "
+                  f"rounds ({sparsity_after(pruning.num_rounds, pruning.rate):.1%} sparsity); raise "
                   f"base.pruning.rounds or base.pruning.target_sparsity")
         check(len(self.images_per_class) > 0 and all(k >= 1 for k in self.images_per_class), "images_per_class",
               "must be a non-empty list of counts >= 1")
@@ -203,7 +209,7 @@ class SweepSpec(Spec):
         for i, level in enumerate(self.analysis.sparsities):
             reached = _round_reaching(level, pruning.rate)
             check(reached in validated, f"analysis.sparsities[{i}]",
-                  f"{level} is first reached at round {reached} ({1 - (1 - pruning.rate) ** reached:.1%} sparsity), "
+                  f"{level} is first reached at round {reached} ({sparsity_after(reached, pruning.rate):.1%} sparsity), "
                   f"which the sweep does not validate" + (f": add {level} to sparsities" if reached <= pruning.num_rounds
                                                           else f"; the mask search stops after {pruning.num_rounds} "
                                                                f"rounds"))
@@ -271,7 +277,7 @@ class SweepSpec(Spec):
         from dpcluster.methods.registry import get_method
 
         if self.rewinds and get_method(method).rewinds:
-            chosen = dict(self.axes).get(method, MethodAxes()).rewinds if narrowed else None
+            chosen = self.axes_of(method).rewinds if narrowed else None
             return self.rewinds if chosen is None else chosen
         return (self.base.pruning.rewind,)
 
@@ -282,8 +288,12 @@ class SweepSpec(Spec):
 
         if not get_method(method).uses_distilled_set:
             return self.images_per_class[:1]
-        chosen = dict(self.axes).get(method, MethodAxes()).images_per_class
+        chosen = self.axes_of(method).images_per_class
         return self.images_per_class if chosen is None else chosen
+
+    def axes_of(self, method: str) -> MethodAxes:
+        """The method's ``[axes.METHOD]`` table (an empty one, taking every setting, where it has none)."""
+        return dict(self.axes).get(method, MethodAxes())
 
     def model_spec(self, name: str) -> ModelSpec:
         base = self.base.model

@@ -16,6 +16,8 @@ from dpcluster.export.registry import ExportFormat, register
 def write(ticket, folder: Path) -> list[Path]:
     import torch
 
+    from dpcluster.pruning.model_masks import masked_state
+
     level = folder / f"level_{ticket.round}" / "main"
     level.mkdir(parents=True, exist_ok=True)
     mask = {key: value.int() for key, value in ticket.mask.items()}
@@ -31,7 +33,7 @@ def write(ticket, folder: Path) -> list[Path]:
         starts[(epoch, iteration)] = states["rewind"]
     for (epoch, iteration), state in starts.items():
         path = level / f"model_ep{epoch}_it{iteration}.pth"
-        torch.save({k: (v * ticket.mask[k].to(v.dtype) if k in ticket.mask else v) for k, v in state.items()}, path)
+        torch.save(masked_state(state, ticket.mask), path)
         written.append(path)
     path = level / f"model_ep{ticket.spec.training.epochs}_it0.pth"
     torch.save(states["trained"], path)
