@@ -1,4 +1,5 @@
-"""Distilled sets: the project format, the MTT and PNG importers, distribution matching and its cache."""
+"""Distilled sets: the project format, the MTT and image-folder readers, distribution matching and its cache
+(the other upstream formats are in test_set_formats.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from PIL import Image
 import dpcluster.distilled.dm as dm_module
 from dpcluster.data import load_data
 from dpcluster.data.base import DataBundle, TensorSet
-from dpcluster.distilled import DistilledSet, distill_key, import_mtt, import_png, obtain_distilled_set
+from dpcluster.distilled import DistilledSet, distill_key, obtain_distilled_set
 from dpcluster.distilled.dm import distill_dm
 from dpcluster.distilled.dm import _fresh_network
-from dpcluster.distilled.importers import mtt_normalization
+from dpcluster.distilled.readers.images import import_images as import_png
+from dpcluster.distilled.readers.mtt import import_mtt
+from dpcluster.distilled.registry import ReadOptions, get_format
 from dpcluster.errors import UserError
 from dpcluster.models import build_model
 from dpcluster.specs import DataSpec, DistilledSpec, ModelSpec
@@ -162,9 +165,12 @@ def test_import_mtt(tmp_path, digits):
     distilled = import_mtt(tmp_path, digits)
     assert torch.equal(distilled.images, images) and torch.equal(distilled.labels, labels)
     assert (distilled.images_per_class, distilled.method, distilled.learned_lr) == (2, "mtt", None)
-    assert import_mtt(tmp_path, digits, learned_lr=0.05).learned_lr == 0.05
     torch.save(torch.tensor(0.0071, requires_grad=True), tmp_path / "lr_best.pt")
     assert import_mtt(tmp_path, digits).learned_lr == pytest.approx(0.0071)
+
+
+def mtt_normalization(name):
+    return get_format("mtt").upstream[name]
 
 
 def test_import_mtt_converts_from_mtt_normalization(tmp_path):
@@ -212,7 +218,7 @@ def test_zca_mtt_set_loads_unchanged_with_zca_data(tmp_path):
     images = torch.randn(4, 3, 4, 4, generator=torch.Generator().manual_seed(5)) * 3
     torch.save(images, tmp_path / "images_best.pt")
     torch.save(torch.tensor([0, 0, 1, 1]), tmp_path / "labels_best.pt")
-    distilled = import_mtt(tmp_path, data, zca=True)
+    distilled = import_mtt(tmp_path, data, ReadOptions(zca=True))
     assert torch.equal(distilled.images, images) and distilled.zca
     assert distilled.mean == (0.0, 0.0, 0.0) and distilled.std == (1.0, 1.0, 1.0)
     spec = DistilledSpec(source="file", format="mtt", path=str(tmp_path), images_per_class=2, zca=True)
@@ -273,8 +279,8 @@ def test_import_mtt_wrong_shapes(tmp_path, digits):
     torch.save(torch.arange(20), tmp_path / "labels_best.pt")
     with pytest.raises(UserError, match="labels_best.pt.*0..9"):
         import_mtt(tmp_path, digits)
-    torch.save(torch.rand(20, 10), tmp_path / "labels_best.pt")
-    with pytest.raises(UserError, match="soft labels"):
+    torch.save(torch.rand(20, 9), tmp_path / "labels_best.pt")
+    with pytest.raises(UserError, match="soft labels of 9 classes"):
         import_mtt(tmp_path, digits)
     (tmp_path / "labels_best.pt").unlink()
     with pytest.raises(UserError, match="labels_best.pt"):
@@ -294,7 +300,7 @@ def test_import_png_by_index(tmp_path, digits):
     mean, std = digits.mean[0], digits.std[0]
     assert distilled.images[7, 0, 3, 3].item() == pytest.approx((31 / 255 - mean) / std, abs=1e-5)
     assert distilled.images[7, 0, 0, 0].item() == pytest.approx((1.0 - mean) / std, abs=1e-5)
-    assert distilled.images_per_class == 2 and distilled.method == "png"
+    assert distilled.images_per_class == 2 and distilled.method == "images"
 
 
 def test_import_png_by_name_converts_channels_and_size(tmp_path):

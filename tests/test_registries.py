@@ -97,14 +97,14 @@ def test_a_distiller_registered_elsewhere_is_usable(digits, tmp_path, capsys):
         assert "--iterations: distiller first has no iteration budget" in capsys.readouterr().err
 
 
-def _read_pair_file(path, data, zca=False):
+def _read_pair_file(path, data, options):
     """A set format for tests: one torch file holding {"images", "labels"} in ``data``'s normalization."""
     from dpcluster.distilled.format import DistilledSet, load_tensor_file
 
     saved = load_tensor_file(path)
     return DistilledSet(images=saved["images"], labels=saved["labels"], source_dataset=data.name,
                         images_per_class=int(torch.bincount(saved["labels"])[0]), method="pair",
-                        mean=data.mean, std=data.std, learned_lr=None, num_classes=data.num_classes, zca=zca)
+                        mean=data.mean, std=data.std, learned_lr=None, num_classes=data.num_classes, zca=options.zca)
 
 
 def test_a_set_format_registered_elsewhere_is_usable(digits, tmp_path, capsys):
@@ -118,7 +118,7 @@ def test_a_set_format_registered_elsewhere_is_usable(digits, tmp_path, capsys):
         spec = DistilledSpec(source="file", format="pair", path=str(tmp_path / "set-ipc{ipc}.pt"), images_per_class=3)
         got = obtain_distilled_set(spec, digits, ModelSpec(), tmp_path / "cache", "cpu")
         assert got.method == "pair" and torch.equal(got.labels, labels) and torch.allclose(got.images, images)
-        assert "{dpcluster,mtt,png,pair}" in _help(capsys, "run")
+        assert "{dc,dpcluster,images,png,mtt,npz,pair}" in _help(capsys, "run")
 
 
 class _Recording:

@@ -12,7 +12,8 @@ from dpcluster.errors import UserError
 
 @dataclass
 class TensorSet:
-    """A whole split as two tensors: normalized images ``x`` (N, C, H, W) float32 and labels ``y`` (N,) int64."""
+    """A whole split as two tensors: normalized images ``x`` (N, C, H, W) float32 and labels ``y`` (N,) int64, or
+    for a distilled set with soft labels class probabilities (N, K) float32 (cross-entropy takes either)."""
 
     x: torch.Tensor
     y: torch.Tensor

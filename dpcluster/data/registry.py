@@ -14,8 +14,6 @@ from dpcluster.user_code import check_factory_name, is_user_name
 if TYPE_CHECKING:
     from dpcluster.specs import DataSpec
 
-Normalization = tuple[tuple[float, ...], tuple[float, ...]]
-
 
 def _no_class_list(spec: DataSpec) -> None:
     from dpcluster.specs.base import check
@@ -34,9 +32,6 @@ class DataSource:
     needs_root: bool = True
     # Whether a horizontal mirror image keeps its label (not for digits), so flips may augment it.
     mirror_safe: bool = True
-    # The normalization MTT's code saves its sets of this data in (mean, std per channel), where MTT distils it:
-    # a set made there is converted to this data's own normalization on import.
-    mtt_normalization: Normalization | None = None
     # Its own checks of the rest of the DataSpec (raising SpecError); by default it takes no class list.
     check: Callable[[DataSpec], None] = _no_class_list
     # Whether the spec must name it with ``data.label`` (data of the user's: a folder, arrays, a factory), so two

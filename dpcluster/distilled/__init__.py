@@ -1,4 +1,4 @@
-"""Distilled sets: the project format, importers (MTT, PNG folders), the distillers (distribution matching,
+"""Distilled sets: the project format, readers of other codes' formats (``readers/``), the distillers (distribution matching,
 trajectory matching) with their cache, and :func:`obtain_distilled_set`, which gives an experiment its set.
 Distillers and set formats by name are in ``registry.py`` (one module each in ``distillers/`` and ``formats/``).
 Importing this package loads no torch: what it exports from its modules is imported on first use."""
@@ -14,12 +14,12 @@ from dpcluster.errors import UserError
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
     from dpcluster.distilled.format import DistilledSet
+    from dpcluster.distilled.registry import ReadOptions
     from dpcluster.specs import DistilledSpec, ModelSpec
 
-_EXPORTS = {"DistilledSet": "dpcluster.distilled.format", "distill_key": "dpcluster.distilled.cache",
-            "import_mtt": "dpcluster.distilled.importers", "import_png": "dpcluster.distilled.importers"}
+_EXPORTS = {"DistilledSet": "dpcluster.distilled.format", "distill_key": "dpcluster.distilled.cache"}
 
-__all__ = ["DistilledSet", "distill_key", "import_mtt", "import_png", "obtain_distilled_set", "read_distilled_set"]
+__all__ = ["DistilledSet", "distill_key", "obtain_distilled_set", "read_distilled_set", "read_options"]
 
 
 def __getattr__(name: str):
@@ -28,17 +28,24 @@ def __getattr__(name: str):
     return getattr(importlib.import_module(_EXPORTS[name]), name)
 
 
-def read_distilled_set(path: str | Path, format: str, data: "DataBundle", zca: bool = False) -> "DistilledSet":
-    """The set at ``path`` in ``format`` (a name of the set-format registry: "dpcluster", "mtt", "png"). ``zca``
-    (``distilled.zca``) says an imported set is ZCA-whitened; the project's own format records that itself, so it
-    is not read there."""
-    from dpcluster.distilled.registry import get_format
+def read_options(spec: "DistilledSpec") -> "ReadOptions":
+    """What ``spec`` says of the file its set is read from."""
+    from dpcluster.distilled.registry import ReadOptions
+
+    return ReadOptions(zca=spec.zca, normalization=spec.normalization, labels=spec.labels, entry=spec.entry)
+
+
+def read_distilled_set(path: str | Path, format: str, data: "DataBundle",
+                       options: "ReadOptions | None" = None) -> "DistilledSet":
+    """The set at ``path`` in ``format`` (a name of the set-format registry: "dpcluster", "mtt", "dc", ...), read
+    as ``options`` say (ZCA, normalization, labels, entry) and converted to ``data``'s normalization."""
+    from dpcluster.distilled.registry import ReadOptions, get_format
     from dpcluster.registry import resolve
 
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"distilled.path: {path} does not exist")
-    return resolve(get_format(format).reader)(path, data, zca=zca)
+    return resolve(get_format(format).reader)(path, data, options or ReadOptions())
 
 
 def obtain_distilled_set(spec: "DistilledSpec", data: "DataBundle", model_spec: "ModelSpec", cache_dir: str | Path,
@@ -50,7 +57,7 @@ def obtain_distilled_set(spec: "DistilledSpec", data: "DataBundle", model_spec: 
     called while distilling.
     """
     if spec.from_file:
-        distilled, where = read_distilled_set(spec.set_path, spec.format, data, zca=spec.zca), spec.set_path
+        distilled, where = read_distilled_set(spec.set_path, spec.format, data, read_options(spec)), spec.set_path
     else:
         from dpcluster.distilled.cache import cached_distill
 

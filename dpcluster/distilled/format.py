@@ -24,18 +24,31 @@ from dpcluster.errors import UserError
 
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle, TensorSet
+    from dpcluster.distilled.registry import ReadOptions
 
 FORMAT = "dpcluster-distilled"
 VERSION = 1
 IMAGES, LABELS, SIDECAR = "images.pt", "labels.pt", "distilled.json"
 
 
-def load_tensor_file(path: Path) -> Any:
-    """``torch.load(path, weights_only=True)`` onto the CPU, every failure turned into a one-line UserError."""
+def numpy_scalars() -> list:
+    """What ``torch.load(weights_only=True)`` must be allowed to read NumPy scalars (DC's ``accs_all_exps`` holds
+    numpy.float64 accuracies): the scalar constructor under NumPy 1's and 2's names, and the dtypes. Rebuilding a
+    scalar from its bytes and dtype runs no code of the file's."""
+    import numpy as np
+    from numpy._core.multiarray import scalar
+
+    dtypes = [type(np.dtype(kind)) for kind in ("f8", "f4", "f2", "i8", "i4", "u1", "b1")]
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
+
+
+def load_tensor_file(path: Path, allowed: list | None = None) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, every failure turned into a one-line UserError;
+    ``allowed``: the few more globals the format needs (``torch.serialization.safe_globals``)."""
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), torch.serialization.safe_globals(allowed or []):
             # torch warns about the pickle protocol of files it then refuses; the refusal below says enough.
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
             # map_location: files saved from a GPU must load on a CPU-only machine too.
@@ -60,16 +73,26 @@ def _shape_problem(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         return IMAGES, f"expected a float tensor (N, C, H, W), got {got}"
-    if not isinstance(labels, torch.Tensor) or labels.dim() != 1 or labels.dtype != torch.int64:
+    hard = isinstance(labels, torch.Tensor) and labels.dim() == 1 and labels.dtype == torch.int64
+    soft = isinstance(labels, torch.Tensor) and labels.dim() == 2 and labels.dtype == torch.float32
+    if not (hard or soft):
         got = f"{labels.dtype} {tuple(labels.shape)}" if isinstance(labels, torch.Tensor) else type(labels).__name__
-        return LABELS, f"expected an int64 tensor (N,) of class indices, got {got}"
+        return LABELS, f"expected an int64 tensor (N,) of class indices or float32 (N, K) probabilities, got {got}"
     if len(labels) != len(images):
         return LABELS, f"{len(labels)} labels for {len(images)} images"
-    if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
+    if soft:
+        if labels.shape[1] != num_classes:
+            return LABELS, f"soft labels of {labels.shape[1]} classes for a set of {num_classes}"
+        if not (bool((labels >= 0).all()) and torch.allclose(labels.sum(dim=1), torch.ones(len(labels)), atol=1e-4)):
+            return LABELS, "soft labels must be class probabilities (rows >= 0, summing to 1)"
+        if len(labels) != images_per_class * num_classes:
+            return LABELS, f"{len(labels)} soft-labelled images, expected {images_per_class} per class"
+    elif len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= num_classes):
         return LABELS, f"labels must be in 0..{num_classes - 1}, found {int(labels.min())}..{int(labels.max())}"
-    counts = torch.bincount(labels, minlength=num_classes).tolist()
-    if any(count != images_per_class for count in counts):
-        return LABELS, f"expected {images_per_class} images of every class, found per-class counts {counts}"
+    if hard:
+        counts = torch.bincount(labels, minlength=num_classes).tolist()
+        if any(count != images_per_class for count in counts):
+            return LABELS, f"expected {images_per_class} images of every class, found per-class counts {counts}"
     if not bool(torch.isfinite(images).all()):
         return IMAGES, "images contain NaN or infinite values"
     return None
@@ -81,6 +104,8 @@ class DistilledSet:
     set (``zca``) is in the whitened space of its data instead, with the identity normalization (0 and 1)."""
 
     images: torch.Tensor
+    # Class indices (N,) int64, or soft labels: class probabilities (N, K) float32, trained on with soft
+    # cross-entropy (as DATM's learned labels and TESLA's teacher labels are).
     labels: torch.Tensor
     source_dataset: str
     images_per_class: int
@@ -110,6 +135,16 @@ class DistilledSet:
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def soft_labels(self) -> bool:
+        """Whether the labels are class probabilities (N, K) rather than class indices."""
+        return self.labels.dim() == 2
+
+    @property
+    def label_kind(self) -> str:
+        """"soft" or "hard", as the sidecar records it."""
+        return "soft" if self.soft_labels else "hard"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -170,7 +205,7 @@ class DistilledSet:
         return {
             "format": FORMAT, "version": VERSION, "source_dataset": self.source_dataset,
             "images_per_class": self.images_per_class, "method": self.method, "normalization": normalization,
-            "learned_lr": self.learned_lr, "num_classes": self.num_classes,
+            "learned_lr": self.learned_lr, "num_classes": self.num_classes, "labels": self.label_kind,
             "input_shape": list(self.input_shape), "extra": dict(self.extra),
         }
 
@@ -213,6 +248,9 @@ class DistilledSet:
         if list(images.shape[1:]) != meta["input_shape"]:
             raise UserError(f"{folder / IMAGES}: images are {list(images.shape[1:])}, "
                             f"{SIDECAR} says input_shape {meta['input_shape']}")
+        kind = "soft" if labels.dim() == 2 else "hard"
+        if meta.get("labels", "hard") != kind:
+            raise UserError(f"{folder / LABELS}: {kind} labels, but {SIDECAR} says {meta.get('labels')!r}")
         norm = meta["normalization"]
         if not isinstance(meta.get("extra") or {}, dict):
             raise UserError(f"{folder / SIDECAR}: 'extra' must be a table (a JSON object), got {meta['extra']!r}")
@@ -225,10 +263,13 @@ class DistilledSet:
             raise UserError(f"{folder}: {error}") from None
 
 
-def read_set_folder(path: str | Path, data: "DataBundle", zca: bool = False) -> DistilledSet:
+def read_set_folder(path: str | Path, data: "DataBundle", options: "ReadOptions") -> DistilledSet:
     """The ``dpcluster`` format's reader: the set in ``path``. It records its normalization and ZCA whitening
-    itself, so neither ``data`` nor ``zca`` is read here (the caller matches the set to its data)."""
-    return DistilledSet.load(path)
+    itself (the spec may not state them); ``options.labels = "hard"`` takes soft labels' argmax."""
+    distilled = DistilledSet.load(path)
+    if options.labels == "hard" and distilled.soft_labels:
+        distilled = replace(distilled, labels=distilled.labels.argmax(dim=1))
+    return distilled
 
 
 def _identity(mean: tuple[float, ...], std: tuple[float, ...]) -> bool:

@@ -9,8 +9,10 @@ building the CLI load no torch."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from dpcluster.distilled.normalization import UPSTREAM, Normalization
 from dpcluster.registry import Registry, import_package
 
 if TYPE_CHECKING:
@@ -40,14 +42,43 @@ class Distiller:
         return getattr(spec, self.settings) if self.settings is not None else None
 
 
+# distilled.labels: how a file's float labels are read. "auto": as the format's code means them (one-hot rows as
+# classes, probabilities as they are, DATM's learned logits soft-maxed); "hard": each row's argmax; "softmax":
+# each row taken as logits.
+AUTO, HARD, SOFTMAX = "auto", "hard", "softmax"
+LABEL_READINGS = (AUTO, HARD, SOFTMAX)
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What a spec says of a set read from a file: ``distilled.zca``, ``.normalization``, ``.labels``, ``.entry``."""
+
+    # The images are ZCA-whitened as data.zca whitens (MTT's --zca).
+    zca: bool = False
+    # The space the images are stored in (see dpcluster.distilled.normalization).
+    normalization: str = UPSTREAM
+    # How float labels are read (LABEL_READINGS).
+    labels: str = AUTO
+    # Which of a file's several sets (DC's res_*.pt keeps one per experiment); None: the only one.
+    entry: int | None = None
+
+
 @dataclass(frozen=True)
 class SetFormat:
     name: str
     # One line for help texts and the README.
     summary: str
-    # ``package.module:function`` reading a set: (path, DataBundle, zca=bool) -> DistilledSet, ``zca`` being
-    # ``distilled.zca`` (the set is ZCA-whitened), for formats that do not record it themselves.
+    # ``package.module:function`` reading a set: (path, DataBundle, ReadOptions) -> DistilledSet, the options
+    # being what the spec says of the file (distilled.zca, .normalization, .labels, .entry; see
+    # dpcluster/distilled/readers/common.py).
     reader: str
+    # What ``distilled.normalization = "upstream"`` means: the (mean, std) the code writing this format normalizes
+    # each data set with, by data-set name; None for formats that store pixels (image files) or record their own.
+    upstream: Mapping[str, Normalization] | None = None
+    # Whether a file holds several sets, one chosen by ``distilled.entry``.
+    entries: bool = False
+    # Whether the files record their normalization and whitening themselves (no distilled.normalization/zca).
+    self_describing: bool = False
 
 
 DISTILLER_REGISTRY: Registry[Distiller] = Registry(

@@ -7,6 +7,9 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from dpcluster.distilled.normalization import UPSTREAM
+from dpcluster.distilled.registry import AUTO
+from dpcluster.errors import SpecError
 from dpcluster.methods.registry import get_method, method_names
 from dpcluster.specs.base import NOT_IDENTITY, Spec, Table, check, check_choice
 
@@ -298,6 +301,10 @@ class MTTSpec(Spec):
         check(self.grad_clip is None or self.grad_clip > 0, "grad_clip", f"must be > 0, got {self.grad_clip}")
 
 
+# The DistilledSpec fields only a set read from a file takes, with their defaults.
+_FILE_ONLY = {"zca": False, "normalization": UPSTREAM, "labels": AUTO, "entry": None}
+
+
 @dataclass(frozen=True)
 class DistilledSpec(Spec):
     """Where the distilled set comes from: distilled here ("dm", "mtt") or read from ``path`` ("file")."""
@@ -306,11 +313,22 @@ class DistilledSpec(Spec):
     # source = "file": where the set is; "{ipc}" in it stands for images_per_class (one template for a sweep
     # over set sizes, e.g. "/data/mtt/cifar10/ipc{ipc}").
     path: str | None = None
-    # source = "file": the project's format, MTT's images_best.pt/labels_best.pt, or a folder of PNGs per class.
+    # source = "file": the project's format, or a format of the code that made the set ("mtt", "dc", "npz",
+    # "images"; see dpcluster/distilled/formats/).
     format: str = "dpcluster"
-    # source = "file" with format "mtt": the images are ZCA-whitened (MTT's --zca, as its CIFAR sets are); such a
-    # set is only used with data.zca = true. The project's own format records this itself; PNGs hold pixels.
+    # source = "file": the images are ZCA-whitened as data.zca whitens (MTT's --zca, as its CIFAR sets are); such a
+    # set is only used with data.zca = true. The project's own format records this itself; image files hold pixels.
     zca: bool = False
+    # source = "file": the space the images are stored in: "upstream" (the constants the format's own code
+    # normalizes this data set with; pixels for image files), "data", "pixels" or "MEAN,.../STD,..." per channel.
+    # The images are converted to the data's normalization on import.
+    normalization: str = UPSTREAM
+    # source = "file": how float labels are read: "auto" (as the format's code means them), "hard" (each row's
+    # argmax) or "softmax" (rows as logits). Soft labels are trained on with soft cross-entropy.
+    labels: str = AUTO
+    # source = "file" with a format holding several sets per file (DC's res_*.pt, one per experiment): which one;
+    # by default the file must hold one.
+    entry: int | None = None
     images_per_class: int = 10
     # Augmentation while distilling, kept with the set; "auto" is DSA, without flips on digits.
     augmentation: str = "auto"
@@ -328,7 +346,8 @@ class DistilledSpec(Spec):
 
     def __post_init__(self):
         # The distillers and the set formats by name (importing them loads no torch).
-        from dpcluster.distilled.registry import FILE_SOURCE, format_names, source_names
+        from dpcluster.distilled.normalization import parse_normalization
+        from dpcluster.distilled.registry import FILE_SOURCE, LABEL_READINGS, format_names, get_format, source_names
 
         check_choice(self.source, source_names(), "source")
         check(not self.from_file or self.path is not None, "path",
@@ -341,6 +360,30 @@ class DistilledSpec(Spec):
         check(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
         check(self.from_file or not self.zca, "zca",
               "only a set read from a file says whether it is ZCA-whitened; a set distilled here follows data.zca")
+        try:
+            parse_normalization(self.normalization)
+        except ValueError as error:
+            raise SpecError("normalization", str(error)) from None
+        check_choice(self.labels, LABEL_READINGS, "labels")
+        check(self.entry is None or self.entry >= 0, "entry", f"must be >= 0, got {self.entry}")
+        for key, default in _FILE_ONLY.items():
+            check(self.from_file or getattr(self, key) == default, key,
+                  f"only a set read from a file (source = '{FILE_SOURCE}') takes it")
+        form = get_format(self.format)
+        check(self.entry is None or form.entries, "entry", f"format {self.format!r} holds one set per file")
+        if form.self_describing:
+            for key in ("zca", "normalization"):
+                check(getattr(self, key) == _FILE_ONLY[key], key,
+                      f"format {self.format!r} records its whitening and normalization itself")
+
+    def identity_dict(self) -> dict:
+        """A set distilled here does not depend on how a file would be read: the reading fields added after ``zca``
+        are left out, so they kept the ids (and cached sets) of every distilled-here experiment."""
+        out = super().identity_dict()
+        if not self.from_file:
+            for key in ("normalization", "labels"):
+                del out[key]
+        return out
 
     @property
     def from_file(self) -> bool:

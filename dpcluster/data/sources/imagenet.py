@@ -3,8 +3,6 @@
 
 from dpcluster.data.registry import DataSource, register
 
-_MTT_IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
-
 
 def _needs_classes(spec) -> None:
     from dpcluster.specs.base import check
@@ -13,9 +11,9 @@ def _needs_classes(spec) -> None:
 
 
 IMAGENET10 = register(DataSource(name="imagenet10", summary="the ImageNet-10 subset of an ImageNet folder",
-                                 loader="dpcluster.data.imagenet:load", mtt_normalization=_MTT_IMAGENET))
+                                 loader="dpcluster.data.imagenet:load"))
 IMAGENETTE = register(DataSource(name="imagenette", summary="Imagenette (10 easy ImageNet classes)",
-                                 loader="dpcluster.data.imagenet:load", mtt_normalization=_MTT_IMAGENET))
+                                 loader="dpcluster.data.imagenet:load"))
 IMAGENET = register(DataSource(name="imagenet", summary="the ImageNet classes data.classes lists",
-                               loader="dpcluster.data.imagenet:load", mtt_normalization=_MTT_IMAGENET,
+                               loader="dpcluster.data.imagenet:load",
                                check=_needs_classes))
