@@ -30,6 +30,9 @@ def _arrays(file: Path) -> dict:
 
     if not file.is_file():
         raise UserError(f"{file}: no such file")
+    if not zipfile.is_zipfile(file):
+        # np.load would try anything else as a pickle.
+        raise UserError(f"{file}: not a readable .npz archive (np.savez writes a zip file)")
     try:
         with np.load(file, allow_pickle=False) as archive:
             return {key: archive[key] for key in archive.files}

@@ -45,7 +45,8 @@ def _one_hot_rows(labels: torch.Tensor) -> bool:
 
 
 def _distribution_rows(labels: torch.Tensor) -> bool:
-    return bool((labels >= 0).all()) and bool(torch.allclose(labels.sum(dim=1), torch.ones(len(labels)), atol=1e-4))
+    sums = labels.sum(dim=1)
+    return bool((labels >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
 
 
 def checked_labels(labels: Any, count: int, data: "DataBundle", where: Path | str, reading: str,
