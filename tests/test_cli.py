@@ -135,8 +135,14 @@ def test_distill_makes_caches_and_evaluates_a_set(capsys, tmp_path):
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "iteration 2: test accuracy" in printed and "Distilled set:" in printed
-    assert "random real subset of the same size" in printed
+    assert "random real subsets" in printed
     (folder,) = (out / "distilled").iterdir()
+    # The final comparison is an evaluation like evaluate-set's: one network on the set, one on a random subset.
+    from dpcluster.results.set_evaluations import read_evaluations
+
+    rows = read_evaluations(out / "set_evaluations").to_pylist()
+    assert sorted(row["kind"] for row in rows) == ["distilled set", "random real subset"]
+    assert all(row["set"] == str(folder) and row["images_per_class"] == 2 and row["epochs"] == 3 for row in rows)
     distilled = DistilledSet.load(folder)
     assert distilled.method == "dm" and distilled.images_per_class == 2 and len(distilled) == 20
     assert not list((out / "distilled").glob(".*state*")), "the checkpoint is removed once the set is stored"

@@ -266,3 +266,30 @@ def test_reading_fields_are_checked_and_only_for_files():
     spec = DistilledSpec(source="file", path="x", format="dc", entry=3, normalization="data")
     assert DistilledSpec.from_toml(spec.to_toml()) == spec
     assert spec.identity_dict()["entry"] == 3 and spec.content_hash() != spec.replace(entry=2).content_hash()
+
+
+# --- training on soft labels -------------------------------------------------------------------------------------
+
+def test_soft_labels_are_trained_with_soft_cross_entropy_against_their_distribution():
+    """Soft cross-entropy -sum p log q is least where the network's q equals the stored p: trained long enough on
+    soft labels, its predictions on the set's images are the stored distributions (hard labels drive them to 1)."""
+    from torch import nn
+
+    from dpcluster.specs import TrainingSpec
+    from dpcluster.training import train
+
+    g = torch.Generator().manual_seed(0)
+    images = torch.randn(6, 3, 4, 4, generator=g)
+    wanted = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.1, 0.8, 0.1], [0.3, 0.3, 0.4],
+                           [0.25, 0.25, 0.5]])
+    spec = TrainingSpec(optimizer="adam", lr=0.05, momentum=0.0, weight_decay=0.0, epochs=400, batch_size=6)
+
+    def trained_on(labels):
+        torch.manual_seed(0)
+        model = nn.Sequential(nn.Flatten(), nn.Linear(48, 3))
+        train(model, TensorSet(images, labels), spec, device=torch.device("cpu"), seed=0)
+        with torch.no_grad():
+            return model(images).softmax(dim=1)
+
+    torch.testing.assert_close(trained_on(wanted), wanted, rtol=0, atol=0.01)
+    assert trained_on(wanted.argmax(dim=1)).max(dim=1).values.min() > 0.95

@@ -13,9 +13,6 @@ from dpcluster.distilled.registry import FILE_SOURCE, distiller_names, get_disti
 from dpcluster.errors import UserError
 from dpcluster.specs import DistilledSpec, ExperimentSpec
 
-CACHE = "distilled"
-
-
 def expert_bar(expert: int, experts: int, epoch: int, epochs: int) -> tuple[int, int, str]:
     """(total, completed, status) of the expert-trajectory bar; ``expert`` counts from 1 (as
     ``expert_trajectories`` reports it) and ``epoch`` is the number of epochs that expert has finished."""
@@ -78,10 +75,12 @@ def _checked(make, option):
 def handle(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from dpcluster.cli.evaluate_set import print_evaluation, save_evaluation
     from dpcluster.data import load_data
     from dpcluster.distilled.cache import cached_distill
-    from dpcluster.distilled.evaluate import random_real_subset, test_accuracy_after_training_on
+    from dpcluster.distilled.evaluate import evaluate_set
     from dpcluster.runtime import place_data, resolve_device
+    from dpcluster.sweeps.layout import SweepLayout
 
     console = Console()
     spec = distill_spec(args)
@@ -91,16 +90,12 @@ def handle(args: argparse.Namespace) -> int:
     data = place_data(load_data(spec.data), device, spec.data.placement)
     source = spec.distilled
 
-    def accuracy(tensors, lr, augmentation) -> tuple[float, float]:
-        training = spec.distilled_training.with_auto_augmentation(augmentation)
-        values = [test_accuracy_after_training_on(tensors, data, spec.model, training, seed, device, lr)
-                  for seed in range(args.eval_seeds)]
-        return statistics.fmean(values), statistics.pstdev(values)
-
     def evaluate(distilled) -> str:
-        lr = distilled.learned_lr if source.use_learned_lr else None
-        mean, std = accuracy(distilled.as_tensor_set(), lr, distilled.training_augmentation(data))
-        return f"{100 * mean:.1f}%" + (f" ± {100 * std:.1f}" if args.eval_seeds > 1 else "")
+        # While distilling: the set alone (the baseline does not change with the iterations).
+        values = evaluate_set(distilled, data, spec.model, spec.distilled_training, args.eval_seeds, device,
+                              use_learned_lr=source.use_learned_lr, baseline=False).set_accuracies
+        return f"{100 * statistics.fmean(values):.1f}%" + (
+            f" ± {100 * statistics.pstdev(values):.1f}" if args.eval_seeds > 1 else "")
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[status]}"), TimeElapsedColumn(), console=console)
@@ -117,17 +112,19 @@ def handle(args: argparse.Namespace) -> int:
 
     with progress:
         distilled, folder, cached = cached_distill(
-            source, data, spec.model, args.out / CACHE, device,
+            source, data, spec.model, SweepLayout(args.out).distilled_cache, device,
             progress=lambda i, n, loss: bar(f"distilling ({source.source})", n, i, f"loss {loss:.4g}"),
             on_checkpoint=on_checkpoint, checkpoint_every=args.checkpoint_every,
             expert_progress=lambda *where: bar("expert trajectories", *expert_bar(*where)))
+        # The final comparison, as dpcluster evaluate-set makes it: the set against random real subsets of its
+        # size, trained the same way (the subsets with the spec's learning rate).
+        evaluation = evaluate_set(distilled, data, spec.model, spec.distilled_training, args.eval_seeds, device,
+                                  use_learned_lr=source.use_learned_lr,
+                                  on_network=lambda done, total: bar("evaluating", total, done, ""))
     console.print(f"{'Cached' if cached else 'Distilled'} set: {folder}")
     if distilled.learned_lr is not None:
         console.print(f"learned learning rate: {distilled.learned_lr:.4g}")
-    console.print(f"test accuracy after training on the set: {evaluate(distilled)}")
-    # The baseline trains exactly as the set does (same epochs, augmentation), with the spec's learning rate.
-    baseline, spread = accuracy(random_real_subset(data, source.images_per_class, source.seed), None,
-                                distilled.training_augmentation(data))
-    console.print(f"random real subset of the same size: {100 * baseline:.1f}%"
-                  + (f" ± {100 * spread:.1f}" if args.eval_seeds > 1 else ""))
+    print_evaluation(console, evaluation, distilled)
+    saved = save_evaluation(args.out, evaluation, distilled, str(folder), "dpcluster", spec, data)
+    console.print(f"wrote {saved}")
     return 0

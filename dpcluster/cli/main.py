@@ -25,13 +25,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from dpcluster.cli import distill, export, report, run, sweep, tune
+    from dpcluster.cli import distill, evaluate_set, export, report, run, sweep, tune
 
     parser = _Parser(prog="dpcluster", description="Distilled pruning and IMP, from a laptop to a cluster.")
     parser.add_argument("--version", action="version", version=f"dpcluster {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     run.add_parser(commands)
     distill.add_parser(commands)
+    evaluate_set.add_parser(commands)
     sweep.add_parsers(commands)
     report.add_parser(commands)
     export.add_parser(commands)

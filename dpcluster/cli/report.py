@@ -23,14 +23,34 @@ def _cell(value, scale: float = 1.0, digits: int = 1) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value * scale:.{digits}f}"
 
 
+def _print_sets(console: Console, rows) -> None:
+    from dpcluster.results.set_evaluations import summary
+
+    view = Table(title="distilled sets: test accuracy % over fresh networks")
+    for name in ("data set / model", "set", "per class", "labels", "networks", "set %", "random subset %", "gain"):
+        view.add_column(name, justify="left" if name in ("data set / model", "set") else "right")
+    for row in summary(rows).to_dict("records"):
+        view.add_row(f"{row['dataset']} / {row['model']}", f"{row['set']} ({row['format']})",
+                     str(row["images_per_class"]), row["labels"], str(row["set_networks"]),
+                     f"{_cell(row['set_mean'], 100)} ± {_cell(row['set_std'], 100)}",
+                     f"{_cell(row['subset_mean'], 100)} ± {_cell(row['subset_std'], 100)}",
+                     _cell(row["gain"], 100))
+    console.print(view)
+
+
 def handle(args: argparse.Namespace) -> int:
     from dpcluster.report.build import write_report
 
     from dpcluster.cli.options import writable_folder
 
+    from dpcluster.report.tables import load
+
     out = writable_folder(args.out or args.dir / "report", "--out")
-    table, written = write_report(args.dir, out)
+    data = load(args.dir)
+    table, written = write_report(args.dir, out, data)
     console = Console()
+    if not data.set_evaluations.empty:
+        _print_sets(console, data.set_evaluations)
     extra = {"instability": ("instability %", 100, 2), "top_eigenvalue": ("λ max", 1, 3),
              "hessian_trace": ("trace", 1, 1)}
     extra = {column: how for column, how in extra.items() if column in table.columns}

@@ -3,7 +3,7 @@ folder has a spec), and the per-level summary the terminal, the CSV and the page
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -25,6 +25,8 @@ LEVEL_COLUMNS = ["dataset", "model", "method", "images_per_class", "rewind", "ex
 class ReportData:
     levels: pd.DataFrame
     analyses: dict[str, pd.DataFrame]
+    # Evaluations of distilled sets on their own (evaluate-set, distill), a row per trained network.
+    set_evaluations: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def series_label(frame: pd.DataFrame) -> pd.Series:
@@ -37,14 +39,22 @@ def series_label(frame: pd.DataFrame) -> pd.Series:
 
 
 def load(folder: Path) -> ReportData:
+    """A folder's results, analyses and set evaluations; a folder may hold set evaluations alone (evaluate-set's
+    ``--out``)."""
+    from dpcluster.results.set_evaluations import read_evaluations
+
     layout = SweepLayout(Path(folder))
+    sets = read_evaluations(layout.set_evaluations_dir).to_pandas()
     if not layout.results_dir.exists():
-        raise UserError(f"{folder}: not a sweep or run folder with results (no {layout.results_dir})")
+        if not sets.empty:
+            return ReportData(pd.DataFrame(columns=LEVEL_COLUMNS + ["series"]), {}, sets)
+        raise UserError(f"{folder}: not a sweep or run folder with results (no {layout.results_dir}), nor one "
+                        f"with set evaluations")
     from dpcluster.sweeps.coordinator import current_job_ids
 
     names = current_job_ids(folder)
     levels = read_levels(layout.results_dir, names, LEVEL_COLUMNS).to_pandas()
-    if levels.empty:
+    if levels.empty and sets.empty:
         raise UserError(f"{folder}: no results yet (expected Parquet files under {layout.results_dir})")
     levels["series"] = series_label(levels)
     analyses = {}
@@ -53,7 +63,7 @@ def load(folder: Path) -> ReportData:
         if not frame.empty:
             frame["series"] = series_label(frame)
         analyses[kind] = frame
-    return ReportData(levels, analyses)
+    return ReportData(levels, analyses, sets)
 
 
 def _round(frame: pd.DataFrame) -> pd.DataFrame:
@@ -67,6 +77,9 @@ def summary(data: ReportData) -> pd.DataFrame:
     """One row per data set, model, series and sparsity: accuracy (mean, population std over seeds, seeds),
     time-to-mask, and the analyses' means where they were run."""
     keys = ["dataset", "model", "series", "sparsity"]
+    if data.levels.empty:
+        return pd.DataFrame(columns=keys + ["accuracy_mean", "accuracy_std", "seeds", "mask_search_seconds",
+                                            "time_to_mask_seconds", "time_to_mask_examples"])
     levels = _round(data.levels)
     out = levels.groupby(keys).agg(
         accuracy_mean=("test_accuracy", "mean"), accuracy_std=("test_accuracy", lambda v: v.std(ddof=0)),
