@@ -8,7 +8,7 @@ import statistics
 from rich.console import Console
 
 from dpcluster.cli.names import described
-from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
+from dpcluster.cli.options import add_spec_options, device_and_data, override, spec_from_options
 from dpcluster.distilled.registry import FILE_SOURCE, distiller_names, get_distiller
 from dpcluster.errors import UserError
 from dpcluster.specs import DistilledSpec, ExperimentSpec
@@ -76,18 +76,13 @@ def handle(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dpcluster.cli.evaluate_set import print_evaluation, save_evaluation
-    from dpcluster.data import load_data
     from dpcluster.distilled.cache import cached_distill
     from dpcluster.distilled.evaluate import evaluate_set
-    from dpcluster.runtime import place_data, resolve_device
     from dpcluster.sweeps.layout import SweepLayout
 
     console = Console()
     spec = distill_spec(args)
-    writable_folder(args.out, "--out")
-    device = resolve_device(args.device)
-    console.print(f"Loading {spec.data.name} ...")
-    data = place_data(load_data(spec.data), device, spec.data.placement)
+    device, data = device_and_data(spec, args, console)
     source = spec.distilled
 
     def evaluate(distilled) -> str:

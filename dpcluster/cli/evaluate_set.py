@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dpcluster.cli.names import described
-from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
+from dpcluster.cli.options import add_spec_options, device_and_data, override, spec_from_options
 from dpcluster.distilled.registry import FILE_SOURCE, LABEL_READINGS, format_names, get_format
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
@@ -117,17 +117,12 @@ def save_evaluation(out: Path, evaluation: "SetEvaluation", distilled: "Distille
 def handle(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from dpcluster.data import load_data
     from dpcluster.distilled import read_distilled_set, read_options
     from dpcluster.distilled.evaluate import evaluate_set
-    from dpcluster.runtime import place_data, resolve_device
 
     console = Console()
     spec = evaluate_set_spec(args)
-    writable_folder(args.out, "--out")
-    device = resolve_device(args.device)
-    console.print(f"Loading {spec.data.name} ...")
-    data = place_data(load_data(spec.data), device, spec.data.placement)
+    device, data = device_and_data(spec, args, console)
     source = spec.distilled
     distilled = read_distilled_set(source.path, source.format, data, read_options(source)).matched_to(
         data, where=source.path)

@@ -53,3 +53,15 @@ def spec_from_options(args: argparse.Namespace) -> ExperimentSpec:
     if args.model is not None:
         spec = override(spec, "model", "--model", name=args.model)
     return spec
+
+
+def device_and_data(spec: ExperimentSpec, args: argparse.Namespace, console):
+    """The device ``--device`` names and the spec's data placed on it, after checking ``--out`` is writable (so a
+    mistake surfaces before the data loads)."""
+    from dpcluster.data import load_data
+    from dpcluster.runtime import place_data, resolve_device
+
+    writable_folder(args.out, "--out")
+    device = resolve_device(args.device)
+    console.print(f"Loading {spec.data.name} ...")
+    return device, place_data(load_data(spec.data), device, spec.data.placement)
