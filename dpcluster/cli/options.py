@@ -11,8 +11,16 @@ from dpcluster.data.registry import source_names
 from dpcluster.models.registry import network_names
 
 
+def add_set_option(p: argparse.ArgumentParser, applies_to: str = "the spec") -> None:
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"set one field of {applies_to} by its dotted key, typed and checked as in the spec file "
+                        f"(training.lr=0.02, model.width=64, data.root=/data/cifar, seeds=[0,1]); repeatable, "
+                        f"applied in order, before the command's other options")
+
+
 def add_spec_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="experiment spec (TOML); options below override it")
+    add_set_option(p, "the experiment spec")
     p.add_argument("--data", help=f"data set: {', '.join(source_names())}")
     p.add_argument("--data-root", help="folder holding the data set in torchvision's on-disk format")
     p.add_argument("--model", help=f"model: {', '.join(network_names())}, torchvision:NAME, or "
@@ -45,6 +53,7 @@ def override(spec: ExperimentSpec, section: str, option: str, **changes) -> Expe
 
 def spec_from_options(args: argparse.Namespace) -> ExperimentSpec:
     spec = ExperimentSpec.load(args.config) if args.config else ExperimentSpec()
+    spec = spec.with_assignments(args.set)
     if args.data is not None or args.data_root is not None:
         changes = {"name": args.data} if args.data is not None else {}
         if args.data_root is not None:

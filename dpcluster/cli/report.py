@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -30,7 +31,7 @@ def _print_sets(console: Console, rows) -> None:
     for name in ("data set / model", "set", "per class", "labels", "networks", "set %", "random subset %", "gain"):
         view.add_column(name, justify="left" if name in ("data set / model", "set") else "right")
     for row in summary(rows).to_dict("records"):
-        view.add_row(f"{row['dataset']} / {row['model']}", f"{row['set']} ({row['format']})",
+        view.add_row(escape(f"{row['dataset']} / {row['model']}"), escape(f"{row['set']} ({row['format']})"),
                      str(row["images_per_class"]), row["labels"], str(row["set_networks"]),
                      f"{_cell(row['set_mean'], 100)} ± {_cell(row['set_std'], 100)}",
                      f"{_cell(row['subset_mean'], 100)} ± {_cell(row['subset_std'], 100)}",
@@ -62,7 +63,8 @@ def handle(args: argparse.Namespace) -> int:
         for row in rows.to_dict("records"):
             accuracy = _cell(row["accuracy_mean"], 100) + (f" ± {_cell(row['accuracy_std'], 100)}"
                                                            if row["seeds"] > 1 else "")
-            view.add_row(row["series"], _cell(row["sparsity"], 100), accuracy, str(row["seeds"]),
+            # Escaped: a grid point's "[key=value]" would read as rich markup and vanish.
+            view.add_row(escape(row["series"]), _cell(row["sparsity"], 100), accuracy, str(row["seeds"]),
                          _cell(row["time_to_mask_seconds"]),
                          *(_cell(row[column], scale, digits) for column, (_, scale, digits) in extra.items()))
         console.print(view)

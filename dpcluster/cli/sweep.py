@@ -8,10 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from dpcluster.cli.names import described
-from dpcluster.cli.options import writable_folder
+from dpcluster.cli.options import add_set_option, writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines, out_of_attempts
 from dpcluster.errors import UserError
@@ -28,6 +29,8 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
                             description="Expand a sweep spec into jobs and run them. Running the same command "
                                         "again resumes: finished jobs are skipped, failed ones retried.")
     p.add_argument("spec", type=Path, help="sweep spec (TOML), e.g. jobs/digits_small.toml")
+    add_set_option(p, "the sweep (seeds=[0,1], data.cifar10.root=..., grid.\"training.lr\"=[...]) or, for a key "
+                      "that is not the sweep's, of its base experiment (training.lr=0.02)")
     p.add_argument("--backend", choices=backend_names(), default=DEFAULT_BACKEND,
                    help=f"where jobs run (default {DEFAULT_BACKEND}); {described(get_backend, backend_names())}")
     p.add_argument("--out", type=Path, help="sweep folder (default sweeps/<name>)")
@@ -93,7 +96,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
     from dpcluster.sweeps.spec import SweepSpec
 
     console = Console()
-    sweep = SweepSpec.load(args.spec)
+    sweep = SweepSpec.load(args.spec).with_assignments(args.set)
     expand(sweep)  # every spec mistake surfaces here, before the folder is made
     out = args.out or Path("sweeps") / sweep.name
     if not args.dry_run:
@@ -307,11 +310,15 @@ def handle_aggregate(args: argparse.Namespace) -> int:
 
     layout = SweepLayout(args.dir)
     summary = aggregate(args.dir, current_job_ids(args.dir))
-    table = Table(title="Test accuracy (%) by data set, model, method and sparsity")
-    for name in ("dataset", "model", "method", "ipc", "sparsity", "mean", "std", "count"):
-        table.add_column(name, justify="right" if name not in ("dataset", "model", "method") else "left")
+    gridded = any(label is not None for label in summary["grid"].to_pylist())
+    table = Table(title="Test accuracy (%) by data set, model, method" + (", grid point" if gridded else "")
+                        + " and sparsity")
+    for name in ("dataset", "model", "method", "ipc", *(("grid",) if gridded else ()), "sparsity", "mean", "std",
+                 "count"):
+        table.add_column(name, justify="right" if name not in ("dataset", "model", "method", "grid") else "left")
     for row in summary.to_pylist():
         table.add_row(row["dataset"], row["model"], row["method"], str(row["images_per_class"] or ""),
+                      *((escape(row["grid"] or ""),) if gridded else ()),
                       f"{100 * row['sparsity']:.1f}%", f"{100 * row['test_accuracy_mean']:.1f}",
                       f"{100 * (row['test_accuracy_stddev'] or 0):.1f}", str(row["test_accuracy_count"]))
     console = Console()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dpcluster.cli.options import writable_folder
+from dpcluster.cli.options import add_set_option, writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.errors import UserError
 
@@ -27,6 +27,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                         "reports as Parquet and the best configuration as spec files. Running "
                                         "it again resumes an interrupted search.")
     p.add_argument("spec", type=Path, help="search spec (TOML), e.g. jobs/tune_digits_distilled.toml")
+    add_set_option(p, "the search's base experiment")
     p.add_argument("--out", type=Path, help="search folder (default searches/<name>)")
     p.add_argument("--backend", choices=("ray", "slurm"), default="ray",
                    help="ray: a local Ray or --address (default); slurm: one Slurm job running a Ray of its own")
@@ -56,7 +57,7 @@ def handle_tune(args: argparse.Namespace) -> int:
         given += ["--setup"] * bool(args.setup) + ["--sbatch"] * bool(args.sbatch)
         if given:
             raise UserError(f"{given[0]} is for --backend slurm")
-    search = SearchSpec.load(args.spec)
+    search = SearchSpec.load(args.spec).with_base_assignments(args.set)
     out = writable_folder(args.out or Path("searches") / search.name, "--out")
     say(f"searching {', '.join(d.key for d in search.space)} for the best {search.metric} ({search.mode}), "
         f"{search.trials} trial(s), {search.algorithm} search, {search.scheduler} scheduler")

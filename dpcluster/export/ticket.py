@@ -125,7 +125,7 @@ def pick_level(folder: Path, choice: LevelChoice) -> tuple[Job, str | None]:
     jobs = _narrow(jobs, "--rewind", choice.rewind, lambda j: j.experiment.rewind_point_used)
     jobs = _narrow(jobs, "--ipc", choice.images_per_class, lambda j: j.experiment.set_size or None)
     jobs = _narrow(jobs, "--seed", choice.seed, lambda j: j.experiment.seed)
-    from dpcluster.sweeps.spec import sparsity_after
+    from dpcluster.specs.experiment import sparsity_after
 
     rate = jobs[0].experiment.pruning.rate
     level_sparsity = {job.id: sparsity_after(job.round, rate) for job in jobs}

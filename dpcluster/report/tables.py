@@ -16,7 +16,7 @@ from dpcluster.sweeps.layout import SweepLayout
 
 # The levels' columns the figures and the summary use: not the per-layer lists, which cost more to turn into
 # pandas objects than everything else (the kept-weight histograms come from their own analysis).
-LEVEL_COLUMNS = ["dataset", "model", "method", "images_per_class", "rewind", "experiment_id", "seed", "round",
+LEVEL_COLUMNS = ["dataset", "model", "method", "images_per_class", "rewind", "grid", "experiment_id", "seed", "round",
                  "sparsity", "test_accuracy", "mask_search_seconds", "mask_search_examples", "time_to_mask_seconds",
                  "time_to_mask_examples"]
 
@@ -30,12 +30,16 @@ class ReportData:
 
 
 def series_label(frame: pd.DataFrame) -> pd.Series:
-    """A method's line: its name, with the distilled-set size where it has one (distilled-10 ≠ distilled-50) and
-    the rewind point where it rewinds (imp (rewind 0ep) ≠ imp (rewind 1ep))."""
+    """A method's line: its name, with the distilled-set size where it has one (distilled-10 ≠ distilled-50), the
+    rewind point where it rewinds (imp (rewind 0ep) ≠ imp (rewind 1ep)) and the sweep's grid point where it has
+    one."""
     ipc = frame["images_per_class"].fillna(0).astype(int)
     label = frame["method"].astype(str).where(ipc == 0, frame["method"].astype(str) + "-" + ipc.astype(str))
     rewind = frame["rewind"] if "rewind" in frame else pd.Series(None, index=frame.index, dtype=object)
-    return label.where(rewind.isna(), label + " (rewind " + rewind.astype(str) + ")")
+    label = label.where(rewind.isna(), label + " (rewind " + rewind.astype(str) + ")")
+    # A sweep's grid point splits a method into a series per point: "imp [training.lr=0.01]".
+    grid = frame["grid"] if "grid" in frame else pd.Series(None, index=frame.index, dtype=object)
+    return label.where(grid.isna(), label + " [" + grid.astype(str) + "]")
 
 
 def load(folder: Path) -> ReportData:
@@ -96,4 +100,20 @@ def summary(data: ReportData) -> pd.DataFrame:
         out = out.merge(_round(sharp).groupby(keys).agg(top_eigenvalue=("top_eigenvalue", "mean"),
                                                         hessian_trace=("trace", "mean")).reset_index(),
                         on=keys, how="left")
-    return out.sort_values(keys).reset_index(drop=True)
+    out = out.sort_values(keys).reset_index(drop=True)
+    return _grid_columns(out, levels)
+
+
+def _grid_columns(out: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
+    """The summary with one column per grid key (the value of each series' grid point), after the series."""
+    from dpcluster.specs.experiment import grid_values
+
+    if "grid" not in levels or levels["grid"].isna().all():
+        return out
+    of_series = levels.dropna(subset=["grid"]).groupby("series")["grid"].first()
+    parsed = {series: grid_values(label) for series, label in of_series.items()}
+    keys = sorted({key for values in parsed.values() for key in values})
+    position = out.columns.get_loc("series") + 1
+    for offset, key in enumerate(keys):
+        out.insert(position + offset, key, [parsed.get(series, {}).get(key) for series in out["series"]])
+    return out

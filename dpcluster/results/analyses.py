@@ -3,7 +3,7 @@
 its own schema.
 
 Every row starts with the level it measures: ``experiment_id, seed, round, sparsity, images_per_class,
-rewind``; then
+rewind, grid`` (the sweep's grid values of its experiment, see ``levels.GRID``); then
 
 - ``stability``: one row per point of the path, ``alpha, test_loss, test_error``, and the level's ``instability``
   (the error barrier) on every row;
@@ -28,11 +28,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dpcluster.atomic import write_atomic
-from dpcluster.results.levels import read_partitioned
+from dpcluster.results.levels import GRID, read_partitioned
 
 LEVEL = [pa.field("experiment_id", pa.string(), nullable=False), pa.field("seed", pa.int64(), nullable=False),
          pa.field("round", pa.int64(), nullable=False), pa.field("sparsity", pa.float64(), nullable=False),
-         pa.field("images_per_class", pa.int64(), nullable=False), pa.field("rewind", pa.string())]
+         pa.field("images_per_class", pa.int64(), nullable=False), pa.field("rewind", pa.string()), GRID]
 
 # The fixed subsets a level was measured on: their seed and sizes (the curve's or plane's examples, BatchNorm's).
 SUBSETS = [pa.field("subset_seed", pa.int64()), pa.field("test_size", pa.int64()), pa.field("batchnorm_size", pa.int64())]

@@ -22,10 +22,15 @@ from dpcluster.results.records import SCHEMA, RoundRecord
 from dpcluster.results.store import read_rows
 
 
+# The sweep's [grid] values of a level's experiment ("model.width=64, training.lr=0.01"), null without a grid: in
+# the results and every analysis, so any of them splits by it (aggregate and the report make a column per key).
+GRID = pa.field("grid", pa.string())
+
+
 def _schemas() -> tuple[pa.Schema, pa.Schema]:
     partitions = [f for f in SCHEMA if f.name in PARTITIONS]
     files = [f for f in SCHEMA if f.name not in PARTITIONS]
-    return (pa.schema(files + [pa.field("images_per_class", pa.int64(), nullable=False)]),
+    return (pa.schema(files + [pa.field("images_per_class", pa.int64(), nullable=False), GRID]),
             pa.schema([f.with_nullable(True) for f in partitions]))
 
 
@@ -34,10 +39,12 @@ def _schemas() -> tuple[pa.Schema, pa.Schema]:
 LEVEL_SCHEMA, PARTITIONING_SCHEMA = _schemas()
 
 
-def write_level(record: RoundRecord, images_per_class: int, path: Path) -> None:
-    """One validated level (``images_per_class`` is 0 for methods that use no distilled set)."""
+def write_level(record: RoundRecord, images_per_class: int, path: Path, grid: str | None = None) -> None:
+    """One validated level (``images_per_class`` is 0 for methods that use no distilled set; ``grid``: the
+    sweep's grid values of its experiment, as ``ExperimentSpec.grid_label`` writes them)."""
     row = record.as_row()
     row["images_per_class"] = images_per_class
+    row["grid"] = grid
     table = pa.Table.from_pylist([row], schema=LEVEL_SCHEMA)
     write_atomic(path, lambda handle: pq.write_table(table, handle))
 

@@ -156,6 +156,60 @@ def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+# --- dotted keys ("training.lr"): one path for overrides (--set), sweep grids and search spaces ----------------
+
+def dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested tables as dotted keys: {"training": {"epochs": 5}} -> {"training.epochs": 5}."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, Mapping):
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def with_values(data: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """``data`` (nested tables, as ``to_dict`` gives them) with each dotted key set to its value."""
+    out = {k: dict(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+    for key, value in values.items():
+        *tables, leaf = key.split(".")
+        node = out
+        for table in tables:
+            inner = node.get(table, {})
+            if not isinstance(inner, Mapping):
+                raise SpecError(key, f"{table!r} holds a value, not a table of settings")
+            node[table] = dict(inner)
+            node = node[table]
+        node[leaf] = value
+    return out
+
+
+def value_at(spec: Any, key: str) -> Any:
+    """The value of the field the dotted ``key`` names in ``spec`` (a table's spec for a table); KeyError where
+    there is no such field."""
+    node = spec
+    for part in key.split("."):
+        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
+            raise KeyError(key)
+        node = getattr(node, part)
+    return node
+
+
+def parse_assignment(text: str) -> tuple[str, Any, str]:
+    """``KEY=VALUE`` (``--set``) as (dotted key, value, the value's text). The value is read as TOML (``0.02``,
+    ``true``, ``[0, 1]``, ``"x"``), or taken as the bare string where it is not TOML (``/data/cifar``)."""
+    key, equals, raw = text.partition("=")
+    key = key.strip()
+    if not equals or not key or any(not part for part in key.split(".")):
+        raise UserError(f"--set {text!r}: expected KEY=VALUE with a dotted key, e.g. training.lr=0.02")
+    try:
+        value = tomllib.loads(f"value = {raw.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value, raw.strip()
+
+
 class Spec:
     """Mixin for frozen dataclass specs."""
 
@@ -202,6 +256,29 @@ class Spec:
 
     def replace(self, **changes: Any) -> Self:
         return dataclasses.replace(self, **changes)
+
+    def with_values(self, values: Mapping[str, Any]) -> Self:
+        """This spec with each dotted key (``training.lr``) set to its value, loaded and checked as a spec file's
+        would be: a bad key or value raises a SpecError naming the dotted key."""
+        return type(self).from_dict(with_values(self.to_dict(), values))
+
+    def with_assignments(self, assignments: typing.Iterable[str], option: str = "--set") -> Self:
+        """This spec with ``KEY=VALUE`` texts applied in order (see :func:`parse_assignment`). A value read as a
+        number or boolean where the field takes a string is taken as its text (``data.label=2024``). A mistake is
+        one UserError naming the option and the key."""
+        spec = self
+        for text in assignments:
+            key, value, raw = parse_assignment(text)
+            try:
+                spec = spec.with_values({key: value})
+            except SpecError as error:
+                if isinstance(value, str) or error.key != key:
+                    raise UserError(f"{option} {key}: {error.message}") from None
+                try:
+                    spec = spec.with_values({key: raw})
+                except SpecError:
+                    raise UserError(f"{option} {key}: {error.message}") from None
+        return spec
 
     # --- TOML -------------------------------------------------------------------------------
     def to_toml(self) -> str:

@@ -168,6 +168,49 @@ class TrainingSpec(Spec):
         return self.replace(augmentation=kind) if self.augmentation == "auto" else self
 
 
+def round_reaching(sparsity: float, rate: float) -> int:
+    """The first round at or past ``sparsity`` when each round removes ``rate`` of the remaining weights: the
+    smallest r with 1 - (1 - rate)^r >= sparsity."""
+    return math.ceil(math.log(1 - sparsity) / math.log(1 - rate) - 1e-9)
+
+
+def sparsity_after(rounds: int, rate: float) -> float:
+    """The sparsity ``rounds`` rounds reach, each removing ``rate`` of the remaining weights (nominal: the masks
+    keep the nearest whole number of weights)."""
+    return 1 - (1 - rate) ** rounds
+
+
+def grid_label(values: dict) -> str:
+    """Grid values as the text results carry in their "grid" column: ``key=value`` pairs, keys sorted, values as
+    TOML writes them (so the text reads back with :func:`grid_values`)."""
+    return ", ".join(f"{key}={_toml_value(values[key])}" for key in sorted(values))
+
+
+def _toml_value(value) -> str:
+    import tomli_w
+
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return tomli_w.dumps({"v": value})[4:].strip()
+
+
+def grid_values(label: str | None) -> dict:
+    """The values of a "grid" column's text (:func:`grid_label`), by dotted key; empty for None."""
+    import tomllib
+
+    if not label:
+        return {}
+    out = {}
+    for pair in _GRID_PAIRS.findall(label):
+        key, _, value = pair.partition("=")
+        out[key] = tomllib.loads(f"v = {value}")["v"]
+    return out
+
+
+# A "key=value" pair of a grid label; values may be lists or strings holding ", " themselves.
+_GRID_PAIRS = re.compile(r'[\w.]+=(?:\[[^\]]*\]|"(?:[^"\\]|\\.)*"|[^,]+)')
+
+
 _REWIND = re.compile(r"^(\d+)(ep|it)$")
 
 
@@ -227,8 +270,7 @@ class PruningSpec(Spec):
         if self.target_sparsity is not None:
             if self.target_sparsity == 0:
                 return 0
-            # Smallest r with 1 - (1 - rate)^r >= target.
-            return math.ceil(math.log(1 - self.target_sparsity) / math.log(1 - self.rate) - 1e-9)
+            return round_reaching(self.target_sparsity, self.rate)
         return self.DEFAULT_ROUNDS
 
     def identity_dict(self) -> dict:
@@ -434,6 +476,9 @@ class ExperimentSpec(Spec):
     distilled_training: TrainingSpec = field(default_factory=_default_distilled_training)
     # Training on real data (IMP's inner loop, validation of every subnetwork, the dense baseline).
     training: TrainingSpec = field(default_factory=_default_training)
+    # The values a sweep's [grid] gave this experiment (dotted key -> value), carried to its results' "grid"
+    # column; a label, not a setting: the fields themselves hold the values (and make the id).
+    grid: Table | None = field(default=None, metadata=NOT_IDENTITY)
 
     def __post_init__(self):
         check_choice(self.method, method_names(), "method")
@@ -469,6 +514,11 @@ class ExperimentSpec(Spec):
     @property
     def uses_distilled_set(self) -> bool:
         return get_method(self.method).uses_distilled_set
+
+    @property
+    def grid_label(self) -> str | None:
+        """The grid values as one text, ``model.width=64, training.lr=0.01`` (keys sorted), or None."""
+        return grid_label(self.grid.as_dict()) if self.grid else None
 
     @property
     def set_size(self) -> int:

@@ -1,5 +1,5 @@
 """Aggregation of a sweep's results: mean, std and count of test accuracy per (data set, model, method, rewind
-point, images per class, sparsity), with the mean cost of the mask search (inner loops) and the papers' time-to-mask
+point, images per class, grid point, sparsity), a column per grid key, with the mean cost of the mask search (inner loops) and the papers' time-to-mask
 (inner loops plus the final real-data training), read from the results data set with its schema."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dpcluster.results.levels import LEVEL_SCHEMA, read_levels
 from dpcluster.results.store import compact_tree
 from dpcluster.sweeps.layout import SweepLayout
 
-KEYS = ["dataset", "model", "method", "rewind", "images_per_class", "sparsity"]
+KEYS = ["dataset", "model", "method", "rewind", "images_per_class", "grid", "sparsity"]
 MEANS = ["inner_seconds", "validation_seconds", "mask_search_seconds", "mask_search_examples",
          "time_to_mask_seconds", "time_to_mask_examples"]
 # What summarise reads: a million levels read in a fraction of a second without the per-layer lists.
@@ -46,7 +46,21 @@ def summarise(table: pa.Table) -> pa.Table:
         ("test_accuracy", "mean"), ("test_accuracy", "stddev"), ("test_accuracy", "count"),
         *((column, "mean") for column in MEANS),
     ])
-    return summary.sort_by([(key, "ascending") for key in KEYS])
+    return with_grid_columns(summary.sort_by([(key, "ascending") for key in KEYS]))
+
+
+def with_grid_columns(table: pa.Table) -> pa.Table:
+    """``table`` with one column per grid key (``training.lr``, ...) holding each row's value from its "grid"
+    text (null where its experiment had none); unchanged for a sweep without a grid. Labels are few (one per
+    grid point), so each is parsed once."""
+    from dpcluster.specs.experiment import grid_values
+
+    labels = table["grid"].to_pylist()
+    parsed = {label: grid_values(label) for label in set(labels)}
+    keys = sorted({key for values in parsed.values() for key in values})
+    for key in keys:
+        table = table.append_column(key, pa.array([parsed[label].get(key) for label in labels]))
+    return table
 
 
 def compact_sweep(sweep_dir: Path) -> int:

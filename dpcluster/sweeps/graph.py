@@ -3,7 +3,9 @@ dependency order (kinds are planned in registry order; see ``dpcluster.sweeps.jo
 
 from __future__ import annotations
 
+from dpcluster.errors import SpecError
 from dpcluster.specs import ExperimentSpec
+from dpcluster.specs.base import Table
 from dpcluster.sweeps.jobs import Job, Planner, get_kind, kind_names
 from dpcluster.sweeps.spec import SweepSpec
 
@@ -12,6 +14,7 @@ def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
     """Every experiment of the sweep (methods that use no distilled set appear once, not once per set size, and
     methods that do not rewind once, not once per rewind point)."""
     out = []
+    points = sweep.grid_points()
     for data_name in sweep.datasets:
         data = sweep.data_spec(data_name)
         for model_name in sweep.models:
@@ -21,11 +24,43 @@ def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
                     for rewind in sweep.rewind_choices(method):
                         for seed in sweep.seeds:
                             base = sweep.base
-                            out.append(base.replace(method=method, seed=seed, data=data, model=model,
-                                                    pruning=base.pruning.replace(rewind=rewind),
-                                                    distilled=base.distilled.replace(images_per_class=ipc),
-                                                    distilled_training=sweep.distilled_training(ipc)))
+                            spec = base.replace(method=method, seed=seed, data=data, model=model,
+                                                pruning=base.pruning.replace(rewind=rewind),
+                                                distilled=base.distilled.replace(images_per_class=ipc),
+                                                distilled_training=sweep.distilled_training(ipc))
+                            out.extend(_on_grid(spec, points))
     return out
+
+
+def _on_grid(spec: ExperimentSpec, points: list[dict]) -> list[ExperimentSpec]:
+    """``spec`` at every grid point (its fields set, the point kept as its label); ``spec`` itself without a
+    grid. Points that change nothing for its method (a distilled-set setting for IMP) give one experiment."""
+    if points == [{}]:
+        return [spec]
+    out, seen = [], set()
+    for point in points:
+        try:
+            at = spec.with_values(point)
+        except SpecError as error:
+            raise SpecError(f"grid ({spec.method}, {spec.data.partition_name}, {spec.model.name})",
+                            error.message) from None
+        identity = at.experiment_id
+        relevant = {key: value for key, value in point.items() if _changes(spec, key)}
+        if identity in seen:
+            continue
+        seen.add(identity)
+        out.append(at.replace(grid=Table.of(relevant, "grid") if relevant else None))
+    return out
+
+
+def _changes(spec: ExperimentSpec, key: str) -> bool:
+    """Whether the grid key ``key`` is part of what identifies ``spec`` (IMP has no distilled settings)."""
+    node = spec.identity_dict()
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def expand(sweep: SweepSpec) -> list[Job]:

@@ -10,6 +10,8 @@ Job ids are content hashes of what the job computes, so the same job planned by 
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -50,7 +52,15 @@ def experiment_label(job: Job) -> str:
     spec = job.experiment
     variant = (f"-ipc{spec.set_size}" if spec.set_size else "") + \
         (f"-{spec.rewind_point_used}" if spec.rewind_point_used else "")
-    return f"{job.kind}-{spec.method}{variant}-s{spec.seed}-{spec.data.partition_name}-{name_part(spec.model.name)}"
+    grid = "".join(f"-{key}{_label_value(value)}" for key, value in (spec.grid or ()))
+    return (f"{job.kind}-{spec.method}{variant}-s{spec.seed}-{spec.data.partition_name}-{name_part(spec.model.name)}"
+            f"{grid}")
+
+
+def _label_value(value) -> str:
+    # A grid value as part of a file's name: letters, digits, '.', '_' and '-' only.
+    text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    return re.sub(r"[^\w.-]", "_", text)
 
 
 def name_part(name: str) -> str:

@@ -30,12 +30,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 
 from dpcluster.errors import SpecError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, TrainingSpec, check, check_choice
 from dpcluster.specs.base import Table, coerce_value
+from dpcluster.specs.experiment import round_reaching, sparsity_after
 from dpcluster.methods.registry import method_names
 from dpcluster.data.registry import check_data_name
 from dpcluster.models.registry import check_network_name
@@ -129,17 +129,6 @@ class AnalysisSpec(Spec):
             check(0 < level < 1, f"sparsities[{i}]", f"must be in (0, 1), got {level}")
 
 
-def _round_reaching(sparsity: float, rate: float) -> int:
-    """The first round at or past ``sparsity`` when each round removes ``rate`` of the remaining weights."""
-    return math.ceil(math.log(1 - sparsity) / math.log(1 - rate) - 1e-9)
-
-
-def sparsity_after(rounds: int, rate: float) -> float:
-    """The sparsity ``rounds`` rounds reach, each removing ``rate`` of the remaining weights (nominal: the masks
-    keep the nearest whole number of weights)."""
-    return 1 - (1 - rate) ** rounds
-
-
 @dataclass(frozen=True)
 class SweepSpec(Spec):
     name: str = "sweep"
@@ -168,6 +157,9 @@ class SweepSpec(Spec):
     # Analyses of every validated level (stability, landscape, sharpness, kept_weights), and how they measure.
     analyses: tuple[str, ...] = ()
     analysis: AnalysisSpec = field(default_factory=AnalysisSpec)
+    # Any other field of the experiments as an axis: dotted key -> its values ("training.lr" = [0.01, 0.05]).
+    # The sweep runs the product of every key's values with its other axes; results carry them in "grid".
+    grid: Table | None = None
 
     def __post_init__(self):
         # The name is the default folder (sweeps/NAME): "." or ".." would be the current folder or sweeps/ itself.
@@ -189,7 +181,7 @@ class SweepSpec(Spec):
         pruning = self.base.pruning
         for i, s in enumerate(self.sparsities):
             check(0 < s < 1, f"sparsities[{i}]", f"must be in (0, 1), got {s}")
-            reached = _round_reaching(s, pruning.rate)
+            reached = round_reaching(s, pruning.rate)
             check(reached <= pruning.num_rounds, f"sparsities[{i}]",
                   f"{s} is first reached at round {reached}, but the mask search stops after {pruning.num_rounds} "
                   f"rounds ({sparsity_after(pruning.num_rounds, pruning.rate):.1%} sparsity); raise "
@@ -207,12 +199,13 @@ class SweepSpec(Spec):
             check_choice(name, known, f"analyses[{i}]")
         validated = self.rounds()
         for i, level in enumerate(self.analysis.sparsities):
-            reached = _round_reaching(level, pruning.rate)
+            reached = round_reaching(level, pruning.rate)
             check(reached in validated, f"analysis.sparsities[{i}]",
                   f"{level} is first reached at round {reached} ({sparsity_after(reached, pruning.rate):.1%} sparsity), "
                   f"which the sweep does not validate" + (f": add {level} to sparsities" if reached <= pruning.num_rounds
                                                           else f"; the mask search stops after {pruning.num_rounds} "
                                                                f"rounds"))
+        self._check_grid()
         for name, _ in self.data:
             check(name in self.datasets, f"data.{name}", f"{name!r} is not one of the sweep's datasets")
         for size, _ in self.sets:
@@ -250,6 +243,58 @@ class SweepSpec(Spec):
         out["sets"] = {str(size): choice.to_dict() for size, choice in self.sets}
         out["axes"] = {method: axes.to_dict() for method, axes in self.axes}
         return out
+
+    def _check_grid(self) -> None:
+        from dpcluster.specs.base import value_at
+
+        for key, values in (self.grid or ()):
+            where = f'grid."{key}"'
+            check(key not in GRID_AXES, where, f"{key} is an axis of the sweep already ({GRID_AXES.get(key)})")
+            try:
+                leaf = value_at(self.base, key)
+            except KeyError:
+                raise SpecError(where, "no such field of an experiment spec (write its dotted key, e.g. "
+                                       "training.lr)") from None
+            check(not isinstance(leaf, Spec), where, f"{key} is a table; name one of its fields")
+            check(isinstance(values, tuple) and len(values) > 0, where, "must be a non-empty list of values")
+            check(len(set(map(repr, values))) == len(values), where, f"lists a value twice: {list(values)}")
+            for i, value in enumerate(values):
+                try:
+                    self.base.with_values({key: _plain_value(value)})
+                except SpecError as error:
+                    raise SpecError(f"{where}[{i}]", error.message) from None
+
+    def grid_points(self) -> list[dict]:
+        """Every combination of the grid's values (dotted key -> value), keys in sorted order; [{}] without a
+        grid."""
+        import itertools
+
+        keys = sorted(key for key, _ in (self.grid or ()))
+        lists = [[_plain_value(v) for v in dict(self.grid)[key]] for key in keys]
+        return [dict(zip(keys, combination)) for combination in itertools.product(*lists)]
+
+    def with_assignments(self, assignments, option: str = "--set") -> "SweepSpec":
+        """This sweep with ``KEY=VALUE`` texts applied in order: a key naming the sweep's own fields (``seeds``,
+        ``data.cifar10.root``, ``grid."training.lr"``) sets it, any other key its base experiment
+        (``training.lr`` is ``base.training.lr``; ``data.root`` is the base's data, ``data.NAME.KEY`` one data
+        set's table)."""
+        from dpcluster.specs.base import parse_assignment
+
+        spec = self
+        for text in assignments:
+            key, value, _ = parse_assignment(text)
+            head, *rest = key.split(".")
+            if head == "grid" and rest:
+                # A grid key is dotted itself: grid.training.lr=[...] is the [grid] entry "training.lr".
+                grid = {**(spec.grid.as_dict() if spec.grid else {}), ".".join(rest): value}
+                try:
+                    spec = SweepSpec.from_dict({**spec.to_dict(), "grid": grid})
+                except SpecError as error:
+                    raise UserError(f"{option} {key}: {error.message}") from None
+                continue
+            own = head in {f.name for f in fields(self)} and head != "base" and not (head == "data" and len(rest) == 1)
+            spec = Spec.with_assignments(spec, [text if own else f"base.{text}"], option)
+        return spec
 
     def data_spec(self, name: str) -> DataSpec:
         """The data set ``name`` as the sweep's experiments see it: [base.data], then its [data.NAME] table."""
@@ -304,14 +349,27 @@ class SweepSpec(Spec):
         pruning = self.base.pruning
         if not self.sparsities:
             return tuple(range(1, pruning.num_rounds + 1))
-        return tuple(sorted({_round_reaching(s, pruning.rate) for s in self.sparsities}))
+        return tuple(sorted({round_reaching(s, pruning.rate) for s in self.sparsities}))
 
     def analysed_rounds(self) -> tuple[int, ...]:
         """The validated rounds the analyses measure: those reaching ``analysis.sparsities``, or every one."""
         rate = self.base.pruning.rate
         if not self.analysis.sparsities:
             return self.rounds()
-        return tuple(sorted({_round_reaching(s, rate) for s in self.analysis.sparsities}))
+        return tuple(sorted({round_reaching(s, rate) for s in self.analysis.sparsities}))
+
+
+# The experiment fields a sweep's own axes set (a grid over them would be overwritten), and which axis.
+GRID_AXES = {"method": "methods", "seed": "seeds", "data.name": "datasets", "data.label": "datasets",
+             "model.name": "models", "pruning.rewind": "rewinds", "distilled.images_per_class": "images_per_class",
+             "grid": "grid"}
+
+
+def _plain_value(value):
+    """A grid value as TOML data (a Table's lists are tuples, its tables Tables)."""
+    from dpcluster.specs.base import _plain
+
+    return _plain(value)
 
 
 def analysis_names() -> tuple[str, ...]:

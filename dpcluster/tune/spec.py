@@ -12,6 +12,7 @@ from typing import Any
 
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
+from dpcluster.specs.base import check_choice, dotted, value_at
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
 ALGORITHMS = ("random", "grid", "optuna")
@@ -68,7 +69,7 @@ class SearchSpec:
 
     def configured(self, config: dict[str, Any]) -> ExperimentSpec:
         """The base experiment with a trial's values at their dotted keys."""
-        return ExperimentSpec.from_dict(with_values(self.base.to_dict(), config))
+        return self.base.with_values(config)
 
     def to_dict(self) -> dict:
         """The spec as its TOML file has it: ``from_dict(to_dict())`` gives it back."""
@@ -89,6 +90,17 @@ class SearchSpec:
         from dpcluster.hashing import stable_hash
 
         return stable_hash(self.to_dict(), 12)
+
+    def with_base_assignments(self, assignments) -> SearchSpec:
+        """This search over its base experiment with ``KEY=VALUE`` texts applied (``--set``), every dimension of
+        the space checked again against the new base."""
+        if not assignments:
+            return self
+        base = self.base.with_assignments(assignments)
+        try:
+            return SearchSpec.from_dict({**self.to_dict(), "base": base.to_dict()})
+        except SpecError as error:
+            raise UserError(f"--set: {error}") from None
 
     @classmethod
     def load(cls, path: str | Path) -> SearchSpec:
@@ -126,17 +138,17 @@ class SearchSpec:
         objective = dict(data.get("objective", {}))
         search = dict(data.get("search", {}))
         kind = objective.pop("kind", "distilled_accuracy")
-        _one_of("objective.kind", kind, objective_names())
+        check_choice(kind, objective_names(), "objective.kind")
         mode = objective.pop("mode", get_objective(kind).mode)
-        _one_of("objective.mode", mode, MODES)
+        check_choice(mode, MODES, "objective.mode")
         settings = tuple(get_objective(kind).settings(objective).items())
         spec = cls(name=str(data.get("name", "search")), base=base, space=space, objective=kind, mode=mode,
                    objective_settings=settings,
                    **{key: search.pop(key) for key in SEARCH_KEYS if key in search})
         if search:
             raise SpecError(f"search.{next(iter(search))}", f"unknown key (known: {', '.join(sorted(SEARCH_KEYS))})")
-        _one_of("search.algorithm", spec.algorithm, ALGORITHMS)
-        _one_of("search.scheduler", spec.scheduler, SCHEDULERS)
+        check_choice(spec.algorithm, ALGORITHMS, "search.algorithm")
+        check_choice(spec.scheduler, SCHEDULERS, "search.scheduler")
         for key in ("samples", "reports"):
             if not isinstance(getattr(spec, key), int) or getattr(spec, key) < 1:
                 raise SpecError(f"search.{key}", f"must be a whole number >= 1, got {getattr(spec, key)!r}")
@@ -195,57 +207,15 @@ def base_experiment(table: dict, origin: Path | None) -> ExperimentSpec:
         if len(values) > 1:
             raise SpecError(key, f"{path} has experiments with {key} {', '.join(values)}: choose one "
                                  f"({key} = ...)")
-    return ExperimentSpec.from_dict(with_values(candidates[0].to_dict(), _dotted(table)))
+    return candidates[0].with_values(dotted(table))
 
 
-def _dotted(table: dict, prefix: str = "") -> dict:
-    """Nested tables as dotted keys: {"training": {"epochs": 5}} -> {"training.epochs": 5}."""
-    out = {}
-    for key, value in table.items():
-        if isinstance(value, dict):
-            out.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def _one_of(key: str, value: Any, allowed) -> None:
-    if value not in allowed:
-        raise SpecError(key, f"must be one of {', '.join(allowed)}, got {value!r}")
-
-
-def with_values(data: dict, values: dict[str, Any]) -> dict:
-    """``data`` (nested tables) with each dotted key set to its value."""
-    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
-    for dotted, value in values.items():
-        *tables, leaf = dotted.split(".")
-        node = out
-        for table in tables:
-            node[table] = dict(node.get(table, {}))
-            node = node[table]
-        node[leaf] = value
-    return out
-
-
-def value_at(spec: Any, dotted: str) -> Any:
-    """The value of the field ``dotted`` names in ``spec`` (a table's dataclass for a table); KeyError where no
-    such field is."""
-    import dataclasses
-
-    node = spec
-    for part in dotted.split("."):
-        if not dataclasses.is_dataclass(node) or part not in {f.name for f in dataclasses.fields(node)}:
-            raise KeyError(dotted)
-        node = getattr(node, part)
-    return node
-
-
-def _leaf_exists(dotted: str, base: ExperimentSpec) -> bool:
-    """Whether ``dotted`` names a field of the spec that holds a value (not a table)."""
+def _leaf_exists(key: str, base: ExperimentSpec) -> bool:
+    """Whether the dotted ``key`` names a field of the spec that holds a value (not a table)."""
     import dataclasses
 
     try:
-        return not dataclasses.is_dataclass(value_at(base, dotted))
+        return not dataclasses.is_dataclass(value_at(base, key))
     except KeyError:
         return False
 
@@ -277,7 +247,7 @@ def _dimension(key: str, value: Any, base: ExperimentSpec) -> Dimension:
         candidates.append(values[0] + 0.37 * (values[1] - values[0]))
     for candidate in candidates:
         try:
-            ExperimentSpec.from_dict(with_values(base.to_dict(), {key: candidate}))
+            base.with_values({key: candidate})
         except SpecError as error:
             raise SpecError(where, f"{candidate!r} does not suit the field: {error.message}") from None
     return Dimension(key, distribution, tuple(values))

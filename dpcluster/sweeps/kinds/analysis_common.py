@@ -33,7 +33,8 @@ def level_columns(spec: ExperimentSpec, round_index: int, mask) -> dict:
     from dpcluster.pruning.masks import sparsity
 
     return {"experiment_id": spec.experiment_id, "seed": spec.seed, "round": round_index,
-            "sparsity": sparsity(mask), "images_per_class": spec.set_size, "rewind": spec.rewind_point_used}
+            "sparsity": sparsity(mask), "images_per_class": spec.set_size, "rewind": spec.rewind_point_used,
+            "grid": spec.grid_label}
 
 
 def pair_columns(job: Job, pair: TrainedPair) -> dict:

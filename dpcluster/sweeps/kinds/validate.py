@@ -32,7 +32,7 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
 def _write(job: Job, layout: SweepLayout, record: RoundRecord) -> None:
     from dpcluster.results.levels import write_level
 
-    write_level(record, job.experiment.set_size, layout.result_file(job.experiment, job.id))
+    write_level(record, job.experiment.set_size, layout.result_file(job.experiment, job.id), job.experiment.grid_label)
 
 
 def settle(job: Job, layout: SweepLayout, world_size: int) -> bool:
