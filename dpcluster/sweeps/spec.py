@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-from dpcluster.errors import SpecError
+from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import DataSpec, ExperimentSpec, ModelSpec, Spec, TrainingSpec, check, check_choice
 from dpcluster.specs.base import Table, coerce_value
 from dpcluster.specs.experiment import round_reaching, sparsity_after
