@@ -157,8 +157,8 @@ def test_an_interrupted_training_resumes_mid_training_to_the_same_weights(tmp_pa
 
     progress = Progress(tmp_path / "progress" / "run.pt", "the-training")
 
-    def stop_after_three(epoch, total):
-        if epoch == 3:
+    def stop_after_three(end):
+        if end.epoch == 3:
             raise _Stop  # before the third epoch's progress is written: two epochs are kept
 
     restore_state(model, start)
@@ -179,3 +179,42 @@ def test_an_interrupted_training_resumes_mid_training_to_the_same_weights(tmp_pa
     assert resumed.examples_seen == whole.examples_seen and resumed.steps == whole.steps
     assert all(torch.equal(expected[k], v) for k, v in capture_state(model).items())
     assert not progress.path.exists() and not progress.path.parent.exists()
+
+
+def test_the_epoch_hook_reports_each_epochs_mean_loss_and_accuracy_without_changing_the_training():
+    """The hook's loss is the mean of the epoch's batch losses weighted by their sizes, its accuracy the share of
+    the epoch's (augmented) examples the network got right as it trained; asking for them changes no weight."""
+    from dpcluster.training.hooks import EpochEnd
+
+    data = _data()
+    spec = TrainingSpec(optimizer="sgd", lr=0.1, epochs=3, batch_size=16)
+    model = _model()
+    start = capture_state(model)
+    train(model, data, spec, device=CPU, seed=3)
+    unhooked = capture_state(model)
+    restore_state(model, start)
+    ends: list[EpochEnd] = []
+    train(model, data, spec, device=CPU, seed=3, on_epoch=ends.append)
+    assert all(torch.equal(unhooked[k], v) for k, v in capture_state(model).items())
+    assert [(e.epoch, e.epochs) for e in ends] == [(1, 3), (2, 3), (3, 3)]
+    per_epoch = -(-len(data) // 16)
+    assert [e.step for e in ends] == [per_epoch, 2 * per_epoch, 3 * per_epoch] and ends[0].lr == 0.1
+    # The first epoch again by hand: the same batches, the same steps, each batch's loss and hits.
+    import torch.nn.functional as F
+
+    from dpcluster.training.batches import epoch_batches
+    from dpcluster.training.loop import make_optimizer
+
+    restore_state(model, start)
+    optimizer = make_optimizer([p for p in model.parameters()], spec, spec.lr, CPU)
+    loss_sum, right = 0.0, 0
+    for x, y, _ in epoch_batches(data, 16, 3, 0, 0, CPU):
+        logits = model(x)
+        loss = F.cross_entropy(logits, y)
+        loss_sum += float(loss) * len(y)
+        right += int((logits.argmax(1) == y).sum())
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert ends[0].loss == pytest.approx(loss_sum / len(data), rel=1e-6)
+    assert ends[0].accuracy == right / len(data)

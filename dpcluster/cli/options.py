@@ -74,3 +74,34 @@ def device_and_data(spec: ExperimentSpec, args: argparse.Namespace, console):
     device = resolve_device(args.device)
     console.print(f"Loading {spec.data.name} ...")
     return device, place_data(load_data(spec.data), device, spec.data.placement)
+
+
+def add_track_option(p: argparse.ArgumentParser) -> None:
+    from dpcluster.tracking.registry import get_tracker, tracker_names
+
+    trackers = "; ".join(f"{name}: {get_tracker(name).summary}" for name in tracker_names())
+    p.add_argument("--track", action="append", default=[], metavar="NAME[:TARGET]",
+                   help=f"stream every training's per-epoch loss and accuracy, every level's accuracy, sparsity and "
+                        f"time-to-mask and every distillation's loss to a tracker ({trackers}); repeatable; kept "
+                        f"in the folder for its later jobs, --track none stops it")
+
+
+def tracks_of(args: argparse.Namespace, out: Path):
+    """The ``--track`` options as tracks (None: the folder's choice stays), each checked before anything runs."""
+    from dpcluster.tracking.registry import parse_track
+
+    if not args.track:
+        return None
+    if args.track == ["none"]:
+        return []
+    return [parse_track(text, out) for text in args.track]
+
+
+def save_tracks(tracks, out: Path) -> None:
+    """Keep the tracks in the folder, where every job (on any backend) reads them."""
+    if tracks is None:
+        return
+    from dpcluster.sweeps.layout import SweepLayout
+    from dpcluster.tracking.registry import write_tracks
+
+    write_tracks(SweepLayout(out).tracking_file, tracks)

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from dpcluster.methods.reporter import Reporter
+from dpcluster.methods.reporter import Reporter, Training
 from dpcluster.results.records import RoundRecord
+from dpcluster.training.hooks import EpochEnd, EpochHook
 
 
 class RichReporter(Reporter):
@@ -42,11 +43,12 @@ class RichReporter(Reporter):
         if done:
             self.console.print(f"{name}: resuming after round {done}")
 
-    def start_training(self, label: str, epochs: int) -> Callable[[int, int], None]:
-        self.progress.reset(self.training, total=epochs, description=f"  {label} (epochs)", visible=True)
+    def start_training(self, training: Training) -> EpochHook:
+        self.progress.reset(self.training, total=training.epochs, description=f"  {training.label} (epochs)",
+                            visible=True)
 
-        def on_epoch(epoch: int, total: int) -> None:
-            self.progress.update(self.training, completed=epoch)
+        def on_epoch(end: EpochEnd) -> None:
+            self.progress.update(self.training, completed=end.epoch)
 
         return on_epoch
 

@@ -10,7 +10,8 @@ import argparse
 from rich.console import Console
 
 from dpcluster.cli.names import described
-from dpcluster.cli.options import add_spec_options, override, spec_from_options, writable_folder
+from dpcluster.cli.options import (add_spec_options, add_track_option, override, save_tracks, spec_from_options,
+                                   tracks_of, writable_folder)
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines
 from dpcluster.distilled.registry import FILE_SOURCE, distiller_names, format_names, get_distiller, get_format
 from dpcluster.errors import SpecError, UserError
@@ -46,6 +47,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--distilled-format", choices=format_names(), default=default.format,
                    help=f"format of --distilled (default: {default.format}); "
                         f"{described(get_format, format_names())}")
+    add_track_option(p)
     add_retry_failed(p)
     p.set_defaults(handler=handle)
 
@@ -131,8 +133,10 @@ def handle(args: argparse.Namespace) -> int:
     console = Console(file=sys.stdout)
     sweep = as_sweep(expand(base_spec(args), args), args.analyses)
     writable_folder(args.out, "--out")
+    tracks = tracks_of(args, args.out)
     resolve_device(args.device)
     preflight(sweep, console.print)  # every mistake surfaces here, before anything is written
+    save_tracks(tracks, args.out)
     with RichReporter(console, len(unfinished(sweep, args.out))) as reporter, \
             distill_progress(console) as on_iteration:
         backend = LocalBackend(on_start=reporter.start_job, reporter=reporter, distill_progress=on_iteration)

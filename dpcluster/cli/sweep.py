@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from dpcluster.cli.names import described
-from dpcluster.cli.options import add_set_option, writable_folder
+from dpcluster.cli.options import add_set_option, add_track_option, save_tracks, tracks_of, writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.cli.unfinished import add_retry_failed, not_done_lines, out_of_attempts
 from dpcluster.errors import UserError
@@ -36,6 +36,7 @@ def add_parsers(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, help="sweep folder (default sweeps/<name>)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add_retry_failed(p)
+    add_track_option(p)
     p.add_argument("--dry-run", action="store_true",
                    help="show what would be submitted (for Slurm, each sbatch script and its dependencies) and "
                         "submit and write nothing")
@@ -101,6 +102,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
     out = args.out or Path("sweeps") / sweep.name
     if not args.dry_run:
         writable_folder(out, "--out")
+    tracks = tracks_of(args, out)
     backend = make_backend(args, out, console)
     entry = get_backend(args.backend)
     if entry.runs_here and not args.dry_run:
@@ -115,6 +117,7 @@ def handle_sweep(args: argparse.Namespace) -> int:
         run_sweep(sweep, out, backend, args.device, _plain_line, dry_run=True)
         console.print(f"dry run: nothing submitted, nothing written to {out}")
         return 0
+    save_tracks(tracks, out)
     follow = not entry.detaches or args.wait
     ended = 0
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from dpcluster.cli.options import add_set_option, writable_folder
+from dpcluster.cli.options import add_set_option, add_track_option, save_tracks, tracks_of, writable_folder
 from dpcluster.cli.slurm_options import add_site_options
 from dpcluster.errors import UserError
 
@@ -28,6 +28,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                         "it again resumes an interrupted search.")
     p.add_argument("spec", type=Path, help="search spec (TOML), e.g. jobs/tune_digits_distilled.toml")
     add_set_option(p, "the search's base experiment")
+    add_track_option(p)
     p.add_argument("--out", type=Path, help="search folder (default searches/<name>)")
     p.add_argument("--backend", choices=("ray", "slurm"), default="ray",
                    help="ray: a local Ray or --address (default); slurm: one Slurm job running a Ray of its own")
@@ -59,6 +60,7 @@ def handle_tune(args: argparse.Namespace) -> int:
             raise UserError(f"{given[0]} is for --backend slurm")
     search = SearchSpec.load(args.spec).with_base_assignments(args.set)
     out = writable_folder(args.out or Path("searches") / search.name, "--out")
+    save_tracks(tracks_of(args, out), out)  # every trial reports to them, wherever Ray runs it
     say(f"searching {', '.join(d.key for d in search.space)} for the best {search.metric} ({search.mode}), "
         f"{search.trials} trial(s), {search.algorithm} search, {search.scheduler} scheduler")
     if args.backend == "slurm":

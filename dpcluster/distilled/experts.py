@@ -121,10 +121,10 @@ def expert_trajectories(data: "DataBundle", model_spec: ModelSpec, mtt: MTTSpec,
         net = expert_network(model_spec, data, seed, index, device)
         snapshots = [flat_parameters(net)]
 
-        def on_epoch(epoch: int, epochs: int, net=net, snapshots=snapshots, index=index) -> None:
+        def on_epoch(end, net=net, snapshots=snapshots, index=index) -> None:
             snapshots.append(flat_parameters(net))
             if progress is not None:
-                progress(index + 1, mtt.experts, epoch, epochs)
+                progress(index + 1, mtt.experts, end.epoch, end.epochs)
 
         loop.train(net, data.train, spec, device=device, seed=expert_seed(seed, index), on_epoch=on_epoch)
         trajectories.append(torch.stack(snapshots))

@@ -28,7 +28,7 @@ from dpcluster.data.base import DataBundle, TensorSet
 from dpcluster.errors import UserError
 from dpcluster.methods.checkpoint import Carry, Checkpoint, State
 from dpcluster.methods.registry import Method, get_method
-from dpcluster.methods.reporter import Reporter
+from dpcluster.methods.reporter import Reporter, Training
 # The search's files (named in run_files, which loads no torch); mask_path is used by callers of the engine.
 from dpcluster.methods.run_files import (  # noqa: F401
     CHECKPOINT_FILE, INIT_FILE, PROGRESS_DIR, RESULTS_FILE, REWIND_FILE, SPEC_FILE, mask_path, trained_path)
@@ -158,7 +158,7 @@ class Experiment:
         restore_state(self.model, masked_state(state, mask))
 
     def train_real(self, mask: Mask, checkpoint: Checkpoint, from_rewind: bool, label: str,
-                   data_seed: int | None = None) -> Carry:
+                   data_seed: int | None = None, round_index: int = 0) -> Carry:
         """Train ``mask`` on real data, from the rewind point or from initialisation; ``data_seed`` (default: the
         experiment's seed) draws the data order and augmentation."""
         spec = self.spec
@@ -179,7 +179,7 @@ class Experiment:
         seed = spec.seed if data_seed is None else data_seed
         result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=seed, mask=mask,
                        start_step=start_step, snapshot_step=snapshot_step, workers=self.workers,
-                       on_epoch=self.reporter.start_training(label, spec.training.epochs),
+                       on_epoch=self.reporter.start_training(Training(spec, round_index, label, spec.training.epochs)),
                        distributed=self.distributed,
                        progress=self._progress(label, mask_hash(mask), start_step, seed))
         if snapshot_step is not None:
@@ -201,14 +201,15 @@ class Experiment:
         checkpoint.rewind_state = result.snapshot
         return result
 
-    def train_distilled(self, mask: Mask, label: str) -> Carry:
+    def train_distilled(self, mask: Mask, label: str, round_index: int = 0) -> Carry:
         spec = self.spec
         self._start(self.init_state, mask)
         lr = self.inputs.distilled_lr if spec.distilled.use_learned_lr else None
         training = spec.distilled_training.with_auto_augmentation(self.inputs.distilled_augmentation)
         result = train(self.model, self.inputs.distilled, training, device=self.device,
                        seed=spec.seed, mask=mask, lr=lr,
-                       on_epoch=self.reporter.start_training(label, spec.distilled_training.epochs),
+                       on_epoch=self.reporter.start_training(
+                           Training(spec, round_index, label, spec.distilled_training.epochs)),
                        progress=self._progress(label, mask_hash(mask)))
         self._say_resumed(label, result)
         return Carry(capture_state(self.model), result.seconds, result.examples_seen)
@@ -262,9 +263,10 @@ class Experiment:
         inner = inner_data(spec, mask)
         label = f"round {r + 1}"
         if inner == "real":
-            inner_run = checkpoint.carry or self.train_real(mask, checkpoint, True, f"{label}: real inner loop")
+            inner_run = checkpoint.carry or self.train_real(mask, checkpoint, True, f"{label}: real inner loop",
+                                                            round_index=r + 1)
         elif inner == "distilled":
-            inner_run = self.train_distilled(mask, f"{label}: distilled inner loop")
+            inner_run = self.train_distilled(mask, f"{label}: distilled inner loop", round_index=r + 1)
         else:
             inner_run = None
         weights = None
@@ -278,7 +280,7 @@ class Experiment:
         if validate or (next_inner == "real" and r + 1 < spec.pruning.num_rounds):
             from_rewind = self.method.validates_from_rewind(spec, sparsity(new_mask))
             validation = self.train_real(new_mask, checkpoint, from_rewind=from_rewind,
-                                         label=f"{label}: validation")
+                                         label=f"{label}: validation", round_index=r + 1)
             carry = validation if next_inner == "real" else None
         # A validation trained anyway (as the next inner loop) is recorded: testing it costs one evaluation.
         record = self.record(r + 1, new_mask, inner, inner_run, validation, checkpoint.records)
@@ -369,7 +371,7 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
     if round_index == 0 and (distributed is None or distributed.is_main):
         experiment.store_init()  # the dense network has no search to store them: its validation does
     validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
-                                       label=f"round {round_index}: validation")
+                                       label=f"round {round_index}: validation", round_index=round_index)
     if keep_trained is not None and (distributed is None or distributed.is_main):
         KeptTraining(validation.state, experiment.world_size).save(keep_trained)
     if round_index == 0:
@@ -461,7 +463,7 @@ def train_pair(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, 
 
     def copy(name: str, data_seed: int) -> State:
         return experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
-                                     data_seed=data_seed).state
+                                     data_seed=data_seed, round_index=round_index).state
 
     if validated is not None and validated.world_size != world_size:
         trained_on = "an unrecorded number of" if validated.world_size is None else validated.world_size

@@ -48,8 +48,17 @@ class JobContext:
         # The set as read or distilled depends on these alone (MTT's expert trajectories on the model).
         key = (spec.distilled, spec.data, spec.model, str(self.device), str(self.layout.distilled_cache))
         if key not in _WITH_SETS:
+            from dpcluster.sweeps.kinds.distill import set_name
+
+            name = set_name(spec)  # the distill job's name: its run in the trackers
+
+            def progress(iteration: int, iterations: int, loss: float) -> None:
+                if self.distill_progress is not None:
+                    self.distill_progress(iteration, iterations, loss)
+                self.reporter.distilling(name, iteration, iterations, loss)
+
             distilled = obtain_distilled_set(spec.distilled, data, spec.model, self.layout.distilled_cache,
-                                             self.device, progress=self.distill_progress)
+                                             self.device, progress=progress)
             inputs = Inputs.with_set(data, distilled)
             inputs = dataclasses.replace(inputs, data=placed, distilled=inputs.distilled.to(self.device))
             _keep(_WITH_SETS, key, inputs)

@@ -14,6 +14,7 @@
     SWEEP/analyses/pairs/<experiment>/round-NNN.pt   two copies of a level's subnetwork, trained for the analyses
     SWEEP/aggregate.parquet               mean, std and count per level, for the spec last run
     SWEEP/set_evaluations/<id>.parquet    evaluations of distilled sets on their own (evaluate-set, distill)
+    SWEEP/tracking.json                   the trackers every job of the folder reports to (--track)
     SWEEP/progress/<job id>/              a training's per-epoch progress while it runs
     SWEEP/logs/                           one log per job (Slurm: submitit's folders, one per task, and outcomes/)
     SWEEP/code/<time>/                    the code Slurm jobs run, copied at submission (``--snapshot``)
@@ -47,6 +48,10 @@ class SweepLayout:
     @property
     def set_evaluations_dir(self) -> Path:
         return self.root / "set_evaluations"
+
+    @property
+    def tracking_file(self) -> Path:
+        return self.root / "tracking.json"
 
     @property
     def cancel_file(self) -> Path:

@@ -9,7 +9,6 @@ decay or any optimizer detail cannot revive them).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from dpcluster.pruning.model_masks import capture_state
 from dpcluster.specs import TrainingSpec
 from dpcluster.training.batches import epoch_batches, epoch_generator, eval_batches, steps_per_epoch
 from dpcluster.training.distributed import Distributed, synced_batchnorm
+from dpcluster.training.hooks import EpochEnd, EpochHook
 
 
 @dataclass
@@ -104,7 +104,7 @@ class Diverged(RuntimeError):
 def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, device: torch.device, seed: int,
           mask: Mask | None = None, lr: float | None = None, start_step: int = 0,
           snapshot_step: int | None = None, stop_step: int | None = None, workers: int = 0,
-          on_epoch: Callable[[int, int], None] | None = None,
+          on_epoch: EpochHook | None = None,
           distributed: Distributed | None = None, progress: Progress | None = None) -> TrainResult:
     """Train ``model`` in place for ``spec.epochs`` epochs, starting at iteration ``start_step`` (and stopping at
     ``stop_step`` when given: the learning-rate schedule is still the whole training's).
@@ -123,7 +123,7 @@ def train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, de
 
 def _train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, device: torch.device, seed: int,
            mask: Mask | None, lr: float | None, start_step: int, snapshot_step: int | None, stop_step: int | None,
-           workers: int, on_epoch: Callable[[int, int], None] | None, distributed: Distributed | None,
+           workers: int, on_epoch: EpochHook | None, distributed: Distributed | None,
            progress: Progress | None) -> TrainResult:
     stepped = model
     if distributed is not None:
@@ -157,16 +157,31 @@ def _train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, d
         skip = first - epoch * per_epoch if epoch == first // per_epoch else 0
         augment_generator = epoch_generator(seed, epoch, stream=1)
         shard = distributed.shard if distributed is not None else None
+        # The epoch's loss and accuracy for the hook, summed on the device (read once, at the epoch's end).
+        epoch_loss = torch.zeros((), device=device, dtype=torch.float64)
+        epoch_correct = torch.zeros((), device=device, dtype=torch.float64)
+        epoch_seen = 0
         for x, y, batch_examples in epoch_batches(data, spec.batch_size, seed, epoch, skip, device, workers, shard):
             x = _to_input(augment(x, spec.augmentation, augment_generator), device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                logits = stepped(x)
                 if distributed is None:
-                    loss = F.cross_entropy(stepped(x), y)
+                    loss = F.cross_entropy(logits, y)
                 else:
                     # DDP averages the ranks' gradients; each rank's sum over its share, scaled by
                     # world_size / (whole batch), makes that average the whole batch's mean even when the last
                     # batch splits unevenly, and is 0 (not the NaN of an empty mean) on a rank that gets no example.
-                    loss = F.cross_entropy(stepped(x), y, reduction="sum") * (distributed.world_size / batch_examples)
+                    loss = F.cross_entropy(logits, y, reduction="sum") * (distributed.world_size / batch_examples)
+            if on_epoch is not None and len(y):
+                with torch.no_grad():
+                    # This process's mean over its share (the DDP loss is its sum, scaled; see above).
+                    mean = (loss.detach() if distributed is None
+                            else loss.detach() * batch_examples / distributed.world_size / len(y))
+                    epoch_loss += mean.double() * len(y)
+                    # Soft labels (class probabilities) count as right where the argmaxes agree.
+                    wanted = y.argmax(1) if y.dim() == 2 else y
+                    epoch_correct += (logits.argmax(1) == wanted).sum()
+                    epoch_seen += len(y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if masked:
@@ -189,7 +204,9 @@ def _train(model: nn.Module, data: TensorSet | Dataset, spec: TrainingSpec, *, d
             raise Diverged(f"the training loss became {float(loss.detach()):g} in epoch {epoch + 1} of {spec.epochs} "
                            f"(learning rate {lr_at(spec, base_lr, epoch):g}): lower the learning rate")
         if on_epoch is not None:
-            on_epoch(epoch + 1, spec.epochs)
+            seen = max(epoch_seen, 1)
+            on_epoch(EpochEnd(epoch + 1, spec.epochs, step, lr_at(spec, base_lr, epoch), float(epoch_loss) / seen,
+                              float(epoch_correct) / seen))
         now = time.perf_counter()
         if (progress is not None and epoch + 1 < spec.epochs and now - saved_at >= progress.every_seconds
                 and (distributed is None or distributed.is_main)):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dpcluster.errors import SpecError
-from dpcluster.methods.reporter import Reporter
+from dpcluster.methods.reporter import Reporter, Reporters
 from dpcluster.registry import Registry
 
 if TYPE_CHECKING:
@@ -114,14 +114,14 @@ class _TestingReporter(Reporter):
     def __init__(self, every: int, report: Callable[[dict], None]):
         self.every, self.report, self.experiment = every, report, None
 
-    def start_training(self, label: str, epochs: int):
+    def start_training(self, training):
         from dpcluster.training import evaluate
 
-        def on_epoch(epoch: int, total: int) -> None:
-            if epoch % self.every == 0 or epoch == total:
+        def on_epoch(end) -> None:
+            if end.epoch % self.every == 0 or end.epoch == end.epochs:
                 experiment = self.experiment
                 accuracy, loss = evaluate(experiment.model, experiment.inputs.data.test, device=experiment.device)
-                self.report({"accuracy": accuracy, "loss": loss, "epoch": epoch, FINAL: epoch == total})
+                self.report({"accuracy": accuracy, "loss": loss, "epoch": end.epoch, FINAL: end.epoch == end.epochs})
 
         return on_epoch
 
@@ -139,7 +139,8 @@ def _one_training(training: str, train: Callable, method: str | None = None) -> 
 
         spec = spec.replace(method=method or spec.method)
         reporter = _TestingReporter(max(1, getattr(spec, training).epochs // search.reports), report)
-        experiment = Experiment(spec, scored_inputs(spec, search, context), context.device, reporter)
+        experiment = Experiment(spec, scored_inputs(spec, search, context), context.device,
+                                Reporters(reporter, context.reporter))  # the trackers follow the trial too
         reporter.experiment = experiment
         train(experiment, full_mask(experiment.weights))
 
@@ -227,7 +228,8 @@ def _prune(spec, search, context, report, metrics: Callable[[RoundRecord], dict]
     from dpcluster.pruning.masks import full_mask
 
     inputs = scored_inputs(spec, search, context)
-    experiment = Experiment(spec, inputs, context.device, _RoundReporter(spec.pruning.num_rounds, report, metrics))
+    experiment = Experiment(spec, inputs, context.device,
+                            Reporters(_RoundReporter(spec.pruning.num_rounds, report, metrics), context.reporter))
     checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
     while checkpoint.round < spec.pruning.num_rounds:
         experiment.run_round(checkpoint, validate=True)

@@ -13,10 +13,14 @@ def plan(planner: Planner, spec: ExperimentSpec) -> None:
                                 "model": spec.model.identity_dict()}, spec)
 
 
-def label(job: Job) -> str:
-    spec = job.experiment
+def set_name(spec: ExperimentSpec) -> str:
+    """The set's name, ``distill-<source>-<data>-<model>-ipc<k>``: its job's, and its run's in the trackers."""
     return (f"distill-{spec.distilled.source}-{spec.data.partition_name}-{name_part(spec.model.name)}"
             f"-ipc{spec.distilled.images_per_class}")
+
+
+def label(job: Job) -> str:
+    return set_name(job.experiment)
 
 
 def run(job: Job, context) -> None:

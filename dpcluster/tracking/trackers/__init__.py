@@ -1,0 +1,1 @@
+"""The trackers, one module each, registering a :class:`dpcluster.tracking.registry.Tracker`."""
