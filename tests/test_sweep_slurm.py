@@ -18,14 +18,24 @@ SWEEP = {"name": "slurm", "methods": ["dense", "random"], "seeds": [0, 1], "spar
 
 
 def test_a_digits_sweep_runs_as_slurm_job_arrays(slurm_cluster, tmp_path):
+    from dpcluster.sweeps.layout import SweepLayout
     from dpcluster.sweeps.slurm_backend import SlurmBackend
+    from dpcluster.tracking.registry import Track, write_tracks
 
+    # What --track keeps in the folder: each Slurm job opens the tracker where it runs.
+    write_tracks(SweepLayout(tmp_path).tracking_file, [Track("tensorboard", str(tmp_path / "tb"))])
     manifest = run_sweep(SweepSpec.from_dict(SWEEP), tmp_path,
                          SlurmBackend(tmp_path / "logs", partition="debug", time_min=10), "cpu")
     assert all(state.state == "done" for state in manifest.jobs.values()), manifest.jobs
     rows = ds.dataset(tmp_path / "results", format="parquet", partitioning="hive").to_table().to_pylist()
     assert sorted((r["method"], r["seed"], r["round"]) for r in rows) == [
         ("dense", 0, 0), ("dense", 1, 0), ("random", 0, 1), ("random", 1, 1)]
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for row in rows:
+        run = tmp_path / "tb" / f"{row['method']}-s{row['seed']}-{row['experiment_id']}-r{row['round']}"
+        (logged,) = EventAccumulator(str(run)).Reload().Scalars("level/test_accuracy")
+        assert logged.value == pytest.approx(row["test_accuracy"])
     logs = list((tmp_path / "logs").rglob("*_log.out"))
     # Six jobs (two mask searches, four validations) in fewer Slurm tasks: the jobs that became ready together
     # beyond what this two-CPU node runs side by side shared a process.
