@@ -187,14 +187,16 @@ def test_a_base_from_a_sweep_names_one_experiment(capsys, tmp_path, monkeypatch,
     assert err.count("\n") == 1 and expected in err, err
 
 
-@pytest.mark.parametrize("validation", [1, -0.1, "some"])
-def test_a_validation_fraction_outside_0_1_is_refused(capsys, tmp_path, validation):
+@pytest.mark.parametrize("validation, expected", [(1, "must be a fraction in [0, 1)"),
+                                                  (-0.1, "must be a fraction in [0, 1)"),
+                                                  ("some", "must be a number, got 'some'")])
+def test_a_validation_fraction_outside_0_1_is_refused(capsys, tmp_path, validation, expected):
     spec = tmp_path / "search.toml"
     spec.write_text(SEARCH.format(scheduler="fifo").replace("[search]", f"[search]\nvalidation = {validation!r}"
                                                             .replace("'", '"')))
     assert main(["tune", str(spec), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "search.validation: must be a fraction in [0, 1)" in err, err
+    assert err.count("\n") == 1 and f"search.validation: {expected}" in err, err
 
 
 def test_trials_train_without_the_validation_split_they_are_scored_on(tmp_path):

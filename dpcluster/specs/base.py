@@ -156,6 +156,13 @@ def _merged(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+def _toml(text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"not valid TOML: {error}") from None
+
+
 # --- dotted keys ("training.lr"): one path for overrides (--set), sweep grids and search spaces ----------------
 
 def dotted(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -208,6 +215,19 @@ def parse_assignment(text: str) -> tuple[str, Any, str]:
     except tomllib.TOMLDecodeError:
         value = raw.strip()
     return key, value, raw.strip()
+
+
+def partial_table(kind: type, table: Mapping[str, Any]) -> Table:
+    """A partial table of ``kind``'s fields (a sweep's ``[data.NAME]`` over its base data, ``[sets.N]`` over its
+    inner loop's training): each key a field of ``kind`` and each value of its type, checked now; the table is
+    kept as written and applied over a spec with ``with_values``, where the spec's own checks run."""
+    hints = typing.get_type_hints(kind)
+    names = {f.name for f in dataclasses.fields(kind) if f.init}
+    for key, value in table.items():
+        if key not in names:
+            raise SpecError(key, f"unknown key (known: {', '.join(sorted(names))})")
+        coerce_value(value, hints[key], key)
+    return Table.of(table, "")
 
 
 class Spec:
@@ -286,10 +306,12 @@ class Spec:
 
     @classmethod
     def from_toml(cls, text: str) -> Self:
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as error:
-            raise UserError(f"not valid TOML: {error}") from None
+        return cls.from_dict(_toml(text))
+
+    @classmethod
+    def from_file_dict(cls, data: Mapping[str, Any], path: Path) -> Self:
+        """The spec the file ``path`` holds as ``data``; a spec whose file names others (a search's base sweep)
+        reads them relative to it."""
         return cls.from_dict(data)
 
     def save(self, path: str | Path) -> None:
@@ -309,7 +331,7 @@ class Spec:
         except UnicodeDecodeError:
             raise UserError(f"cannot read spec {path}: not a text file (TOML is UTF-8 text)") from None
         try:
-            return cls.from_toml(text)
+            return cls.from_file_dict(_toml(text), path)
         except SpecError as error:
             raise SpecError(error.key, f"{error.message} (in {path})") from None
         except UserError as error:

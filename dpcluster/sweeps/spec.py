@@ -16,11 +16,11 @@
     [base]                            # an ExperimentSpec: training, pruning, distilled settings
     training = { epochs = 15 }
 
-    [data.cifar10]                    # DataSpec fields for one data set (its root, ...), over [base.data]
-    root = "/data/cifar"
+    [data.cifar10]                    # DataSpec fields for one data set (its root, ...), over [base.data]; a
+    root = "/data/cifar"              # `name` makes the entry a data set of yours ([data.flowers] name = "folder")
 
-    [sets.50]                         # per distilled-set size: the inner loop's lr and epochs
-    lr = 0.01
+    [sets.50]                         # per distilled-set size: TrainingSpec fields of the inner loop, over
+    lr = 0.01                         # [base.distilled_training]
     epochs = 1000
 
     analyses = ["stability", "sharpness"]   # per validated level: see dpcluster/sweeps/kinds/
@@ -39,36 +39,6 @@ from dpcluster.specs.experiment import round_reaching, sparsity_after
 from dpcluster.methods.registry import method_names
 from dpcluster.data.registry import check_data_name
 from dpcluster.models.registry import check_network_name
-
-
-@dataclass(frozen=True)
-class DataChoice(Spec):
-    """Per-data-set settings of a sweep (``[data.ENTRY]``): DataSpec fields. Unset fields come from [base.data].
-    ``name`` makes the entry a data set of the user's: ``datasets = ["flowers"]`` with ``[data.flowers]
-    name = "folder"`` is a folder labelled flowers (so two folders, or two factories, can be in one sweep)."""
-
-    name: str | None = None
-    label: str | None = None
-    root: str | None = None
-    classes: tuple[str, ...] | None = None
-    resolution: int | None = None
-    test_fraction: float | None = None
-    split_seed: int | None = None
-    placement: str | None = None
-    workers: int | None = None
-    zca: bool | None = None
-    layout: str | None = None
-    size: tuple[int, ...] | None = None
-    options: Table | None = None
-
-
-@dataclass(frozen=True)
-class SetChoice(Spec):
-    """Per distilled-set size (images per class) of a sweep: how the inner loop trains on that set (the papers
-    tune both per size). Unset fields come from [base.distilled_training]."""
-
-    lr: float | None = None
-    epochs: int | None = None
 
 
 @dataclass(frozen=True)
@@ -143,10 +113,11 @@ class SweepSpec(Spec):
     # initialisation with IMP rewound to epoch 1; empty: base.pruning.rewind alone.
     rewinds: tuple[str, ...] = ()
     base: ExperimentSpec = field(default_factory=ExperimentSpec)
-    # Per data set (keyed by name), e.g. its root folder.
-    data: tuple[tuple[str, DataChoice], ...] = ()
-    # Per distilled-set size (keyed by images per class): the inner loop's learning rate and epochs.
-    sets: tuple[tuple[int, SetChoice], ...] = ()
+    # Partial tables over a field of the base (checked as that field's keys and types, applied by with_values):
+    # per data set (keyed by its entry in datasets), DataSpec fields such as its root folder; per distilled-set
+    # size (keyed by images per class), TrainingSpec fields of the inner loop (the papers tune lr and epochs).
+    data: tuple[tuple[str, Table], ...] = ()
+    sets: tuple[tuple[int, Table], ...] = ()
     # Per method (keyed by name): the rewind points and set sizes it takes, a subset of the sweep's.
     axes: tuple[tuple[str, MethodAxes], ...] = ()
     # Keep every level's trained network (SWEEP/masks/<experiment>/trained/), for `dpcluster export`: one state
@@ -170,7 +141,7 @@ class SweepSpec(Spec):
         for i, value in enumerate(self.methods):
             check_choice(value, method_names(), f"methods[{i}]")
         check(len(self.datasets) > 0, "datasets", "must not be empty")
-        sources = {entry: choice.name for entry, choice in self.data if choice.name is not None}
+        sources = {entry: dict(table)["name"] for entry, table in self.data if "name" in dict(table)}
         for i, entry in enumerate(self.datasets):
             if entry not in sources:  # else a label, its data set named by [data.ENTRY]
                 check_data_name(entry, f"datasets[{i}]")
@@ -232,15 +203,15 @@ class SweepSpec(Spec):
         # The data sets are checked with their tables (an entry may be a label that [data.ENTRY] defines).
         datasets = coerce_value(data.pop("datasets"), tuple[str, ...], "datasets") if "datasets" in data else None
         spec = super().from_dict(data)
-        return spec.replace(data=_choices(tables["data"], "data", DataChoice, str),
-                            sets=_choices(tables["sets"], "sets", SetChoice, int),
-                            axes=_choices(tables["axes"], "axes", MethodAxes, str),
+        return spec.replace(data=_choices(tables["data"], "data", partial_of(DataSpec), str),
+                            sets=_choices(tables["sets"], "sets", partial_of(TrainingSpec), int),
+                            axes=_choices(tables["axes"], "axes", MethodAxes.from_dict, str),
                             **({} if datasets is None else {"datasets": datasets}))
 
     def to_dict(self):
         out = super().to_dict()
-        out["data"] = {name: choice.to_dict() for name, choice in self.data}
-        out["sets"] = {str(size): choice.to_dict() for size, choice in self.sets}
+        out["data"] = {name: table.as_dict() for name, table in self.data}
+        out["sets"] = {str(size): table.as_dict() for size, table in self.sets}
         out["axes"] = {method: axes.to_dict() for method, axes in self.axes}
         return out
 
@@ -298,21 +269,19 @@ class SweepSpec(Spec):
 
     def data_spec(self, name: str) -> DataSpec:
         """The data set ``name`` as the sweep's experiments see it: [base.data], then its [data.NAME] table."""
-        choice = dict(self.data).get(name, DataChoice())
-        settings = {f.name: getattr(choice, f.name) for f in fields(choice) if getattr(choice, f.name) is not None}
-        if choice.name is not None:  # the entry is the label of a data set of the user's
+        settings = dict(self.data).get(name, Table()).as_dict()
+        if "name" in settings:  # the entry is the label of a data set of the user's
             settings.setdefault("label", name)
         settings.setdefault("name", name)
         try:
-            return self.base.data.replace(**settings)
+            return self.base.data.with_values(settings)
         except SpecError as error:
             raise error.under(f"data.{name}") from None
 
     def distilled_training(self, images_per_class: int) -> TrainingSpec:
         """Training on a set of ``images_per_class``: [base.distilled_training], then its [sets.N] table."""
-        choice = dict(self.sets).get(images_per_class, SetChoice())
         try:
-            return self.base.distilled_training.replace(**choice.to_dict())
+            return self.base.distilled_training.with_values(dict(self.sets).get(images_per_class, Table()).as_dict())
         except SpecError as error:
             raise error.under(f"sets.{images_per_class}") from None
 
@@ -379,8 +348,15 @@ def analysis_names() -> tuple[str, ...]:
     return tuple(name for name in kind_names() if get_kind(name).analysis)
 
 
-def _choices(tables, key: str, kind: type[Spec], key_type: type) -> tuple:
-    """``[key.NAME]`` tables as sorted (NAME, spec) pairs; errors name ``key.NAME.field``."""
+def partial_of(kind: type[Spec]):
+    """A reader of partial tables of ``kind``'s fields (see ``partial_table``)."""
+    from dpcluster.specs.base import partial_table
+
+    return lambda table: partial_table(kind, table)
+
+
+def _choices(tables, key: str, make, key_type: type) -> tuple:
+    """``[key.NAME]`` tables as sorted (NAME, made) pairs; errors name ``key.NAME.field``."""
     if not isinstance(tables, dict):
         raise SpecError(key, f"must be a table of [{key}.NAME] tables")
     out = []
@@ -392,7 +368,7 @@ def _choices(tables, key: str, kind: type[Spec], key_type: type) -> tuple:
         if not isinstance(table, dict):
             raise SpecError(f"{key}.{name}", f"must be a table ([{key}.{name}] with its keys), got {table!r}")
         try:
-            out.append((typed_name, kind.from_dict(table)))
+            out.append((typed_name, make(table)))
         except SpecError as error:
             raise error.under(f"{key}.{name}") from None
     return tuple(sorted(out))

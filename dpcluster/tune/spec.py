@@ -5,14 +5,14 @@ value of the wrong type for its field is one line naming the key."""
 from __future__ import annotations
 
 import math
-import tomllib
-from dataclasses import dataclass
+import typing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
-from dpcluster.specs.base import check_choice, dotted, value_at
+from dpcluster.specs.base import Spec, check, check_choice, coerce_value, dotted, value_at
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
 ALGORITHMS = ("random", "grid", "optuna")
@@ -32,10 +32,14 @@ class Dimension:
 
 
 @dataclass(frozen=True)
-class SearchSpec:
-    name: str
-    base: ExperimentSpec
-    space: tuple[Dimension, ...]
+class SearchSpec(Spec):
+    """A search: its TOML file has ``name``, ``[objective]`` (``kind``, ``mode`` and the objective's own
+    settings), ``[search]`` (the fields from ``samples`` to ``validation``), ``[space]`` and ``[base]``. Loaded,
+    saved, printed and hashed as every spec is; the tables map onto its fields in ``from_dict``/``to_dict``."""
+
+    name: str = "search"
+    base: ExperimentSpec = field(default_factory=ExperimentSpec)
+    space: tuple[Dimension, ...] = ()
     objective: str = "distilled_accuracy"
     mode: str = "max"
     samples: int = 8
@@ -51,6 +55,28 @@ class SearchSpec:
     validation: float = 0.1
     # The objective's own settings (``[objective]`` less kind and mode), checked against its options.
     objective_settings: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self):
+        from dpcluster.tune.objectives import get_objective, objective_names
+
+        check_choice(self.objective, objective_names(), "objective.kind")
+        check_choice(self.mode, MODES, "objective.mode")
+        check_choice(self.algorithm, ALGORITHMS, "search.algorithm")
+        check_choice(self.scheduler, SCHEDULERS, "search.scheduler")
+        for key in ("samples", "reports"):
+            check(getattr(self, key) >= 1, f"search.{key}", f"must be a whole number >= 1, got {getattr(self, key)!r}")
+        for key in ("cpus", "gpus"):
+            check(getattr(self, key) >= 0, f"search.{key}", f"must be a number >= 0, got {getattr(self, key)!r}")
+        check(0 <= self.validation < 1, "search.validation", f"must be a fraction in [0, 1), got {self.validation!r}")
+        check(bool(self.space), "space", "nothing to search: give at least one field, e.g. "
+                                         "\"distilled_training.lr\" = { loguniform = [0.001, 0.1] }")
+        if self.algorithm == "optuna":
+            for d in self.space:
+                check(d.distribution != "grid", f"space.{d.key}",
+                      "a grid needs algorithm = \"grid\" or \"random\" (Optuna samples)")
+                check(not any(isinstance(v, list | dict | tuple) for v in d.values), f"space.{d.key}",
+                      "Optuna chooses among numbers and strings only: use algorithm = \"random\" for a choice of lists")
+        get_objective(self.objective).check(self)
 
     @property
     def settings(self) -> dict[str, float]:
@@ -81,15 +107,8 @@ class SearchSpec:
             "base": self.base.to_dict(),
         }
 
-    def to_toml(self) -> str:
-        import tomli_w
-
-        return tomli_w.dumps(self.to_dict())
-
-    def content_hash(self) -> str:
-        from dpcluster.hashing import stable_hash
-
-        return stable_hash(self.to_dict(), 12)
+    def identity_dict(self) -> dict:
+        return self.to_dict()
 
     def with_base_assignments(self, assignments) -> SearchSpec:
         """This search over its base experiment with ``KEY=VALUE`` texts applied (``--set``), every dimension of
@@ -103,23 +122,14 @@ class SearchSpec:
             raise UserError(f"--set: {error}") from None
 
     @classmethod
-    def load(cls, path: str | Path) -> SearchSpec:
-        path = Path(path)
-        try:
-            data = tomllib.loads(path.read_text())
-        except OSError as error:
-            raise UserError(f"cannot read search spec {path}: {error.strerror}") from None
-        except tomllib.TOMLDecodeError as error:
-            raise UserError(f"{path}: not valid TOML: {error}") from None
-        try:
-            return cls.from_dict(data, origin=path.parent)
-        except SpecError as error:
-            raise SpecError(error.key, f"{error.message} (in {path})") from None
+    def from_file_dict(cls, data: dict, path: Path) -> SearchSpec:
+        # A [base] sweep = "..." path is relative to the search spec's folder.
+        return cls.from_dict(data, origin=path.parent)
 
     @classmethod
     def from_dict(cls, data: dict, origin: Path | None = None) -> SearchSpec:
         """``origin``: the folder a ``[base] sweep = "..."`` path is relative to (default: the working folder)."""
-        from dpcluster.tune.objectives import objective_names
+        from dpcluster.tune.objectives import get_objective, objective_names
 
         known = {"name", "base", "space", "objective", "search"}
         for key in data:
@@ -130,43 +140,19 @@ class SearchSpec:
         except SpecError as error:
             raise error.under("base") from None
         space = tuple(_dimension(key, value, base) for key, value in data.get("space", {}).items())
-        if not space:
-            raise SpecError("space", "nothing to search: give at least one field, e.g. "
-                                     "\"distilled_training.lr\" = { loguniform = [0.001, 0.1] }")
-        from dpcluster.tune.objectives import get_objective
-
         objective = dict(data.get("objective", {}))
         search = dict(data.get("search", {}))
         kind = objective.pop("kind", "distilled_accuracy")
         check_choice(kind, objective_names(), "objective.kind")
         mode = objective.pop("mode", get_objective(kind).mode)
-        check_choice(mode, MODES, "objective.mode")
         settings = tuple(get_objective(kind).settings(objective).items())
-        spec = cls(name=str(data.get("name", "search")), base=base, space=space, objective=kind, mode=mode,
-                   objective_settings=settings,
-                   **{key: search.pop(key) for key in SEARCH_KEYS if key in search})
-        if search:
-            raise SpecError(f"search.{next(iter(search))}", f"unknown key (known: {', '.join(sorted(SEARCH_KEYS))})")
-        check_choice(spec.algorithm, ALGORITHMS, "search.algorithm")
-        check_choice(spec.scheduler, SCHEDULERS, "search.scheduler")
-        for key in ("samples", "reports"):
-            if not isinstance(getattr(spec, key), int) or getattr(spec, key) < 1:
-                raise SpecError(f"search.{key}", f"must be a whole number >= 1, got {getattr(spec, key)!r}")
-        for key in ("cpus", "gpus"):
-            if not isinstance(getattr(spec, key), int | float) or getattr(spec, key) < 0:
-                raise SpecError(f"search.{key}", f"must be a number >= 0, got {getattr(spec, key)!r}")
-        if not isinstance(spec.validation, int | float) or not 0 <= spec.validation < 1:
-            raise SpecError("search.validation", f"must be a fraction in [0, 1), got {spec.validation!r}")
-        if spec.algorithm == "optuna":
-            for d in space:
-                if d.distribution == "grid":
-                    raise SpecError(f"space.{d.key}", "a grid needs algorithm = \"grid\" or \"random\" (Optuna "
-                                                      "samples)")
-                if any(isinstance(v, list | dict) for v in d.values):
-                    raise SpecError(f"space.{d.key}", "Optuna chooses among numbers and strings only: use "
-                                                      "algorithm = \"random\" for a choice of lists")
-        get_objective(kind).check(spec)
-        return spec
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for key, value in search.items():
+            check(key in SEARCH_KEYS, f"search.{key}", f"unknown key (known: {', '.join(sorted(SEARCH_KEYS))})")
+            values[key] = coerce_value(value, hints[key], f"search.{key}")
+        return cls(name=coerce_value(data.get("name", "search"), str, "name"), base=base, space=space,
+                   objective=kind, mode=mode, objective_settings=settings, **values)
 
 
 # What picks one experiment of a sweep, and how each experiment says it.
