@@ -137,6 +137,9 @@ class Experiment:
             self.init_state = capture_state(self.model)
         # DataLoader workers beyond the CPUs the job was given only contend with training.
         self.workers = min(spec.data.workers, granted_cpus())
+        # Every parameter and buffer at the rewind point, once a real-data training from initialisation passed it
+        # (or as a search left it: its checkpoint's, its rewind.pt).
+        self.rewind_state: State | None = None
 
     def store_init(self) -> None:
         """Keep the initial weights in the init file, once (a resumed search finds them there)."""
@@ -157,19 +160,20 @@ class Experiment:
     def _start(self, state: State, mask: Mask) -> None:
         restore_state(self.model, masked_state(state, mask))
 
-    def train_real(self, mask: Mask, checkpoint: Checkpoint, from_rewind: bool, label: str,
-                   data_seed: int | None = None, round_index: int = 0) -> Carry:
+    def train_real(self, mask: Mask, from_rewind: bool, label: str, data_seed: int | None = None,
+                   round_index: int = 0) -> Carry:
         """Train ``mask`` on real data, from the rewind point or from initialisation; ``data_seed`` (default: the
-        experiment's seed) draws the data order and augmentation."""
+        experiment's seed) draws the data order and augmentation. The first training from the rewind point to
+        pass it keeps the state there in ``self.rewind_state``."""
         spec = self.spec
         start_step, snapshot_step = 0, None
         extra = None
-        if from_rewind and checkpoint.rewind_state is None and self.rewind_at > 0 and not is_dense(mask):
+        if from_rewind and self.rewind_state is None and self.rewind_at > 0 and not is_dense(mask):
             # The first real-data training is of a sparse subnetwork (the hybrid's first IMP round): the rewind
             # point is still the dense network's, as IMP's is, trained here up to it.
-            extra = self._dense_rewind_point(checkpoint)
-        if from_rewind and checkpoint.rewind_state is not None:
-            self._start(checkpoint.rewind_state, mask)
+            extra = self._dense_rewind_point()
+        if from_rewind and self.rewind_state is not None:
+            self._start(self.rewind_state, mask)
             start_step = self.rewind_at
         else:
             self._start(self.init_state, mask)
@@ -183,14 +187,14 @@ class Experiment:
                        distributed=self.distributed,
                        progress=self._progress(label, mask_hash(mask), start_step, seed))
         if snapshot_step is not None:
-            checkpoint.rewind_state = result.snapshot
+            self.rewind_state = result.snapshot
         self._say_resumed(label, result)
         seconds, examples = result.seconds, result.examples_seen
         if extra is not None:  # what reaching the rewind point cost is this training's
             seconds, examples = seconds + extra.seconds, examples + extra.examples_seen
         return Carry(capture_state(self.model), seconds, examples)
 
-    def _dense_rewind_point(self, checkpoint: Checkpoint):
+    def _dense_rewind_point(self):
         """The dense network trained on real data from initialisation up to the rewind point, exactly as IMP's
         first inner loop passes it (the same seed, data order and schedule), its state kept as the rewind point."""
         spec = self.spec
@@ -198,7 +202,7 @@ class Experiment:
         result = train(self.model, self.inputs.data.train, spec.training, device=self.device, seed=spec.seed,
                        snapshot_step=self.rewind_at, stop_step=self.rewind_at, workers=self.workers,
                        distributed=self.distributed)
-        checkpoint.rewind_state = result.snapshot
+        self.rewind_state = result.snapshot
         return result
 
     def train_distilled(self, mask: Mask, label: str, round_index: int = 0) -> Carry:
@@ -253,7 +257,7 @@ class Experiment:
         return world_size_of(self.distributed)
 
     def run_dense(self, checkpoint: Checkpoint) -> None:
-        validation = self.train_real(checkpoint.mask, checkpoint, from_rewind=False, label="dense")
+        validation = self.train_real(checkpoint.mask, from_rewind=False, label="dense")
         checkpoint.records.append(self.record(0, checkpoint.mask, "none", None, validation, []))
 
     def run_round(self, checkpoint: Checkpoint, validate: bool) -> None:
@@ -263,7 +267,7 @@ class Experiment:
         inner = inner_data(spec, mask)
         label = f"round {r + 1}"
         if inner == "real":
-            inner_run = checkpoint.carry or self.train_real(mask, checkpoint, True, f"{label}: real inner loop",
+            inner_run = checkpoint.carry or self.train_real(mask, True, f"{label}: real inner loop",
                                                             round_index=r + 1)
         elif inner == "distilled":
             inner_run = self.train_distilled(mask, f"{label}: distilled inner loop", round_index=r + 1)
@@ -279,13 +283,14 @@ class Experiment:
         next_inner = inner_data(spec, new_mask)
         if validate or (next_inner == "real" and r + 1 < spec.pruning.num_rounds):
             from_rewind = self.method.validates_from_rewind(spec, sparsity(new_mask))
-            validation = self.train_real(new_mask, checkpoint, from_rewind=from_rewind,
-                                         label=f"{label}: validation", round_index=r + 1)
+            validation = self.train_real(new_mask, from_rewind=from_rewind, label=f"{label}: validation",
+                                         round_index=r + 1)
             carry = validation if next_inner == "real" else None
         # A validation trained anyway (as the next inner loop) is recorded: testing it costs one evaluation.
         record = self.record(r + 1, new_mask, inner, inner_run, validation, checkpoint.records)
         checkpoint.records.append(record)
         checkpoint.round, checkpoint.mask, checkpoint.carry = r + 1, new_mask, carry
+        checkpoint.rewind_state = self.rewind_state  # kept with the round, for a run that resumes after it
         self.reporter.end_round(record)
 
 
@@ -323,6 +328,7 @@ def run_experiment(spec: ExperimentSpec, inputs: Inputs, run_dir: Path, device: 
                             f"not {spec.experiment_id}")
     else:
         checkpoint = Checkpoint(spec.experiment_id, 0, full_mask(experiment.weights))
+    experiment.rewind_state = checkpoint.rewind_state
 
     rounds = spec.pruning.num_rounds if experiment.method.prunes else 0
     reporter.start_experiment(spec.name, max(rounds, 1), len(checkpoint.records))
@@ -366,12 +372,12 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
     the trained network is saved there (for the level's analyses, which start from it)."""
     if round_index and (searched := searched_validation(mask_run_dir, round_index)) is not None:
         return searched
-    experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
-                                                       distributed, progress_dir)
+    experiment, mask, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter, distributed,
+                                           progress_dir)
     if round_index == 0 and (distributed is None or distributed.is_main):
         experiment.store_init()  # the dense network has no search to store them: its validation does
-    validation = experiment.train_real(mask, checkpoint, from_rewind=from_rewind,
-                                       label=f"round {round_index}: validation", round_index=round_index)
+    validation = experiment.train_real(mask, from_rewind=from_rewind, label=f"round {round_index}: validation",
+                                       round_index=round_index)
     if keep_trained is not None and (distributed is None or distributed.is_main):
         KeptTraining(validation.state, experiment.world_size).save(keep_trained)
     if round_index == 0:
@@ -383,20 +389,19 @@ def validate_round(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | No
 
 def _level(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, round_index: int, device: torch.device,
            reporter: Reporter | None, distributed: Distributed | None = None, progress_dir: Path | None = None):
-    """Round ``round_index``'s subnetwork as its validation starts it: the experiment, the mask, a checkpoint
-    holding the rewind state, and whether training starts from the rewind point (else initialisation)."""
+    """Round ``round_index``'s subnetwork as its validation starts it: the experiment (holding the search's
+    rewind state), the mask, and whether training starts from the rewind point (else initialisation)."""
     check_experiment(spec, inputs)
     init_file = mask_run_dir / INIT_FILE if mask_run_dir is not None else None
     experiment = Experiment(spec, inputs, device, reporter or Reporter(), distributed, progress_dir, init_file)
     if round_index == 0:
-        mask = full_mask(experiment.weights)
-        return experiment, mask, Checkpoint(spec.experiment_id, 0, mask), False
+        return experiment, full_mask(experiment.weights), False
     mask = unpack_mask(torch.load(mask_path(mask_run_dir, round_index), weights_only=True))
     rewind = mask_run_dir / REWIND_FILE
-    rewind_state = torch.load(rewind, weights_only=True) if rewind.exists() else None
-    checkpoint = Checkpoint(spec.experiment_id, round_index, mask, rewind_state=rewind_state)
-    from_rewind = experiment.method.validates_from_rewind(spec, sparsity(mask)) and rewind_state is not None
-    return experiment, mask, checkpoint, from_rewind
+    experiment.rewind_state = torch.load(rewind, weights_only=True) if rewind.exists() else None
+    from_rewind = (experiment.method.validates_from_rewind(spec, sparsity(mask))
+                   and experiment.rewind_state is not None)
+    return experiment, mask, from_rewind
 
 
 @dataclass
@@ -457,13 +462,13 @@ def train_pair(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None, 
     no experiment of a sweep uses for its data. Both copies are one procedure: with ``distributed`` both train
     data-parallel across its processes, and a validation trained on another number of processes is not reused
     as copy a (on the CPU, BatchNorm's statistics depend on it)."""
-    experiment, mask, checkpoint, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter,
-                                                       distributed, progress_dir)
+    experiment, mask, from_rewind = _level(spec, inputs, mask_run_dir, round_index, device, reporter, distributed,
+                                           progress_dir)
     world_size = experiment.world_size
 
     def copy(name: str, data_seed: int) -> State:
-        return experiment.train_real(mask, checkpoint, from_rewind, f"round {round_index}: copy {name}",
-                                     data_seed=data_seed, round_index=round_index).state
+        return experiment.train_real(mask, from_rewind, f"round {round_index}: copy {name}", data_seed=data_seed,
+                                     round_index=round_index).state
 
     if validated is not None and validated.world_size != world_size:
         trained_on = "an unrecorded number of" if validated.world_size is None else validated.world_size
@@ -483,5 +488,5 @@ PAIR_SEED_OFFSET = 1_000_003
 def level_mask(spec: ExperimentSpec, inputs: Inputs, mask_run_dir: Path | None,
                round_index: int) -> tuple[Mask, State]:
     """Round ``round_index``'s mask (everything kept at round 0) and the experiment's initial weights."""
-    experiment, mask, _, _ = _level(spec, inputs, mask_run_dir, round_index, torch.device("cpu"), None)
+    experiment, mask, _ = _level(spec, inputs, mask_run_dir, round_index, torch.device("cpu"), None)
     return mask, experiment.init_state

@@ -152,10 +152,7 @@ def _train_distilled(experiment, mask) -> None:
 
 
 def _train_real(experiment, mask) -> None:
-    from dpcluster.methods.checkpoint import Checkpoint
-
-    checkpoint = Checkpoint(experiment.spec.experiment_id, 0, mask)
-    experiment.train_real(mask, checkpoint, from_rewind=False, label="trial")
+    experiment.train_real(mask, from_rewind=False, label="trial")
 
 
 def _most(search, keys: tuple[str, ...], measure: Callable[[ExperimentSpec], int]) -> int:
