@@ -114,6 +114,13 @@ def test_a_grid_sweep_runs_and_its_results_and_report_split_by_the_grid(tmp_path
     assert csv[0].startswith("dataset,model,series,model.width,training.lr,") and len(csv) == 1 + 8
     assert any(line.startswith('digits,convnet,"imp (rewind 0ep) [model.width=16, training.lr=0.05]",16,0.05,')
                for line in csv)
+    # The accuracy figure: a dense band per grid point (not one over all of them), a line per IMP point.
+    from dpcluster.report.figures import accuracy_vs_sparsity
+    from dpcluster.report.tables import load
+
+    labels = accuracy_vs_sparsity(load(out)).axes[0].get_legend_handles_labels()[1]
+    assert sum(label.startswith("dense [") for label in labels) == 4
+    assert sum(label.startswith("imp (rewind 0ep) [") for label in labels) == 4
 
 
 def test_a_searchs_set_changes_its_base_and_checks_the_space_again(tmp_path):

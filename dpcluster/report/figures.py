@@ -56,9 +56,17 @@ def _errorbars(ax, rows: pd.DataFrame, value: str, palette: dict[str, str], scal
 
 def _finish(figure, axes, legend_size: int = 8):
     """Grid and legend on every panel, laid out tight."""
+    beside = False
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=legend_size)
+        if len(ax.get_legend_handles_labels()[1]) > 8:  # a grid's many series: beside the panel, not over it
+            ax.legend(fontsize=legend_size - 1, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
+            beside = True
+        else:
+            ax.legend(fontsize=legend_size)
+    if beside:
+        width, height = figure.get_size_inches()
+        figure.set_size_inches(width + 4 * len(axes), height)
     figure.tight_layout()
     return figure
 
@@ -69,11 +77,14 @@ def accuracy_vs_sparsity(data: ReportData):
     figure, axes = plt.subplots(1, len(groups), figsize=(7 * len(groups), 4.5), squeeze=False)
     for ax, (title, rows) in zip(axes[0], groups):
         dense = rows[rows["method"] == "dense"]
-        if not dense.empty:
-            mean, std = dense["test_accuracy"].mean() * PCT, dense["test_accuracy"].std(ddof=0) * PCT
+        several = dense["series"].nunique() > 1  # a grid's points: a band for each, in its series' colour
+        for series, part in dense.groupby("series"):
+            mean, std = part["test_accuracy"].mean() * PCT, part["test_accuracy"].std(ddof=0) * PCT
             std = 0.0 if pd.isna(std) else std
-            ax.axhspan(mean - std, mean + std, color="grey", alpha=0.25, label=f"dense {mean:.1f} ± {std:.1f}")
-            ax.axhline(mean, color="grey", lw=1)
+            colour = _palette(data).get(series) if several else "grey"
+            ax.axhspan(mean - std, mean + std, color=colour, alpha=0.12 if several else 0.25,
+                       label=f"{series} {mean:.1f} ± {std:.1f}")
+            ax.axhline(mean, color=colour, lw=1, ls="--" if several else "-")
         _errorbars(ax, rows[rows["method"] != "dense"], "test_accuracy", _palette(data), PCT)
         ax.set(title=title, xlabel="sparsity (% of weights pruned)", ylabel="test accuracy (%)")
     return _finish(figure, axes[0])
