@@ -48,7 +48,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     p.add_argument("--networks", type=int, default=DEFAULT_NETWORKS,
                    help=f"networks trained on the set, and as many on random subsets (default {DEFAULT_NETWORKS})")
     p.add_argument("--epochs", type=int, help="training epochs (default: the spec's distilled_training.epochs)")
-    p.add_argument("--lr", type=float, help="learning rate when the set carries none (default: the spec's)")
+    p.add_argument("--lr", type=float, help="learning rate of the random subsets, and of the set where it carries "
+                                            "none (default: the spec's distilled_training.lr)")
     p.set_defaults(handler=handle)
 
 
