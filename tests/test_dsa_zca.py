@@ -14,6 +14,7 @@ from dpcluster.data.augment import KINDS, augment, resolve_augmentation
 from dpcluster.data.dsa import (DSA_STRATEGY, NOFLIP_STRATEGY, TRANSFORMS, brightness, color, contrast, crop_shift,
                                 cutout, cutout_size, dsa, flip, rotate, saturation, scale, strategy_parts, translate)
 from dpcluster.data.zca import ZCA
+from dpcluster.errors import SpecError
 from dpcluster.errors import UserError
 from dpcluster.specs.experiment import AUGMENTATIONS, DataSpec
 from fakedata import make_cifar10, make_imagefolder, numbered, shift
@@ -477,3 +478,70 @@ def test_zca_on_an_imagefolder(tmp_path):
     with pytest.raises(UserError, match="ZCA") as info:
         load_data(DataSpec(**{**spec, "resolution": 128}, placement="device"))
     assert "\n" not in str(info.value)
+
+
+# --- FRePo's and KIP's whitening spaces (data.zca = "frepo", "kip") ------------------------------------------------
+
+def _frepo_upstream(train, test):
+    """FRePo's lib/dataset/dataloader.py and ops.py, in NumPy on channels-last [0, 1] pixels: standardized per
+    channel, zca_mean subtracted, whitening_transform from the SVD of cov + zca_reg * trace(cov) / d * I."""
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+    x_train = ((train - mean) / std).reshape(len(train), -1)
+    x_test = ((test - mean) / std).reshape(len(test), -1)
+    zca_mean = x_train.mean(axis=0)
+    centred = x_train - zca_mean
+    cov = centred.T @ centred / len(x_train)
+    reg_amount = 0.1 * np.trace(cov) / cov.shape[0]
+    u, s, _ = np.linalg.svd(cov + reg_amount * np.eye(cov.shape[0]))
+    whitening = np.einsum("ij,j,kj->ik", u, s ** (-1 / 2), u)
+    return (x_train - zca_mean) @ whitening, (x_test - zca_mean) @ whitening
+
+
+def _kip_upstream(train, test):
+    """KIP's nn_training.ipynb ``zca_normalize``: standardized per channel, each image less its mean and over its
+    norm (layer_norm), whitening_transform from cov = X^T X / n (not centred) + zca_reg * trace(cov) / d * I."""
+    mean, std = train.mean(axis=(0, 1, 2)), train.std(axis=(0, 1, 2))
+
+    def layer_norm(images):
+        images = ((images - mean) / std).reshape(len(images), -1)
+        images = images - images.mean(axis=1)[:, np.newaxis]
+        return images / np.linalg.norm(images, axis=1)[:, np.newaxis]
+
+    x_train, x_test = layer_norm(train), layer_norm(test)
+    cov = 1.0 / len(x_train) * x_train.T.dot(x_train)
+    reg_amount = 0.1 * np.trace(cov) / cov.shape[0]
+    u, s, _ = np.linalg.svd(cov + reg_amount * np.eye(cov.shape[0]))
+    whitening = np.einsum("ij,j,kj->ik", u, s ** (-1 / 2), u)
+    return x_train @ whitening, x_test @ whitening
+
+
+@pytest.mark.parametrize("style, upstream", [("frepo", _frepo_upstream), ("kip", _kip_upstream)])
+def test_frepo_and_kip_whitening_is_their_codes(style, upstream):
+    """Our (N, C, H, W) whitening against their code's on the same pixels channels-last: ZCA commutes with the
+    reordering of an image's values, so the outputs agree value for value once put back in the same order."""
+    from dpcluster.data.zca import whiten
+
+    rng = np.random.default_rng(0)
+    train = rng.random((40, 4, 4, 3))
+    test = rng.random((7, 4, 4, 3))
+    ours_train, ours_test = whiten(torch.from_numpy(train).permute(0, 3, 1, 2).double(),
+                                   torch.from_numpy(test).permute(0, 3, 1, 2).double(), style)
+    theirs_train, theirs_test = upstream(train, test)
+    for ours, theirs in ((ours_train, theirs_train), (ours_test, theirs_test)):
+        theirs = torch.from_numpy(theirs).view(len(theirs), 4, 4, 3).permute(0, 3, 1, 2)
+        torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=1e-9)
+    # Not MTT's: the same pixels whitened as MTT does land elsewhere.
+    mtt_train, _ = whiten(torch.from_numpy(train).permute(0, 3, 1, 2).double(),
+                          torch.from_numpy(test).permute(0, 3, 1, 2).double(), "mtt")
+    assert (mtt_train - ours_train).abs().max() > 0.1
+
+
+def test_data_zca_names_the_whitening_space(tmp_path):
+    from dpcluster.specs import DataSpec
+
+    assert DataSpec(zca="mtt") == DataSpec(zca=True) and DataSpec(zca=True).zca_style == "mtt"
+    kip = load_data(DataSpec(zca="kip"))
+    assert kip.zca and kip.zca_style == "kip" and kip.mean == (0.0,)
+    assert DataSpec(zca="kip").content_hash() != DataSpec(zca=True).content_hash()
+    with pytest.raises(SpecError, match="zca: must be true, false or one of mtt, frepo, kip"):
+        DataSpec(zca="pca")

@@ -24,14 +24,15 @@ CIFAR10_FREPO = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 OURS = ((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))
 
 
-def cifar(classes=3, side=4, zca=False) -> DataBundle:
+def cifar(classes=3, side=4, zca=False, style="mtt") -> DataBundle:
     """A tiny stand-in for CIFAR-10 (the name selects the upstream constants), in our own normalization."""
     g = torch.Generator().manual_seed(0)
     y = torch.arange(classes).repeat_interleave(4)
     train = TensorSet(torch.randn(len(y), 3, side, side, generator=g), y)
     mean, std = ((0.0,) * 3, (1.0,) * 3) if zca else OURS
     return DataBundle(name="cifar10", num_classes=classes, input_shape=(3, side, side), mean=mean, std=std,
-                      class_names=tuple(f"c{k}" for k in range(classes)), train=train, test=train, zca=zca)
+                      class_names=tuple(f"c{k}" for k in range(classes)), train=train, test=train, zca=zca,
+                      zca_style=style)
 
 
 def normalized(pixels: torch.Tensor, constants) -> torch.Tensor:
@@ -214,9 +215,23 @@ def test_npz_refuses_zca_pickles_and_unknown_keys(tmp_path):
     data = cifar()
     np.savez(tmp_path / "a.npz", x_proto=np.zeros((6, 4, 4, 3), np.float32), y_proto=np.repeat(np.arange(3), 2))
     assert read(tmp_path / "a.npz", data, 2, format="npz").labels.tolist() == [0, 0, 1, 1, 2, 2]
-    with pytest.raises(UserError, match="their own ZCA") as e:
+    # A whitened set is in FRePo's or KIP's whitening space: it needs data whitened so, not as MTT does.
+    with pytest.raises(UserError, match='whitened as FRePo, RCIG or KIP does.*data.zca = "frepo"') as e:
         read(tmp_path / "a.npz", cifar(zca=True), 2, format="npz", zca=True)
     one_line(e)
+    for style in ("frepo", "kip"):
+        white = read(tmp_path / "a.npz", cifar(zca=True, style=style), 2, format="npz", zca=True)
+        assert white.zca and white.zca_style == style and white.mean == (0.0,) * 3
+        # Kept in the project's format with its space, and never matched to data whitened another way.
+        again = DistilledSet.load(white.save(tmp_path / f"own-{style}"))
+        assert again.zca_style == style and again.matched_to(cifar(zca=True, style=style)) is again
+        with pytest.raises(UserError, match=f"in {style}'s whitening space, the data in mtt's"):
+            again.matched_to(cifar(zca=True))
+    # MTT's whitened sets need MTT's whitening.
+    torch.save(torch.zeros(6, 3, 4, 4), tmp_path / "images_best.pt")
+    torch.save(torch.arange(3).repeat_interleave(2), tmp_path / "labels_best.pt")
+    with pytest.raises(UserError, match="whitened as MTT's --zca does.*set data.zca = true"):
+        read(tmp_path, cifar(zca=True, style="kip"), 2, format="mtt", zca=True)
     np.savez(tmp_path / "b.npz", pictures=np.zeros((6, 4, 4, 3), np.float32))
     with pytest.raises(UserError, match="expected arrays 'images'/'labels'"):
         read(tmp_path / "b.npz", data, 2, format="npz")

@@ -44,7 +44,9 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
                                            "constants), data, pixels, or MEAN,.../STD,...")
     p.add_argument("--labels", choices=LABEL_READINGS, help="how float labels are read (default auto)")
     p.add_argument("--entry", type=int, help="which set of a file holding several (DC's res_*.pt)")
-    p.add_argument("--zca", action="store_true", help="the set is ZCA-whitened as MTT's --zca (needs data.zca)")
+    p.add_argument("--zca", action="store_true",
+                   help="the set is ZCA-whitened (needs data.zca whitening the same way: true for MTT's sets, "
+                        "\"frepo\" or \"kip\" for .npz ones)")
     p.add_argument("--networks", type=int, default=DEFAULT_NETWORKS,
                    help=f"networks trained on the set, and as many on random subsets (default {DEFAULT_NETWORKS})")
     p.add_argument("--epochs", type=int, help="training epochs (default: the spec's distilled_training.epochs)")

@@ -101,6 +101,8 @@ class DataBundle:
     test: Split
     # Whether the images of both splits are ZCA-whitened as MTT does (fitted on the training split's [0, 1] pixels).
     zca: bool = False
+    # Whose whitening space the images are in when ``zca``: "mtt", "frepo" or "kip" (see data/zca.py).
+    zca_style: str = "mtt"
 
     @property
     def mirror_safe(self) -> bool:

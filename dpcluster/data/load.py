@@ -17,7 +17,7 @@ def load_data(spec: DataSpec) -> DataBundle:
     """
     bundle = _load(spec)
     if spec.zca:
-        _whiten(bundle)
+        _whiten(bundle, spec.zca_style)
     return bundle
 
 
@@ -29,8 +29,9 @@ def _in_memory(split: Split) -> TensorSet | None:
     return None
 
 
-def _whiten(bundle: DataBundle) -> None:
-    """ZCA-whiten both in-memory splits of ``bundle`` in place, exactly as MTT does (``--zca``).
+def _whiten(bundle: DataBundle, style: str) -> None:
+    """ZCA-whiten both in-memory splits of ``bundle`` in place, exactly as MTT does (``--zca``; for the styles of
+    FRePo and KIP, see :func:`dpcluster.data.zca.whiten`).
 
     MTT fits kornia's ``ZCAWhitening(eps=0.1)`` on the training images as ``ToTensor`` gives them, [0, 1] pixels
     with no mean/std normalization, and applies it to both splits. The loaders here normalize, so the
@@ -51,12 +52,10 @@ def _whiten(bundle: DataBundle) -> None:
         raise UserError(f"{bundle.name}: ZCA whitening needs at least 2 training images, got {len(train)}")
     for split in (train, test):
         split.x = zca.unnormalize(split.x, bundle.mean, bundle.std)
-    whitening = zca.fit(train.x, zca.MTT_REGULARIZATION)
-    train.x = whitening.apply(train.x)
-    test.x = whitening.apply(test.x)
+    train.x, test.x = zca.whiten(train.x, test.x, style)
     channels = bundle.input_shape[0]
     bundle.mean, bundle.std = (0.0,) * channels, (1.0,) * channels
-    bundle.zca = True
+    bundle.zca, bundle.zca_style = True, style
 
 
 def _load(spec: DataSpec) -> DataBundle:

@@ -63,21 +63,29 @@ class ZCA:
     inverse: torch.Tensor | None = None
 
     @classmethod
-    def fit(cls, x: torch.Tensor, regularization: float = 0.1) -> "ZCA":
-        """Fit on the images ``x`` (N, ...), N >= 2; computed in float64, stored in ``x``'s dtype and device."""
+    def fit(cls, x: torch.Tensor, regularization: float = 0.1, relative: bool = False, centred: bool = True,
+            unbiased: bool = True) -> "ZCA":
+        """Fit on the images ``x`` (N, ...), N >= 2; computed in float64, stored in ``x``'s dtype and device.
+
+        The defaults are kornia's (MTT's): centred, covariance over N - 1, ``regularization`` added to the
+        eigenvalues. FRePo and RCIG cover N and add ``regularization`` times the mean eigenvalue (``relative``,
+        their ``zca_reg * trace(cov) / d``); KIP also does not centre (``centred=False``: its mean is zero)."""
         if x.shape[0] < 2:
             raise ValueError(f"ZCA needs at least 2 images to fit, got {x.shape[0]}")
         if not regularization > 0:
             raise ValueError(f"regularization must be > 0, got {regularization}")
         flat = x.detach().reshape(x.shape[0], -1)
         n, d = flat.shape
-        mean = flat.mean(dim=0, dtype=torch.float64)
+        mean = flat.mean(dim=0, dtype=torch.float64) if centred else torch.zeros(d, dtype=torch.float64,
+                                                                                 device=flat.device)
         cov = torch.zeros(d, d, dtype=torch.float64, device=flat.device)
         step = _block_rows(d)
         for start in range(0, n, step):
             block = flat[start:start + step].to(torch.float64) - mean
             cov.addmm_(block.T, block)
-        cov /= n - 1
+        cov /= (n - 1) if unbiased else n
+        if relative:
+            regularization = regularization * float(torch.trace(cov)) / d
         # C is symmetric positive semi-definite: its eigendecomposition is its SVD (kornia's route) and W does
         # not depend on the sign or basis the solver picks; tiny negative eigenvalues are rounding.
         eigenvalues, vectors = torch.linalg.eigh(cov)
@@ -128,3 +136,40 @@ class ZCA:
 def fit(x: torch.Tensor, regularization: float = 0.1) -> ZCA:
     """:meth:`ZCA.fit`."""
     return ZCA.fit(x, regularization)
+
+
+# --- the whitening spaces of the codes whose sets are imported (data.zca = "mtt", "frepo", "kip") ---------------
+
+STYLES = ("mtt", "frepo", "kip")
+
+
+def _standardized(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    shape = (1, -1, 1, 1)
+    return (x - mean.view(shape)) / std.view(shape)
+
+
+def _layer_normed(x: torch.Tensor) -> torch.Tensor:
+    """KIP's per-image normalization: each image less its mean over all its values, over its length."""
+    flat = x.reshape(x.shape[0], -1)
+    flat = flat - flat.mean(dim=1, keepdim=True)
+    return (flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)).view(x.shape)
+
+
+def whiten(train: torch.Tensor, test: torch.Tensor, style: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both splits' [0, 1] pixels (N, C, H, W) in the whitening space of ``style``, fitted on ``train``:
+
+    - ``mtt``: kornia's ZCAWhitening(eps=0.1) on the pixels (MTT's ``--zca``, DD-Ranking's);
+    - ``frepo``: FRePo's and RCIG's ``normalize_zca``: each channel standardized with the training split's
+      statistics, then ZCA centred, over N, regularized by 0.1 times the mean eigenvalue;
+    - ``kip``: KIP's ``zca_normalize``: standardized as FRePo, each image then less its mean and over its length
+      (``layer_norm``), then ZCA uncentred, over N, regularized by 0.1 times the mean eigenvalue."""
+    if style == "mtt":
+        whitening = fit(train, MTT_REGULARIZATION)
+        return whitening.apply(train), whitening.apply(test)
+    mean = train.mean(dim=(0, 2, 3), dtype=torch.float64).to(train.dtype)
+    std = train.to(torch.float64).std(dim=(0, 2, 3), unbiased=False).to(train.dtype)
+    train, test = _standardized(train, mean, std), _standardized(test, mean, std)
+    if style == "kip":
+        train, test = _layer_normed(train), _layer_normed(test)
+    whitening = ZCA.fit(train, MTT_REGULARIZATION, relative=True, centred=style != "kip", unbiased=False)
+    return whitening.apply(train), whitening.apply(test)

@@ -1,5 +1,6 @@
 """Distilled sets: the project format, readers of other codes' formats (``readers/``), the distillers
-(distribution matching, trajectory matching) with their cache, and :func:`obtain_distilled_set`, which gives an experiment its set.
+(distribution matching, trajectory matching) with their cache, and :func:`obtain_distilled_set`, which gives an
+experiment its set.
 Distillers and set formats by name are in ``registry.py`` (one module each in ``distillers/`` and ``formats/``).
 Importing this package loads no torch: what it exports from its modules is imported on first use."""
 

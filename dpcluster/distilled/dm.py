@@ -180,5 +180,5 @@ def _as_set(images: torch.Tensor, labels: torch.Tensor, data: "DataBundle", imag
     return DistilledSet(
         images=images.cpu(), labels=labels, source_dataset=data.name, images_per_class=images_per_class,
         method="dm", mean=tuple(data.mean), std=tuple(data.std), learned_lr=None, num_classes=data.num_classes,
-        zca=data.zca,
+        zca=data.zca, zca_style=data.zca_style,
         extra={"model": model_spec.to_dict(), "augmentation": augmentation, **extra})

@@ -33,6 +33,8 @@ def data_fingerprint(data: "DataBundle") -> dict[str, Any]:
         "name": data.name, "num_classes": data.num_classes, "input_shape": list(data.input_shape),
         "mean": list(data.mean), "std": list(data.std), "class_names": list(data.class_names), "train_size": n,
         "zca": data.zca,
+        # Only where it is not MTT's (which every key made before styles existed means), so those keys stand.
+        **({"zca_style": data.zca_style} if data.zca and data.zca_style != "mtt" else {}),
         "train_labels": _sha(labels.numpy().tobytes()),
         "train_images": _sha(images.to(torch.float32).contiguous().numpy().tobytes()),
     }

@@ -114,8 +114,10 @@ class DistilledSet:
     std: tuple[float, ...]
     learned_lr: float | None
     num_classes: int
-    # The images are ZCA-whitened (MTT's --zca); such a set is used only with ZCA-whitened real data.
+    # The images are ZCA-whitened (MTT's --zca); such a set is used only with ZCA-whitened real data, whitened
+    # in the same space (``zca_style``: "mtt", "frepo" or "kip"; see dpcluster/data/zca.py).
     zca: bool = False
+    zca_style: str = "mtt"
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -184,6 +186,9 @@ class DistilledSet:
         if self.zca != data.zca:
             raise UserError(f"{where}: the set is {'' if self.zca else 'not '}ZCA-whitened but the real data is "
                             f"{'' if data.zca else 'not '}(set data.zca = {str(self.zca).lower()})")
+        if self.zca and self.zca_style != data.zca_style:
+            raise UserError(f"{where}: the set is in {self.zca_style}'s whitening space, the data in "
+                            f"{data.zca_style}'s; set data.zca = \"{self.zca_style}\"")
         if self.zca:
             if not _identity(self.mean, self.std):
                 # Older versions fitted ZCA on mean/std-normalized images and kept those constants: such a
@@ -202,6 +207,8 @@ class DistilledSet:
         normalization: dict[str, Any] = {"mean": list(self.mean), "std": list(self.std)}
         if self.zca:
             normalization["zca"] = True
+            if self.zca_style != "mtt":  # sets whitened as MTT does say only zca, as before styles existed
+                normalization["zca_style"] = self.zca_style
         return {
             "format": FORMAT, "version": VERSION, "source_dataset": self.source_dataset,
             "images_per_class": self.images_per_class, "method": self.method, "normalization": normalization,
@@ -258,7 +265,8 @@ class DistilledSet:
             return cls(images=images, labels=labels, source_dataset=meta["source_dataset"],
                        images_per_class=meta["images_per_class"], method=meta["method"], mean=tuple(norm["mean"]),
                        std=tuple(norm["std"]), learned_lr=meta["learned_lr"], num_classes=meta["num_classes"],
-                       zca=bool(norm.get("zca", False)), extra=meta.get("extra") or {})
+                       zca=bool(norm.get("zca", False)), zca_style=str(norm.get("zca_style", "mtt")),
+                       extra=meta.get("extra") or {})
         except UserError as error:
             raise UserError(f"{folder}: {error}") from None
 

@@ -129,7 +129,7 @@ def distill_mtt(data: "DataBundle", model_spec: ModelSpec, images_per_class: int
         return DistilledSet(
             images=images.detach().cpu(), labels=labels, source_dataset=data.name,
             images_per_class=images_per_class, method="mtt", mean=tuple(data.mean), std=tuple(data.std),
-            learned_lr=float(syn_lr.detach()), num_classes=classes, zca=data.zca,
+            learned_lr=float(syn_lr.detach()), num_classes=classes, zca=data.zca, zca_style=data.zca_style,
             extra={"model": model_spec.to_dict(), "mtt": mtt.to_dict(), "augmentation": augmentation,
                    "seed": seed, "experts": len(trajectories), "iterations_done": iteration, "clipped": dict(clipped),
                    "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None})

@@ -1,6 +1,6 @@
 """Evaluations of distilled sets on their own (``dpcluster evaluate-set``, ``dpcluster distill``), one Parquet file
-per evaluation in a folder (an output folder's ``set_evaluations/``, see ``SweepLayout``): one row per trained network, the set's and the
-random real subsets', with what defines the evaluation on every row. The report reads them beside a sweep's
+per evaluation in a folder (an output folder's ``set_evaluations/``, see ``SweepLayout``): one row per trained
+network, the set's and the random real subsets', with what defines the evaluation on every row. The report reads them beside a sweep's
 results. An evaluation run again with the same set and settings replaces its file (its id is their hash)."""
 
 from __future__ import annotations

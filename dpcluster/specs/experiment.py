@@ -41,8 +41,9 @@ class DataSpec(Spec):
     # nor the worker count changes a result (the batches are the same), so neither is part of the id.
     placement: str = field(default="auto", metadata=NOT_IDENTITY)
     workers: int = field(default=4, metadata=NOT_IDENTITY)
-    # ZCA-whiten the images (fitted on the training split), as MTT does for CIFAR.
-    zca: bool = False
+    # ZCA-whiten the images (fitted on the training split): true (or "mtt") as MTT does for CIFAR; "frepo" or
+    # "kip" into FRePo's (and RCIG's) or KIP's whitening space, for their whitened sets (see data/zca.py).
+    zca: bool | str = False
     # The name of a data set of the user's (folder, tensors, a factory: required there): it enters the experiment
     # id and is the results' dataset= partition, so two folders never share results. Letters, digits, - and _.
     label: str | None = None
@@ -56,6 +57,10 @@ class DataSpec(Spec):
     def __post_init__(self):
         from dpcluster.data.registry import SOURCE_FIELDS, check_data_name, readers, source_for, source_names
 
+        check(isinstance(self.zca, bool) or self.zca in ZCA_STYLES, "zca",
+              f"must be true, false or one of {', '.join(ZCA_STYLES)}; got {self.zca!r}")
+        if self.zca == "mtt":  # the same whitening as true, and the same id
+            object.__setattr__(self, "zca", True)
         check_data_name(self.name, "name")
         if self.options is not None and not isinstance(self.options, Table):  # given as a dict, in code
             object.__setattr__(self, "options", Table.of(self.options, "options"))
@@ -84,6 +89,11 @@ class DataSpec(Spec):
         check(0.0 < self.test_fraction < 1.0, "test_fraction", f"must be in (0, 1), got {self.test_fraction}")
         check_choice(self.placement, ("auto", "device", "loader"), "placement")
         check(self.workers >= 0, "workers", f"must be >= 0, got {self.workers}")
+
+    @property
+    def zca_style(self) -> str | None:
+        """Whose whitening space the data is in ("mtt", "frepo", "kip"), or None where it is not whitened."""
+        return None if self.zca is False else ("mtt" if self.zca is True else self.zca)
 
     @property
     def partition_name(self) -> str:
@@ -166,6 +176,10 @@ class TrainingSpec(Spec):
     def with_auto_augmentation(self, kind: str) -> TrainingSpec:
         """This spec with augmentation "auto" replaced by ``kind`` (the augmentation a set was distilled with)."""
         return self.replace(augmentation=kind) if self.augmentation == "auto" else self
+
+
+# data.zca's whitening spaces (dpcluster/data/zca.py: STYLES).
+ZCA_STYLES = ("mtt", "frepo", "kip")
 
 
 def round_reaching(sparsity: float, rate: float) -> int:

@@ -1,6 +1,7 @@
 """Aggregation of a sweep's results: mean, std and count of test accuracy per (data set, model, method, rewind
-point, images per class, grid point, sparsity), a column per grid key, with the mean cost of the mask search (inner loops) and the papers' time-to-mask
-(inner loops plus the final real-data training), read from the results data set with its schema."""
+point, images per class, grid point, sparsity), a column per grid key, with the mean cost of the mask search
+(inner loops) and the papers' time-to-mask (inner loops plus the final real-data training), read from the results
+data set with its schema."""
 
 from __future__ import annotations
 

@@ -15,7 +15,8 @@ import torch
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.distilled.normalization import source_normalization
 from dpcluster.distilled.registry import ReadOptions
-from dpcluster.distilled.readers.common import check_zca, checked_images, checked_labels, images_per_class
+from dpcluster.distilled.readers.common import (check_zca, checked_images, checked_labels, images_per_class,
+                                                zca_normalization)
 from dpcluster.errors import UserError
 
 if TYPE_CHECKING:
@@ -46,9 +47,9 @@ def import_npz(path: str | Path, data: "DataBundle", options: ReadOptions = Read
     """The set in the ``.npz`` file ``path``, its images in ``options.normalization``: by default the per-channel
     standardization FRePo's code uses (KIP's files standardize with the same statistics of the training set).
 
-    KIP, FRePo and RCIG whiten otherwise than data.zca does (FRePo and RCIG add 0.1 times the mean eigenvalue to
-    a covariance of standardized images, KIP also normalizes each image's length first; data.zca follows MTT),
-    so a whitened ``.npz`` set lives in a space this data never is in: ``distilled.zca`` is refused."""
+    A whitened set (``options.zca``: KIP's ``zca`` files, FRePo's and RCIG's for every data set but the MNISTs)
+    is in its code's whitening space, not MTT's: it needs data whitened the same way, ``data.zca = "frepo"``
+    (FRePo, RCIG) or ``"kip"`` (see :func:`dpcluster.data.zca.whiten`)."""
     from dpcluster.distilled.formats.npz import NPZ
 
     file = Path(path)
@@ -57,11 +58,8 @@ def import_npz(path: str | Path, data: "DataBundle", options: ReadOptions = Read
     if keys is None:
         expected = " or ".join(f"{a!r}/{b!r}" for a, b in KEYS)
         raise UserError(f"{file}: expected arrays {expected}, found {', '.join(map(repr, arrays)) or 'none'}")
-    if options.zca:
-        raise UserError(f"{file}: KIP, FRePo and RCIG whiten with their own ZCA (standardized images, a relative "
-                        f"regularization), not data.zca's (MTT's); a whitened .npz set cannot be matched to this "
-                        f"data: import a set made without ZCA, with distilled.zca = false")
-    check_zca(file, False, data)
+    # Their whitening spaces, not MTT's: data.zca = "frepo" (FRePo, RCIG) or "kip" whitens the data the same way.
+    check_zca(file, options.zca, data, styles=("frepo", "kip"), whose="FRePo, RCIG or KIP")
     raw_images, raw_labels = arrays[keys[0]], arrays[keys[1]]
     if raw_images.ndim != 4:
         raise UserError(f"{file}: {keys[0]!r} must be channels-last images (N, H, W, C), got shape "
@@ -75,10 +73,13 @@ def import_npz(path: str | Path, data: "DataBundle", options: ReadOptions = Read
         raise UserError(f"{file}: {keys[1]!r} must hold numbers, got {raw_labels.dtype}")
     labels = checked_labels(torch.from_numpy(raw_labels.copy()), len(images), data, f"{file} {keys[1]!r}",
                             options.labels, logits=False)
-    mean, std = source_normalization(options.normalization, data, str(file), NPZ.upstream)
+    if options.zca:
+        mean, std = zca_normalization(file, options, data.input_shape[0])
+    else:
+        mean, std = source_normalization(options.normalization, data, str(file), NPZ.upstream)
     distilled = DistilledSet(
         images=images, labels=labels, source_dataset=data.name,
         images_per_class=images_per_class(labels, data.num_classes, f"{file} {keys[1]!r}"), method="npz",
-        mean=mean, std=std, learned_lr=None, num_classes=data.num_classes,
-        extra={"imported_from": str(file.resolve())})
+        mean=mean, std=std, learned_lr=None, num_classes=data.num_classes, zca=options.zca,
+        zca_style=data.zca_style, extra={"imported_from": str(file.resolve())})
     return distilled.matched_to(data, where=str(file))

@@ -125,17 +125,23 @@ def find_lr(folder: Path, tag: str) -> float | None:
     return None
 
 
-def check_zca(where: Path | str, zca: bool, data: "DataBundle") -> None:
-    """Refuse, in one line, a set whose ZCA whitening (``zca``: as data.zca whitens, MTT's) disagrees with the
-    data's."""
+def check_zca(where: Path | str, zca: bool, data: "DataBundle", styles: tuple[str, ...] = ("mtt",),
+              whose: str = "MTT's --zca") -> None:
+    """Refuse, in one line, a set whose ZCA whitening (``zca``) disagrees with the data's: a whitened set needs
+    data whitened in one of ``styles`` (the whitening spaces of the code that writes the format, ``whose``),
+    and a plain set plain data."""
+    hint = " or ".join("data.zca = true" if style == "mtt" else f'data.zca = "{style}"' for style in styles)
     if zca and not data.zca:
         raise UserError(f"{where}: distilled.zca = true says the set is ZCA-whitened, but the data is not; set "
-                        f"data.zca = true to whiten {data.name} as MTT does (or distilled.zca = false if the set "
-                        f"was distilled without --zca)")
+                        f"{hint} to whiten {data.name} as {whose} does (or distilled.zca = false if the set is "
+                        f"not whitened)")
+    if zca and data.zca_style not in styles:
+        raise UserError(f"{where}: the set is whitened as {whose} does, but data.zca whitens {data.name} "
+                        f"{data.zca_style}'s way; set {hint}")
     if data.zca and not zca:
-        raise UserError(f"{where}: data.zca = true whitens {data.name}, but distilled.zca = false says the set is "
-                        f"not ZCA-whitened; set distilled.zca = true if it was distilled with MTT's --zca, "
-                        f"else data.zca = false")
+        raise UserError(f"{where}: data.zca whitens {data.name}, but distilled.zca = false says the set is not "
+                        f"ZCA-whitened; set distilled.zca = true if it was distilled with {whose}, else "
+                        f"data.zca = false")
 
 
 def zca_normalization(where: Path | str, options: ReadOptions, channels: int):
