@@ -1,4 +1,5 @@
-"""Options shared by the commands that start from an experiment spec (``run``, ``distill``)."""
+"""Options shared by the commands: those that start from an experiment spec (``run``, ``distill``,
+``evaluate-set``), ``--set`` (every command that loads a spec), ``--track`` (``run``, ``sweep``, ``tune``)."""
 
 from __future__ import annotations
 
