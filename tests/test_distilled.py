@@ -17,8 +17,7 @@ from dpcluster.data.base import DataBundle, TensorSet
 from dpcluster.distilled import DistilledSet, distill_key, obtain_distilled_set
 from dpcluster.distilled.dm import distill_dm
 from dpcluster.distilled.dm import _fresh_network
-from dpcluster.distilled.readers.images import import_images as import_png
-from dpcluster.distilled.readers.mtt import import_mtt
+from dpcluster.distilled import read_distilled_set
 from dpcluster.distilled.registry import ReadOptions, get_format
 from dpcluster.errors import UserError
 from dpcluster.models import build_model
@@ -57,6 +56,15 @@ class Payload:
 
     def __reduce__(self):
         return (open, (self.marker, "w"))
+
+
+def import_mtt(path, data, options=ReadOptions()):
+    """A set in MTT's format, read as every set is (the reader, then converted to the data's normalization)."""
+    return read_distilled_set(path, "mtt", data, options)
+
+
+def import_png(path, data, options=ReadOptions()):
+    return read_distilled_set(path, "images", data, options)
 
 
 def one_line(error: pytest.ExceptionInfo) -> str:

@@ -120,6 +120,6 @@ def handle(args: argparse.Namespace) -> int:
     if distilled.learned_lr is not None:
         console.print(f"learned learning rate: {distilled.learned_lr:.4g}")
     print_evaluation(console, evaluation, distilled)
-    saved = save_evaluation(args.out, evaluation, distilled, str(folder), "dpcluster", spec, data)
+    saved = save_evaluation(args.out, evaluation, distilled, str(folder), "dpcluster", spec)
     console.print(f"wrote {saved}")
     return 0

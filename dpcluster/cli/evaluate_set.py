@@ -21,7 +21,6 @@ from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
 
 if TYPE_CHECKING:
-    from dpcluster.data.base import DataBundle
     from dpcluster.distilled.evaluate import SetEvaluation
     from dpcluster.distilled.format import DistilledSet
 
@@ -92,18 +91,18 @@ def print_evaluation(console: Console, evaluation: "SetEvaluation", distilled: "
 
 
 def save_evaluation(out: Path, evaluation: "SetEvaluation", distilled: "DistilledSet", where: str, format: str,
-                    spec: ExperimentSpec, data: "DataBundle") -> Path:
+                    spec: ExperimentSpec) -> Path:
     """The evaluation's rows in OUT/set_evaluations, its id the hash of the set's content and what it trained."""
-    from dpcluster.distilled.evaluate import SET, SUBSET, set_digest
+    from dpcluster.distilled.evaluate import set_digest
     from dpcluster.hashing import stable_hash
-    from dpcluster.results.set_evaluations import write_evaluation
+    from dpcluster.results.set_evaluations import SET, SUBSET, write_evaluation
     from dpcluster.sweeps.layout import SweepLayout
 
     digest = set_digest(distilled)
     evaluation_id = "set-" + stable_hash({"set": digest, "data": spec.data.identity_dict(),
                                           "model": spec.model.identity_dict(),
                                           "training": evaluation.training.identity_dict(),
-                                          "lr": [evaluation.set_lr, evaluation.subset_lr],
+                                          "lr": evaluation.set_lr,  # the subsets': the training's
                                           "networks": len(evaluation.set_accuracies),
                                           "baseline": bool(evaluation.subset_accuracies)}, 12)
     common = {"set": where, "format": format, "set_digest": digest, "dataset": spec.data.partition_name,
@@ -127,8 +126,7 @@ def handle(args: argparse.Namespace) -> int:
     spec = evaluate_set_spec(args)
     device, data = device_and_data(spec, args, console)
     source = spec.distilled
-    distilled = read_distilled_set(source.path, source.format, data, read_options(source)).matched_to(
-        data, where=source.path)
+    distilled = read_distilled_set(source.path, source.format, data, read_options(source))
     console.print(f"{source.path}: {len(distilled)} images ({distilled.images_per_class} per class, "
                   f"{distilled.label_kind} labels)"
                   + (f", learned lr {distilled.learned_lr:.4g}" if distilled.learned_lr is not None else ""))
@@ -140,6 +138,6 @@ def handle(args: argparse.Namespace) -> int:
                                   on_network=lambda done, total: progress.update(task, completed=done, total=total))
     print_evaluation(console, evaluation, distilled)
     path = save_evaluation(args.out, evaluation, distilled, str(Path(source.path).expanduser().resolve()),
-                           source.format, spec, data)
+                           source.format, spec)
     console.print(f"wrote {path}")
     return 0

@@ -39,14 +39,16 @@ def read_options(spec: "DistilledSpec") -> "ReadOptions":
 def read_distilled_set(path: str | Path, format: str, data: "DataBundle",
                        options: "ReadOptions | None" = None) -> "DistilledSet":
     """The set at ``path`` in ``format`` (a name of the set-format registry: "dpcluster", "mtt", "dc", ...), read
-    as ``options`` say (ZCA, normalization, labels, entry) and converted to ``data``'s normalization."""
+    as ``options`` say (ZCA, normalization, labels, entry), checked against ``data`` and converted to its
+    normalization (here, for every format: a reader returns the set as stored)."""
     from dpcluster.distilled.registry import ReadOptions, get_format
     from dpcluster.registry import resolve
 
     path = Path(path).expanduser()
     if not path.exists():
         raise UserError(f"distilled.path: {path} does not exist")
-    return resolve(get_format(format).reader)(path, data, options or ReadOptions())
+    stored = resolve(get_format(format).reader)(path, data, options or ReadOptions())
+    return stored.matched_to(data, where=str(path))
 
 
 def obtain_distilled_set(spec: "DistilledSpec", data: "DataBundle", model_spec: "ModelSpec", cache_dir: str | Path,
@@ -65,7 +67,7 @@ def obtain_distilled_set(spec: "DistilledSpec", data: "DataBundle", model_spec: 
         distilled, folder, _ = cached_distill(spec, data, model_spec, cache_dir, device, progress,
                                               expert_progress=expert_progress)
         where = f"cache {folder}"
-    distilled = distilled.matched_to(data, where=where)
+        distilled = distilled.matched_to(data, where=where)
     if distilled.images_per_class != spec.images_per_class:
         # The experiment records images_per_class; a set of another size would be filed under the wrong one.
         raise UserError(f"{where}: has {distilled.images_per_class} images per class, but the spec says "

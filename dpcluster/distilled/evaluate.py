@@ -22,9 +22,6 @@ if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
     from dpcluster.distilled.format import DistilledSet
 
-SET, SUBSET = "distilled set", "random real subset"
-
-
 def test_accuracy_after_training_on(tensors: TensorSet, data: "DataBundle", model_spec: ModelSpec,
                                     training: TrainingSpec, seed: int, device: torch.device,
                                     lr: float | None = None) -> float:
@@ -51,11 +48,15 @@ class SetEvaluation:
 
     set_accuracies: tuple[float, ...]
     subset_accuracies: tuple[float, ...]
-    # How both trained: the resolved augmentation, and the learning rates (the set's learned one where it has one).
+    # How both trained: the resolved augmentation and schedule, and the set's learning rate (its learned one where
+    # it has one); the subsets train at the training's own.
     training: TrainingSpec
     set_lr: float
-    subset_lr: float
     seconds: float
+
+    @property
+    def subset_lr(self) -> float:
+        return self.training.lr
 
 
 def training_on_set(distilled: "DistilledSet", data: "DataBundle", training: TrainingSpec,
@@ -87,7 +88,7 @@ def evaluate_set(distilled: "DistilledSet", data: "DataBundle", model_spec: Mode
             done += 1
             if on_network is not None:
                 on_network(done, total)
-    return SetEvaluation(tuple(on_set), tuple(on_subset), resolved, lr, resolved.lr, time.perf_counter() - started)
+    return SetEvaluation(tuple(on_set), tuple(on_subset), resolved, lr, time.perf_counter() - started)
 
 
 def set_digest(distilled: "DistilledSet") -> str:

@@ -36,7 +36,8 @@ def numpy_scalars() -> list:
     numpy.float64 accuracies): the scalar constructor under NumPy 1's and 2's names, and the dtypes. Rebuilding a
     scalar from its bytes and dtype runs no code of the file's."""
     import numpy as np
-    from numpy._core.multiarray import scalar
+
+    scalar = (getattr(np, "_core", None) or np.core).multiarray.scalar  # NumPy 2 moved it to numpy._core
 
     dtypes = [type(np.dtype(kind)) for kind in ("f8", "f4", "f2", "i8", "i4", "u1", "b1")]
     return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
@@ -67,6 +68,12 @@ def load_tensor_file(path: Path, allowed: list | None = None) -> Any:
         raise UserError(f"{path}: corrupt or truncated ({first})") from None
 
 
+def is_distribution(labels: torch.Tensor) -> bool:
+    """Whether every row of ``labels`` (N, K) is class probabilities: entries >= 0, summing to 1."""
+    sums = labels.sum(dim=1)
+    return bool((labels >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
+
+
 def _shape_problem(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
                    images_per_class: int) -> tuple[str, str] | None:
     """What is wrong with the tensors, as (file, message), or None. The file names the culprit in errors."""
@@ -83,7 +90,7 @@ def _shape_problem(images: torch.Tensor, labels: torch.Tensor, num_classes: int,
     if soft:
         if labels.shape[1] != num_classes:
             return LABELS, f"soft labels of {labels.shape[1]} classes for a set of {num_classes}"
-        if not (bool((labels >= 0).all()) and torch.allclose(labels.sum(dim=1), torch.ones(len(labels)), atol=1e-4)):
+        if not is_distribution(labels):
             return LABELS, "soft labels must be class probabilities (rows >= 0, summing to 1)"
         if len(labels) != images_per_class * num_classes:
             return LABELS, f"{len(labels)} soft-labelled images, expected {images_per_class} per class"
@@ -255,25 +262,27 @@ class DistilledSet:
         if list(images.shape[1:]) != meta["input_shape"]:
             raise UserError(f"{folder / IMAGES}: images are {list(images.shape[1:])}, "
                             f"{SIDECAR} says input_shape {meta['input_shape']}")
-        kind = "soft" if labels.dim() == 2 else "hard"
-        if meta.get("labels", "hard") != kind:
-            raise UserError(f"{folder / LABELS}: {kind} labels, but {SIDECAR} says {meta.get('labels')!r}")
         norm = meta["normalization"]
         if not isinstance(meta.get("extra") or {}, dict):
             raise UserError(f"{folder / SIDECAR}: 'extra' must be a table (a JSON object), got {meta['extra']!r}")
         try:
-            return cls(images=images, labels=labels, source_dataset=meta["source_dataset"],
-                       images_per_class=meta["images_per_class"], method=meta["method"], mean=tuple(norm["mean"]),
-                       std=tuple(norm["std"]), learned_lr=meta["learned_lr"], num_classes=meta["num_classes"],
-                       zca=bool(norm.get("zca", False)), zca_style=str(norm.get("zca_style", "mtt")),
-                       extra=meta.get("extra") or {})
+            distilled = cls(images=images, labels=labels, source_dataset=meta["source_dataset"],
+                            images_per_class=meta["images_per_class"], method=meta["method"],
+                            mean=tuple(norm["mean"]), std=tuple(norm["std"]), learned_lr=meta["learned_lr"],
+                            num_classes=meta["num_classes"], zca=bool(norm.get("zca", False)),
+                            zca_style=str(norm.get("zca_style", "mtt")), extra=meta.get("extra") or {})
         except UserError as error:
             raise UserError(f"{folder}: {error}") from None
+        if meta.get("labels", "hard") != distilled.label_kind:
+            raise UserError(f"{folder / LABELS}: {distilled.label_kind} labels, but {SIDECAR} says "
+                            f"{meta.get('labels')!r}")
+        return distilled
 
 
 def read_set_folder(path: str | Path, data: "DataBundle", options: "ReadOptions") -> DistilledSet:
     """The ``dpcluster`` format's reader: the set in ``path``. It records its normalization and ZCA whitening
-    itself (the spec may not state them); ``options.labels = "hard"`` takes soft labels' argmax."""
+    itself (the spec may not state them), so ``data`` is not read here; ``options.labels = "hard"`` takes soft
+    labels' argmax."""
     distilled = DistilledSet.load(path)
     if options.labels == "hard" and distilled.soft_labels:
         distilled = replace(distilled, labels=distilled.labels.argmax(dim=1))

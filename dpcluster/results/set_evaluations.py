@@ -18,6 +18,9 @@ from dpcluster.errors import UserError
 if TYPE_CHECKING:
     import pandas as pd
 
+# The two kinds of rows: networks trained on the set, and on random real subsets of its size.
+SET, SUBSET = "distilled set", "random real subset"
+
 SCHEMA = pa.schema([
     pa.field("evaluation_id", pa.string(), nullable=False),
     # Where the set came from (a path, or the cache folder of a set distilled here), its format and content digest.
@@ -64,12 +67,12 @@ def summary(rows: "pd.DataFrame") -> "pd.DataFrame":
     out = []
     for key, group in rows.groupby(keys, sort=False):
         record = dict(zip(keys, key))
-        for kind, prefix in (("distilled set", "set"), ("random real subset", "subset")):
+        for kind, prefix in ((SET, "set"), (SUBSET, "subset")):
             values = group.loc[group["kind"] == kind, "test_accuracy"]
             record[f"{prefix}_mean"] = values.mean() if len(values) else math.nan
             record[f"{prefix}_std"] = values.std(ddof=0) if len(values) else math.nan
             record[f"{prefix}_networks"] = len(values)
-        record["set_lr"] = group.loc[group["kind"] == "distilled set", "lr"].iloc[0]
+        record["set_lr"] = group.loc[group["kind"] == SET, "lr"].iloc[0]
         record["gain"] = record["set_mean"] - record["subset_mean"]
         out.append(record)
     return pd.DataFrame(out)

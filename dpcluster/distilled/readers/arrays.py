@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from dpcluster.distilled.format import DistilledSet
-from dpcluster.distilled.normalization import source_normalization
+from dpcluster.distilled.readers.common import check_zca, checked_images, checked_labels, stored_set
 from dpcluster.distilled.registry import ReadOptions
-from dpcluster.distilled.readers.common import (check_zca, checked_images, checked_labels, images_per_class,
-                                                zca_normalization)
 from dpcluster.errors import UserError
 
 if TYPE_CHECKING:
@@ -73,13 +71,5 @@ def import_npz(path: str | Path, data: "DataBundle", options: ReadOptions = Read
         raise UserError(f"{file}: {keys[1]!r} must hold numbers, got {raw_labels.dtype}")
     labels = checked_labels(torch.from_numpy(raw_labels.copy()), len(images), data, f"{file} {keys[1]!r}",
                             options.labels, logits=False)
-    if options.zca:
-        mean, std = zca_normalization(file, options, data.input_shape[0])
-    else:
-        mean, std = source_normalization(options.normalization, data, str(file), NPZ.upstream)
-    distilled = DistilledSet(
-        images=images, labels=labels, source_dataset=data.name,
-        images_per_class=images_per_class(labels, data.num_classes, f"{file} {keys[1]!r}"), method="npz",
-        mean=mean, std=std, learned_lr=None, num_classes=data.num_classes, zca=options.zca,
-        zca_style=data.zca_style, extra={"imported_from": str(file.resolve())})
-    return distilled.matched_to(data, where=str(file))
+    return stored_set(images, labels, data, options, method="npz", upstream=NPZ.upstream, origin=file,
+                      labels_where=f"{file} {keys[1]!r}")

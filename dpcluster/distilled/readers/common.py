@@ -1,21 +1,24 @@
-"""What every reader of a set made elsewhere shares: the options a spec gives it, the checks of images and labels
-(one line naming the file and the fix), labels hard or soft, learning-rate files, and ZCA agreement."""
+"""What every reader of a set made elsewhere shares: the checks of images and labels (one line naming the file and
+the fix), labels hard or soft, learning-rate files, ZCA agreement, and the set made of them (:func:`stored_set`,
+in the normalization it was stored in: ``read_distilled_set`` converts it to the data's)."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import torch
 
-from dpcluster.distilled.format import load_tensor_file
-from dpcluster.distilled.normalization import UPSTREAM
+from dpcluster.distilled.format import DistilledSet, is_distribution, load_tensor_file
+from dpcluster.distilled.normalization import UPSTREAM, Normalization, source_normalization
 from dpcluster.distilled.registry import AUTO, HARD, SOFTMAX, ReadOptions
 from dpcluster.errors import UserError
 
 if TYPE_CHECKING:
     from dpcluster.data.base import DataBundle
+
 
 def describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
@@ -42,11 +45,6 @@ def _one_hot_rows(labels: torch.Tensor) -> bool:
     high = rest.nan_to_num(float("-inf")).max(dim=1).values
     single_top = (labels == top).sum(dim=1) == 1
     return bool((single_top & torch.isclose(low, high)).all())
-
-
-def _distribution_rows(labels: torch.Tensor) -> bool:
-    sums = labels.sum(dim=1)
-    return bool((labels >= 0).all()) and bool(torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
 
 
 def checked_labels(labels: Any, count: int, data: "DataBundle", where: Path | str, reading: str,
@@ -78,9 +76,9 @@ def checked_labels(labels: Any, count: int, data: "DataBundle", where: Path | st
         raise UserError(f"{where}: labels contain NaN or infinite values")
     if reading == HARD or (reading == AUTO and _one_hot_rows(labels)):
         return labels.argmax(dim=1)
-    if reading == SOFTMAX or (reading == AUTO and logits and not _distribution_rows(labels)):
+    if reading == SOFTMAX or (reading == AUTO and logits and not is_distribution(labels)):
         return labels.softmax(dim=1).float()
-    if not _distribution_rows(labels):
+    if not is_distribution(labels):
         raise UserError(f"{where}: the labels are learned real values, not class probabilities (rows must be "
                         f">= 0 and sum to 1); set distilled.labels = \"hard\" for each row's argmax, or "
                         f"\"softmax\" to read them as logits")
@@ -88,15 +86,14 @@ def checked_labels(labels: Any, count: int, data: "DataBundle", where: Path | st
 
 
 def images_per_class(labels: torch.Tensor, num_classes: int, where: Path | str) -> int:
-    """The set's size per class: every class the same number of times (soft labels: of argmax)."""
-    classes = labels.argmax(dim=1) if labels.dim() == 2 else labels
-    counts = torch.bincount(classes, minlength=num_classes).tolist()
+    """The set's size per class: every class the same number of times; soft labels, the rows per class (a
+    learned soft label may drift to another class's argmax)."""
     if labels.dim() == 2:
-        # A learned soft label may drift to another class's argmax: the size is still the rows per class.
         if len(labels) % num_classes or not len(labels):
             raise UserError(f"{where}: {len(labels)} soft-labelled images do not split evenly over "
                             f"{num_classes} classes")
         return len(labels) // num_classes
+    counts = torch.bincount(labels, minlength=num_classes).tolist()
     if len(set(counts)) != 1 or counts[0] == 0:
         raise UserError(f"{where}: expected the same number of images for each of {num_classes} classes, found "
                         f"per-class counts {counts}")
@@ -128,8 +125,10 @@ def find_lr(folder: Path, tag: str) -> float | None:
 def check_zca(where: Path | str, zca: bool, data: "DataBundle", styles: tuple[str, ...] = ("mtt",),
               whose: str = "MTT's --zca") -> None:
     """Refuse, in one line, a set whose ZCA whitening (``zca``) disagrees with the data's: a whitened set needs
-    data whitened in one of ``styles`` (the whitening spaces of the code that writes the format, ``whose``),
-    and a plain set plain data."""
+    data whitened in one of ``styles`` (the whitening spaces of the code that writes the format, ``whose``; none
+    for a code that never whitens), and a plain set plain data."""
+    if zca and not styles:
+        raise UserError(f"{where}: {whose} never ZCA-whiten their sets; set distilled.zca = false")
     hint = " or ".join("data.zca = true" if style == "mtt" else f'data.zca = "{style}"' for style in styles)
     if zca and not data.zca:
         raise UserError(f"{where}: distilled.zca = true says the set is ZCA-whitened, but the data is not; set "
@@ -139,14 +138,29 @@ def check_zca(where: Path | str, zca: bool, data: "DataBundle", styles: tuple[st
         raise UserError(f"{where}: the set is whitened as {whose} does, but data.zca whitens {data.name} "
                         f"{data.zca_style}'s way; set {hint}")
     if data.zca and not zca:
+        fix = (f"set distilled.zca = true if it was distilled with {whose}, else data.zca = false" if styles
+               else f"{whose} never whiten: set data.zca = false")
         raise UserError(f"{where}: data.zca whitens {data.name}, but distilled.zca = false says the set is not "
-                        f"ZCA-whitened; set distilled.zca = true if it was distilled with {whose}, else "
-                        f"data.zca = false")
+                        f"ZCA-whitened; {fix}")
 
 
-def zca_normalization(where: Path | str, options: ReadOptions, channels: int):
-    """A ZCA-whitened set's normalization (the identity: whitened data has no mean/std); a stated one is refused."""
-    if options.normalization != UPSTREAM:
-        raise UserError(f"{where}: a ZCA-whitened set is in its data's whitened space, which distilled.normalization "
-                        f"cannot describe; leave it at \"upstream\"")
-    return (0.0,) * channels, (1.0,) * channels
+def stored_set(images: torch.Tensor, labels: torch.Tensor, data: "DataBundle", options: ReadOptions, *,
+               method: str, upstream: Mapping[str, Normalization] | None, origin: Path, labels_where: Path | str,
+               learned_lr: float | None = None, extra: Mapping[str, Any] | None = None) -> DistilledSet:
+    """The set a reader read, in the space it was stored in: ZCA-whitened (``options.zca``: its data's whitened
+    space, the identity normalization; a stated normalization is refused), else ``options.normalization`` over
+    the format's ``upstream`` constants. ``origin`` is the file or folder it came from; ``labels_where`` names
+    the labels in errors about its size per class."""
+    channels = data.input_shape[0]
+    if options.zca:
+        if options.normalization != UPSTREAM:
+            raise UserError(f"{origin}: a ZCA-whitened set is in its data's whitened space, which "
+                            f"distilled.normalization cannot describe; leave it at \"upstream\"")
+        mean, std = (0.0,) * channels, (1.0,) * channels
+    else:
+        mean, std = source_normalization(options.normalization, data, str(origin), upstream)
+    return DistilledSet(
+        images=images, labels=labels, source_dataset=data.name,
+        images_per_class=images_per_class(labels, data.num_classes, labels_where), method=method, mean=mean,
+        std=std, learned_lr=learned_lr, num_classes=data.num_classes, zca=options.zca, zca_style=data.zca_style,
+        extra={"imported_from": str(Path(origin).resolve()), **(extra or {})})

@@ -8,10 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dpcluster.distilled.format import DistilledSet, load_tensor_file, numpy_scalars
-from dpcluster.distilled.normalization import source_normalization
+from dpcluster.distilled.readers.common import check_zca, checked_images, checked_labels, describe, stored_set
 from dpcluster.distilled.registry import ReadOptions
-from dpcluster.distilled.readers.common import (check_zca, checked_images, checked_labels, describe,
-                                                images_per_class)
 from dpcluster.errors import UserError
 
 if TYPE_CHECKING:
@@ -66,13 +64,6 @@ def import_dc(path: str | Path, data: "DataBundle", options: ReadOptions = ReadO
     where = f"{file} data[{entry}]"
     images = checked_images(pair[0], data, where)
     labels = checked_labels(pair[1], len(images), data, where, options.labels, logits=False)
-    if options.zca:
-        raise UserError(f"{file}: DC, DSA and DM never ZCA-whiten their sets; set distilled.zca = false")
-    check_zca(file, False, data)
-    mean, std = source_normalization(options.normalization, data, str(file), DC.upstream)
-    distilled = DistilledSet(
-        images=images, labels=labels, source_dataset=data.name,
-        images_per_class=images_per_class(labels, data.num_classes, where), method="dc", mean=mean, std=std,
-        learned_lr=None, num_classes=data.num_classes,
-        extra={"imported_from": str(file.resolve()), "entry": entry})
-    return distilled.matched_to(data, where=str(file))
+    check_zca(file, options.zca, data, styles=(), whose="DC, DSA and DM")
+    return stored_set(images, labels, data, options, method="dc", upstream=DC.upstream, origin=file,
+                      labels_where=where, extra={"entry": entry})

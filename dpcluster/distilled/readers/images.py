@@ -1,7 +1,7 @@
 """Folders of image files per class: PNG folders, SRe2L's ``new000/class000_id000.jpg`` and RDED's
 ``00000/class00000_id00000.jpg`` (JPEG or PNG). A class folder is named by a class index (zero-padded or not, or
 SRe2L's ``new`` and three digits) or by a class name. Images hold 0-255 pixels; they are converted to the data's
-channels and size and normalized with its mean/std."""
+channels and size, as [0, 1] pixels (normalized with its mean/std by ``read_distilled_set``)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import torch
 
 from dpcluster.distilled.format import DistilledSet
 from dpcluster.distilled.normalization import pixel_files_only
+from dpcluster.distilled.readers.common import stored_set
 from dpcluster.distilled.registry import ReadOptions
 from dpcluster.errors import UserError
 
@@ -54,16 +55,12 @@ def _pixels(file: Path, data: "DataBundle") -> torch.Tensor:
                         f"image (the set's images are {width}x{height})") from None
     except (OSError, UnidentifiedImageError) as error:
         raise UserError(f"{file}: cannot read as an image ({error})") from None
-    x = raw.view(height, width, channels).permute(2, 0, 1).float() / 255.0
-    mean = torch.tensor(data.mean, dtype=torch.float32).view(-1, 1, 1)
-    std = torch.tensor(data.std, dtype=torch.float32).view(-1, 1, 1)
-    return (x - mean) / std
+    return raw.view(height, width, channels).permute(2, 0, 1).float() / 255.0
 
 
 def import_images(root: str | Path, data: "DataBundle", options: ReadOptions = ReadOptions()) -> DistilledSet:
     """Import ``root/<class>/*.{png,jpg,jpeg}`` (``<class>`` as the module says); every class must be present
-    with the same number of images. Images are converted to ``data``'s channels and size, scaled to [0, 1] and
-    normalized with ``data``'s mean/std.
+    with the same number of images. Images are converted to ``data``'s channels and size and scaled to [0, 1].
 
     Image files hold pixels, never ZCA-whitened values, and the whitening fitted on the data is not kept, so
     ZCA-whitened data (``data.zca``), ``options.zca`` and a stated normalization are refused with one line."""
@@ -95,7 +92,6 @@ def import_images(root: str | Path, data: "DataBundle", options: ReadOptions = R
         for file in per_class[label]:
             images.append(_pixels(file, data))
             labels.append(label)
-    return DistilledSet(
-        images=torch.stack(images), labels=torch.tensor(labels, dtype=torch.int64), source_dataset=data.name,
-        images_per_class=counts[0], method="images", mean=tuple(data.mean), std=tuple(data.std),
-        learned_lr=None, num_classes=data.num_classes, extra={"imported_from": str(root.resolve())})
+    # [0, 1] pixels (upstream None), which read_distilled_set normalizes with the data's mean/std.
+    return stored_set(torch.stack(images), torch.tensor(labels, dtype=torch.int64), data, options, method="images",
+                      upstream=None, origin=root, labels_where=root)

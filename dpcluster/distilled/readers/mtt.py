@@ -14,10 +14,8 @@ from typing import TYPE_CHECKING
 import torch
 
 from dpcluster.distilled.format import DistilledSet, load_tensor_file
-from dpcluster.distilled.normalization import source_normalization
+from dpcluster.distilled.readers.common import check_zca, checked_images, checked_labels, find_lr, stored_set
 from dpcluster.distilled.registry import ReadOptions
-from dpcluster.distilled.readers.common import (check_zca, checked_images, checked_labels, find_lr,
-                                                images_per_class, zca_normalization)
 from dpcluster.errors import UserError
 
 if TYPE_CHECKING:
@@ -50,12 +48,12 @@ def _parts(path: Path) -> list[tuple[Path, Path, str]]:
 
 
 def import_mtt(path: str | Path, data: "DataBundle", options: ReadOptions = ReadOptions()) -> DistilledSet:
-    """The MTT-style set at ``path`` (see the module's text), checked against ``data``.
+    """The MTT-style set at ``path`` (see the module's text), checked against ``data``, as stored.
 
     ``options.zca`` says the set was distilled with MTT's ``--zca``: its images are then ZCA-whitened pixels,
     taken as they are, and ``data`` must be whitened too (``data.zca``, which whitens as MTT does). Otherwise the
     images are in ``options.normalization``, by default MTT's constants for ``data`` (CIFAR-10's for CIFAR-100
-    too, ImageNet's for its subsets), and are converted to ``data``'s. A set split over folders takes the last
+    too, ImageNet's for its subsets). A set split over folders takes the last
     part's learning rate: SeqMatch trains its whole set with it."""
     from dpcluster.distilled.formats.mtt import MTT
 
@@ -72,15 +70,6 @@ def import_mtt(path: str | Path, data: "DataBundle", options: ReadOptions = Read
         raise UserError(f"{path}: some parts have class indices, others soft labels")
     # Errors about the whole set name its one labels file, or the folder its parts are in.
     origin, labels_where = (parts[0][0], parts[0][1]) if len(parts) == 1 else (path, path)
-    all_labels = torch.cat(labels)
     check_zca(origin, options.zca, data)
-    if options.zca:
-        mean, std = zca_normalization(origin, options, data.input_shape[0])
-    else:
-        mean, std = source_normalization(options.normalization, data, str(origin), MTT.upstream)
-    distilled = DistilledSet(
-        images=torch.cat(images), labels=all_labels, source_dataset=data.name,
-        images_per_class=images_per_class(all_labels, data.num_classes, labels_where), method="mtt",
-        mean=mean, std=std, learned_lr=learned_lr, num_classes=data.num_classes, zca=options.zca,
-        extra={"imported_from": str(origin.resolve())})
-    return distilled.matched_to(data, where=str(origin))
+    return stored_set(torch.cat(images), torch.cat(labels), data, options, method="mtt", upstream=MTT.upstream,
+                      origin=origin, labels_where=labels_where, learned_lr=learned_lr)
