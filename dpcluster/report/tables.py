@@ -106,14 +106,12 @@ def summary(data: ReportData) -> pd.DataFrame:
 
 def _grid_columns(out: pd.DataFrame, levels: pd.DataFrame) -> pd.DataFrame:
     """The summary with one column per grid key (the value of each series' grid point), after the series."""
-    from dpcluster.specs.experiment import grid_values
+    from dpcluster.specs.experiment import grid_columns
 
     if "grid" not in levels or levels["grid"].isna().all():
         return out
-    of_series = levels.dropna(subset=["grid"]).groupby("series")["grid"].first()
-    parsed = {series: grid_values(label) for series, label in of_series.items()}
-    keys = sorted({key for values in parsed.values() for key in values})
+    of_series = levels.dropna(subset=["grid"]).groupby("series")["grid"].first().to_dict()
     position = out.columns.get_loc("series") + 1
-    for offset, key in enumerate(keys):
-        out.insert(position + offset, key, [parsed.get(series, {}).get(key) for series in out["series"]])
+    for offset, (key, values) in enumerate(grid_columns([of_series.get(s) for s in out["series"]]).items()):
+        out.insert(position + offset, key, values)
     return out

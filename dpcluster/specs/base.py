@@ -217,16 +217,28 @@ def parse_assignment(text: str) -> tuple[str, Any, str]:
     return key, value, raw.strip()
 
 
+def field_values(kind: type, data: Mapping[str, Any], keys: typing.Collection[str] | None = None) -> dict[str, Any]:
+    """``data``'s values as the fields of ``kind`` they set (of ``keys`` only, where given): an unknown key, or a
+    value of the wrong type, is a SpecError naming it. A partial table for a field holding a spec changes that
+    field's default (a default_factory's spec, say), not the spec class's defaults."""
+    hints = typing.get_type_hints(kind)
+    fields = {f.name: f for f in dataclasses.fields(kind) if f.init and (keys is None or f.name in keys)}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise SpecError(key, f"unknown key (known: {', '.join(sorted(fields))})")
+        default = _field_default(fields[key])
+        if isinstance(default, Spec) and isinstance(value, Mapping):
+            value = _merged(default.to_dict(), value)
+        values[key] = coerce_value(value, hints[key], key)
+    return values
+
+
 def partial_table(kind: type, table: Mapping[str, Any]) -> Table:
     """A partial table of ``kind``'s fields (a sweep's ``[data.NAME]`` over its base data, ``[sets.N]`` over its
     inner loop's training): each key a field of ``kind`` and each value of its type, checked now; the table is
     kept as written and applied over a spec with ``with_values``, where the spec's own checks run."""
-    hints = typing.get_type_hints(kind)
-    names = {f.name for f in dataclasses.fields(kind) if f.init}
-    for key, value in table.items():
-        if key not in names:
-            raise SpecError(key, f"unknown key (known: {', '.join(sorted(names))})")
-        coerce_value(value, hints[key], key)
+    field_values(kind, table)
     return Table.of(table, "")
 
 
@@ -235,20 +247,7 @@ class Spec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
-        hints = typing.get_type_hints(cls)
-        names = {f.name for f in dataclasses.fields(cls) if f.init}
-        for key in data:
-            if key not in names:
-                raise SpecError(key, f"unknown key (known: {', '.join(sorted(names))})")
-        defaults = {f.name: _field_default(f) for f in dataclasses.fields(cls)}
-        values = {}
-        for key, value in data.items():
-            default = defaults[key]
-            if isinstance(default, Spec) and isinstance(value, Mapping):
-                # A partial table changes the field's default (a default_factory's spec, say), not the class's.
-                value = _merged(default.to_dict(), value)
-            values[key] = coerce_value(value, hints[key], key)
-        return cls(**values)
+        return cls(**field_values(cls, data))
 
     def to_dict(self) -> dict[str, Any]:
         """Every field, as plain data; ``None`` fields are left out (TOML has no null)."""

@@ -221,6 +221,14 @@ def grid_values(label: str | None) -> dict:
     return out
 
 
+def grid_columns(labels: list) -> dict[str, list]:
+    """A column per grid key for rows with these "grid" texts (None where a row's experiment had none), keys
+    sorted. Labels are few (one per grid point), so each is parsed once."""
+    parsed = {label: grid_values(label) for label in set(labels)}
+    keys = sorted({key for values in parsed.values() for key in values})
+    return {key: [parsed[label].get(key) for label in labels] for key in keys}
+
+
 # A "key=value" pair of a grid label; values may be lists or strings holding ", " themselves.
 _GRID_PAIRS = re.compile(r'[\w.]+=(?:\[[^\]]*\]|"(?:[^"\\]|\\.)*"|[^,]+)')
 

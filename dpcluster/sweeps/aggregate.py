@@ -52,15 +52,11 @@ def summarise(table: pa.Table) -> pa.Table:
 
 def with_grid_columns(table: pa.Table) -> pa.Table:
     """``table`` with one column per grid key (``training.lr``, ...) holding each row's value from its "grid"
-    text (null where its experiment had none); unchanged for a sweep without a grid. Labels are few (one per
-    grid point), so each is parsed once."""
-    from dpcluster.specs.experiment import grid_values
+    text (null where its experiment had none); unchanged for a sweep without a grid."""
+    from dpcluster.specs.experiment import grid_columns
 
-    labels = table["grid"].to_pylist()
-    parsed = {label: grid_values(label) for label in set(labels)}
-    keys = sorted({key for values in parsed.values() for key in values})
-    for key in keys:
-        table = table.append_column(key, pa.array([parsed[label].get(key) for label in labels]))
+    for key, values in grid_columns(table["grid"].to_pylist()).items():
+        table = table.append_column(key, pa.array(values))
     return table
 
 

@@ -33,29 +33,33 @@ def experiments(sweep: SweepSpec) -> list[ExperimentSpec]:
 
 
 def _on_grid(spec: ExperimentSpec, points: list[dict]) -> list[ExperimentSpec]:
-    """``spec`` at every grid point (its fields set, the point kept as its label); ``spec`` itself without a
-    grid. Points that change nothing for its method (a distilled-set setting for IMP) give one experiment."""
+    """``spec`` at every grid point (its fields set, the keys it depends on kept as its label); ``spec`` itself
+    without a grid. Points that differ only in keys it does not depend on (a distilled-set setting for IMP) are
+    one experiment."""
     if points == [{}]:
         return [spec]
-    out, seen = [], set()
+    identity = spec.identity_dict()
+    relevant = [key for key in points[0] if _holds(identity, key)]
+    out, labels, ids = [], set(), set()
     for point in points:
+        label = {key: point[key] for key in relevant}
+        if repr(label) in labels:  # another point already made it
+            continue
+        labels.add(repr(label))
         try:
             at = spec.with_values(point)
         except SpecError as error:
             raise SpecError(f"grid ({spec.method}, {spec.data.partition_name}, {spec.model.name})",
                             error.message) from None
-        identity = at.experiment_id
-        relevant = {key: value for key, value in point.items() if _changes(spec, key)}
-        if identity in seen:
-            continue
-        seen.add(identity)
-        out.append(at.replace(grid=Table.of(relevant, "grid") if relevant else None))
+        if at.experiment_id not in ids:  # values a field takes alike (1 and 1.0)
+            ids.add(at.experiment_id)
+            out.append(at.replace(grid=Table.of(label, "grid") if label else None))
     return out
 
 
-def _changes(spec: ExperimentSpec, key: str) -> bool:
-    """Whether the grid key ``key`` is part of what identifies ``spec`` (IMP has no distilled settings)."""
-    node = spec.identity_dict()
+def _holds(identity: dict, key: str) -> bool:
+    """Whether the dotted ``key`` is part of an experiment's ``identity`` (IMP's has no distilled settings)."""
+    node = identity
     for part in key.split("."):
         if not isinstance(node, dict) or part not in node:
             return False

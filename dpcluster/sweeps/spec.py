@@ -218,7 +218,7 @@ class SweepSpec(Spec):
     def _check_grid(self) -> None:
         from dpcluster.specs.base import value_at
 
-        for key, values in (self.grid or ()):
+        for key, values in (self.grid.as_dict() if self.grid else {}).items():
             where = f'grid."{key}"'
             check(key not in GRID_AXES, where, f"{key} is an axis of the sweep already ({GRID_AXES.get(key)})")
             try:
@@ -227,11 +227,11 @@ class SweepSpec(Spec):
                 raise SpecError(where, "no such field of an experiment spec (write its dotted key, e.g. "
                                        "training.lr)") from None
             check(not isinstance(leaf, Spec), where, f"{key} is a table; name one of its fields")
-            check(isinstance(values, tuple) and len(values) > 0, where, "must be a non-empty list of values")
-            check(len(set(map(repr, values))) == len(values), where, f"lists a value twice: {list(values)}")
+            check(isinstance(values, list) and len(values) > 0, where, "must be a non-empty list of values")
+            check(len(set(map(repr, values))) == len(values), where, f"lists a value twice: {values}")
             for i, value in enumerate(values):
                 try:
-                    self.base.with_values({key: _plain_value(value)})
+                    self.base.with_values({key: value})
                 except SpecError as error:
                     raise SpecError(f"{where}[{i}]", error.message) from None
 
@@ -240,9 +240,9 @@ class SweepSpec(Spec):
         grid."""
         import itertools
 
-        keys = sorted(key for key, _ in (self.grid or ()))
-        lists = [[_plain_value(v) for v in dict(self.grid)[key]] for key in keys]
-        return [dict(zip(keys, combination)) for combination in itertools.product(*lists)]
+        grid = self.grid.as_dict() if self.grid else {}
+        keys = sorted(grid)
+        return [dict(zip(keys, combination)) for combination in itertools.product(*(grid[key] for key in keys))]
 
     def with_assignments(self, assignments, option: str = "--set") -> "SweepSpec":
         """This sweep with ``KEY=VALUE`` texts applied in order: a key naming the sweep's own fields (``seeds``,
@@ -263,7 +263,8 @@ class SweepSpec(Spec):
                 except SpecError as error:
                     raise UserError(f"{option} {key}: {error.message}") from None
                 continue
-            own = head in {f.name for f in fields(self)} and head != "base" and not (head == "data" and len(rest) == 1)
+            # data.root is the base's data; data.NAME.KEY a data set's table.
+            own = head in {f.name for f in fields(self)} and head != "base" and (head != "data" or len(rest) > 1)
             spec = Spec.with_assignments(spec, [text if own else f"base.{text}"], option)
         return spec
 
@@ -332,13 +333,6 @@ class SweepSpec(Spec):
 GRID_AXES = {"method": "methods", "seed": "seeds", "data.name": "datasets", "data.label": "datasets",
              "model.name": "models", "pruning.rewind": "rewinds", "distilled.images_per_class": "images_per_class",
              "grid": "grid"}
-
-
-def _plain_value(value):
-    """A grid value as TOML data (a Table's lists are tuples, its tables Tables)."""
-    from dpcluster.specs.base import _plain
-
-    return _plain(value)
 
 
 def analysis_names() -> tuple[str, ...]:

@@ -5,14 +5,13 @@ value of the wrong type for its field is one line naming the key."""
 from __future__ import annotations
 
 import math
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dpcluster.errors import SpecError, UserError
 from dpcluster.specs import ExperimentSpec
-from dpcluster.specs.base import Spec, check, check_choice, coerce_value, dotted, value_at
+from dpcluster.specs.base import Spec, check, check_choice, coerce_value, dotted, field_values, value_at
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice", "grid")
 ALGORITHMS = ("random", "grid", "optuna")
@@ -146,11 +145,10 @@ class SearchSpec(Spec):
         check_choice(kind, objective_names(), "objective.kind")
         mode = objective.pop("mode", get_objective(kind).mode)
         settings = tuple(get_objective(kind).settings(objective).items())
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for key, value in search.items():
-            check(key in SEARCH_KEYS, f"search.{key}", f"unknown key (known: {', '.join(sorted(SEARCH_KEYS))})")
-            values[key] = coerce_value(value, hints[key], f"search.{key}")
+        try:
+            values = field_values(cls, search, SEARCH_KEYS)
+        except SpecError as error:
+            raise error.under("search") from None
         return cls(name=coerce_value(data.get("name", "search"), str, "name"), base=base, space=space,
                    objective=kind, mode=mode, objective_settings=settings, **values)
 
