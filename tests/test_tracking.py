@@ -74,14 +74,14 @@ def test_wandb_offline_writes_its_run_folders(tmp_path, monkeypatch):
     for key in ("WANDB_API_KEY", "WANDB_MODE"):
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))  # not logged in: offline
-    out = tmp_path / "out"
+    out = tmp_path / "tracked-sweep"  # the project's name
     assert main([*RUN, "--track", "wandb", "--out", str(out)]) == 0
     experiment = levels(out)[1]["experiment_id"]
     folders = sorted((out / "wandb" / "wandb").glob("offline-run-*"))
     assert len(folders) >= 2
     logged = b"".join(file.read_bytes() for folder in folders for file in folder.glob("run-*.wandb"))
     for text in (f"imp-s0-{experiment}-r1", f"imp-s0-{experiment}-r2", "real_inner_loop/loss",
-                 "level/test_accuracy", '"out"'.strip('"')):
+                 "level/test_accuracy", "tracked-sweep"):
         assert text.encode() in logged, text
 
 

@@ -24,6 +24,7 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
     from dpcluster.methods.reporter import Reporter, Reporters
     from dpcluster.runtime import resolve_device, use_granted_cpus
     from dpcluster.sweeps.context import JobContext
+    from dpcluster.tracking.reporter import folder_tracking
     from dpcluster.training.distributed import from_environment, launched_world_size, leave
 
     job = call.job
@@ -54,33 +55,18 @@ def execute(call: JobCall, reporter=None, distill_progress=None) -> str:
             distributed = None
             if not main:
                 return job.id
-    layout = SweepLayout(Path(call.sweep_dir))
-    tracking = _tracking(layout, distributed)
     reporter = reporter or Reporter()
-    context = JobContext(layout, device, distributed,
-                         Reporters(reporter, tracking) if tracking is not None else reporter, distill_progress)
-    try:
-        kind.run(job, context)
-    except BaseException:
-        leave(distributed, wait=False)
-        raise
-    finally:
-        if tracking is not None:
-            tracking.close()
+    # One process of a data-parallel job reports to the folder's trackers.
+    with folder_tracking(Path(call.sweep_dir), distributed is None or distributed.is_main) as tracking:
+        context = JobContext(SweepLayout(Path(call.sweep_dir)), device, distributed,
+                             Reporters(reporter, tracking) if tracking is not None else reporter, distill_progress)
+        try:
+            kind.run(job, context)
+        except BaseException:
+            leave(distributed, wait=False)
+            raise
     leave(distributed)
     return job.id
-
-
-def _tracking(layout: SweepLayout, distributed):
-    """The trackers the folder's jobs report to, opened here (one process of a data-parallel job reports)."""
-    from dpcluster.tracking.registry import open_sinks, read_tracks
-
-    tracks = read_tracks(layout.tracking_file)
-    if not tracks or (distributed is not None and not distributed.is_main):
-        return None
-    from dpcluster.tracking.reporter import TrackingReporter
-
-    return TrackingReporter(open_sinks(tracks, layout.root.resolve().name))
 
 
 def execute_logged(call: JobCall, reporter=None, distill_progress=None) -> str:

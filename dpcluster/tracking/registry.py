@@ -30,8 +30,7 @@ class Tracker:
     open: str
     # The module it needs (its pip package is named in the error when it is missing).
     needs: str
-    # What TARGET means, and where it goes without one (relative to the output folder).
-    target: str
+    # Where it writes without a TARGET: this folder under the output folder.
     default: str
 
 
@@ -65,7 +64,7 @@ def parse_track(text: str, out: Path) -> Track:
                         f"pip install 'dpcluster[track]' for every tracker)")
     if not target:
         target = str((Path(out) / tracker.default).absolute())
-    elif "://" not in target and tracker.target.startswith("a folder"):
+    elif "://" not in target:  # a folder (not a URI such as http://host:5000 or sqlite:///mlflow.db)
         target = str(Path(target).expanduser().absolute())
     return Track(name, target)
 

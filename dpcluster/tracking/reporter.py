@@ -7,6 +7,10 @@ iteration."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 from dpcluster.methods.reporter import Reporter, Training
 from dpcluster.results.records import RoundRecord
 from dpcluster.tracking.registry import Sink
@@ -59,3 +63,20 @@ class TrackingReporter(Reporter):
     def close(self) -> None:
         for sink in self.sinks:
             sink.close()
+
+
+@contextmanager
+def folder_tracking(folder: Path, reports: bool = True) -> Iterator[TrackingReporter | None]:
+    """The trackers a sweep or search folder's ``tracking.json`` names, opened here for one job or trial and
+    closed after it; None where it names none or this process does not report (``reports``: a data-parallel
+    job's other ranks). Its runs go to a project named after the folder."""
+    from dpcluster.sweeps.layout import SweepLayout
+    from dpcluster.tracking.registry import open_sinks, read_tracks
+
+    tracks = read_tracks(SweepLayout(Path(folder)).tracking_file) if reports else []
+    tracking = TrackingReporter(open_sinks(tracks, Path(folder).resolve().name)) if tracks else None
+    try:
+        yield tracking
+    finally:
+        if tracking is not None:
+            tracking.close()

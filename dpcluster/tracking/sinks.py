@@ -62,8 +62,7 @@ class MlflowSink:
     def __init__(self, track: Track, project: str):
         from mlflow.tracking import MlflowClient
 
-        uri = track.target if "://" in track.target or track.target.startswith("sqlite:") else \
-            Path(track.target).as_uri()
+        uri = track.target if "://" in track.target else Path(track.target).as_uri()
         if uri.startswith("file:"):
             os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
         self.client = MlflowClient(tracking_uri=uri)

@@ -92,21 +92,13 @@ def trial(config: dict, search: SearchSpec, out: str, device: str) -> None:
     from dpcluster.sweeps.context import JobContext
     from dpcluster.sweeps.layout import SweepLayout
     from dpcluster.methods.reporter import Reporter
-    from dpcluster.tracking.registry import open_sinks, read_tracks
-    from dpcluster.tracking.reporter import TrackingReporter
+    from dpcluster.tracking.reporter import folder_tracking
     from dpcluster.tune.objectives import get_objective
 
     use_granted_cpus()
-    layout = SweepLayout(Path(out))
-    tracks = read_tracks(layout.tracking_file)
-    tracking = TrackingReporter(open_sinks(tracks, layout.root.resolve().name)) if tracks else None
-    context = JobContext(layout, resolve_device(device), reporter=tracking or Reporter())
-    spec = search.configured(config)
-    try:
-        get_objective(search.objective).run(spec, search, context, tune.report)
-    finally:
-        if tracking is not None:
-            tracking.close()
+    with folder_tracking(Path(out)) as tracking:
+        context = JobContext(SweepLayout(Path(out)), resolve_device(device), reporter=tracking or Reporter())
+        get_objective(search.objective).run(search.configured(config), search, context, tune.report)
 
 
 class SearchInterrupted(Exception):

@@ -6,4 +6,4 @@ from dpcluster.tracking.registry import Tracker, register
 MLFLOW = register(Tracker(
     name="mlflow", summary="MLflow runs in an experiment named after the sweep (a local file store by default)",
     open="dpcluster.tracking.sinks:MlflowSink", needs="mlflow",
-    target="a folder (a file store) or a tracking URI", default="mlruns"))
+    default="mlruns"))

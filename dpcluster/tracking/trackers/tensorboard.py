@@ -5,4 +5,4 @@ from dpcluster.tracking.registry import Tracker, register
 TENSORBOARD = register(Tracker(
     name="tensorboard", summary="TensorBoard event files, a folder per run",
     open="dpcluster.tracking.sinks:TensorBoardSink", needs="tensorboard",
-    target="a folder", default="tensorboard"))
+    default="tensorboard"))

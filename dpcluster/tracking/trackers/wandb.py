@@ -6,4 +6,4 @@ from dpcluster.tracking.registry import Tracker, register
 WANDB = register(Tracker(
     name="wandb", summary="Weights & Biases runs (offline run folders unless you have logged in)",
     open="dpcluster.tracking.sinks:WandbSink", needs="wandb",
-    target="a folder for the run folders", default="wandb"))
+    default="wandb"))
